@@ -1,0 +1,37 @@
+# The two commands that do all set-up themselves:
+#   make demo   sample game logs -> shipper -> local Kafka -> mtga -> LogBus files
+#   make test   the whole test suite against a local Kafka the suite starts itself
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv kafka-start kafka-stop bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: venv
+	scripts/ensure-tools
+	$(PY) -m pytest tests
+
+demo: venv
+	$(PY) scripts/demo.py
+
+kafka-start: venv
+	scripts/kafka-local start
+
+kafka-stop:
+	scripts/kafka-local stop
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	scripts/kafka-local stop || true
+	rm -rf $(VENV) demo .kafka-local

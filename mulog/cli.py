@@ -1,0 +1,41 @@
+"""What both command-line programs share: user errors become one line and an
+exit code, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import typer
+
+from offsets import StateError
+
+from .config import EXIT_CONFIG, ConfigError
+
+EXIT_ERROR = 1
+EXIT_TIMEOUT = 3
+
+
+class UserError(Exception):
+    """An error whose message is for the user; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+def run(app: typer.Typer, prog: str) -> Callable[[], None]:
+    def main() -> None:
+        try:
+            app(prog_name=prog, standalone_mode=True)
+        except ConfigError as e:
+            print(f"{prog}: config error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        except StateError as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            sys.exit(EXIT_ERROR)
+        except UserError as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            sys.exit(e.code)
+
+    return main

@@ -1,0 +1,32 @@
+"""Configuration sections shared by both programs."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+Scalar = Union[str, int, float, bool]
+
+
+class LogConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    file: str | None = None  # default: <state_dir>/<program>.log when daemonised, else stderr
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    max_bytes: int = 10 * 1024 * 1024  # rotate the log file at this size
+    backups: int = 5  # rotated log files kept
+
+    def __post_init__(self):
+        if self.max_bytes < 1024:
+            raise ValueError("max_bytes: expected at least 1024")
+        if self.backups < 0:
+            raise ValueError("backups: expected 0 or more")
+
+
+class MetricsConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False  # serve Prometheus metrics over HTTP
+    host: str = "127.0.0.1"  # bind address; keep it on loopback unless a scraper needs more
+    port: int = 0  # 0 = the program's default port
+
+    def __post_init__(self):
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port: expected a number from 0 to 65535")

@@ -1,0 +1,153 @@
+"""Loading configuration files into typed objects, with one-line errors.
+
+Each program declares its configuration as msgspec Structs (keys documented in
+place, in the example files under conf/). ``load`` reads YAML, validates it
+against the Struct and turns any mistake into a ConfigError that names the
+file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+T = TypeVar("T")
+
+EXIT_CONFIG = 2
+
+
+class ConfigError(Exception):
+    """A configuration mistake: ``<file>: <key>: <what was expected>``."""
+
+    def __init__(self, file: str | os.PathLike | None, key: str | None, expected: str):
+        self.file = str(file) if file is not None else None
+        self.key = key
+        self.expected = expected
+        parts = [p for p in (self.file, key) if p]
+        super().__init__(": ".join(parts + [expected]))
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _describe(msg: str) -> tuple[str, str]:
+    """Turn a msgspec message into (key suffix, expectation)."""
+    m = re.match(r"Expected `(.+?)`, got `(.+?)`", msg)
+    if m:
+        want = m.group(1).replace(" | ", " or ").replace("array", "a list").replace("object", "a mapping")
+        return "", f"expected {want}, got {m.group(2)}"
+    m = re.match(r"Object contains unknown field `(.+?)`", msg)
+    if m:
+        return m.group(1), "unknown key (check the spelling against the documented keys)"
+    m = re.match(r"Object missing required field `(.+?)`", msg)
+    if m:
+        return m.group(1), "required key is missing"
+    m = re.match(r"Invalid enum value (.+)", msg)
+    if m:
+        return "", f"invalid value {m.group(1)}"
+    m = re.match(r"([a-z_][a-z0-9_.]*): (.+)", msg, re.S)
+    if m:  # our own checks say "<key>: <what was expected>"
+        return m.group(1), m.group(2)
+    return "", msg[0].lower() + msg[1:] if msg else "invalid value"
+
+
+def _choices(type_: Any, path: str) -> list[str] | None:
+    """The allowed values of a Literal-typed key, found along ``path``."""
+    t = type_
+    for part in re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\[\d+\]", path):
+        if part.startswith("["):
+            args = typing.get_args(t)
+            t = args[0] if args else None
+            continue
+        try:
+            t = typing.get_type_hints(t).get(part)
+        except TypeError:
+            return None
+        if t is None:
+            return None
+    if typing.get_origin(t) is typing.Literal:
+        return [str(a) for a in typing.get_args(t)]
+    return None
+
+
+def _key_from_path(path: str | None) -> str:
+    if not path:
+        return ""
+    key = path.lstrip(".")
+    return key
+
+
+def convert(data: Any, type_: type[T], file: str | os.PathLike | None = None, prefix: str = "") -> T:
+    """Validate plain data (from YAML or JSON) into ``type_``."""
+    try:
+        return msgspec.convert(data, type_, str_keys=True)
+    except msgspec.ValidationError as e:
+        m = _AT.match(str(e))
+        path = _key_from_path(m.group("path"))
+        extra, expected = _describe(m.group("msg"))
+        if expected.startswith("invalid value"):
+            choices = _choices(type_, path)
+            if choices:
+                expected = f"expected one of {', '.join(choices)}; got {expected[len('invalid value '):]}"
+        key = ".".join(p for p in (prefix, path, extra) if p).replace(".[", "[")
+        raise ConfigError(file, key or None, expected) from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, None, "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(p, None, "is a folder, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(p, None, f"cannot read it ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(p, None, f"YAML syntax error at {where}{problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(p, None, f"expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def load(path: str | os.PathLike, type_: type[T]) -> T:
+    """Read and validate a YAML configuration file."""
+    return convert(read_yaml(path), type_, path)
+
+
+def resolve(base: Path, value: str | None) -> Path | None:
+    """A path from a config file: ``~`` expanded, relative to the file's folder."""
+    if value is None or value == "":
+        return None
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def bootstrap_override(configured: str) -> str:
+    """``KAFKA_BOOTSTRAP_SERVERS``, where set, overrides the configured servers."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    return env or configured
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` recursively (command-line flags over a file)."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out

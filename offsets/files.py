@@ -1,0 +1,103 @@
+"""FilePositions: how far each tailed file has been delivered to Kafka.
+
+A file is identified by device + inode, checked against a fingerprint of its
+first bytes (up to FINGERPRINT_BYTES): a new file that reuses an old inode has
+different first bytes, so its stored position is not applied to it. The
+fingerprint covers fewer bytes while the file is shorter; its length is stored
+with it so that it is recomputed over the same range.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Iterable
+
+import msgspec
+
+from .db import Batch, StateDB
+
+_PREFIX = b"fp/"
+FINGERPRINT_BYTES = 1024
+
+
+def fingerprint(fd_or_path, length: int = FINGERPRINT_BYTES) -> tuple[int, int]:
+    """(length covered, crc32) of the first ``length`` bytes of a file."""
+    if isinstance(fd_or_path, int):
+        data = os.pread(fd_or_path, length, 0)
+    else:
+        with open(fd_or_path, "rb") as f:
+            data = f.read(length)
+    return len(data), zlib.crc32(data)
+
+
+class _Rec(msgspec.Struct, array_like=True):
+    path: str
+    offset: int
+    fp_len: int
+    fp_crc: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class FilePosition:
+    dev: int
+    ino: int
+    fp_len: int
+    fp_crc: int
+    path: str
+    offset: int
+    updated_at: float
+
+    @property
+    def identity(self) -> str:
+        return file_identity(self.dev, self.ino, self.fp_crc)
+
+
+def file_identity(dev: int, ino: int, fp_crc: int) -> str:
+    return f"{dev:x}:{ino:x}:{fp_crc:08x}"
+
+
+def _key(dev: int, ino: int) -> bytes:
+    return _PREFIX + struct.pack(">QQ", dev, ino)
+
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(_Rec)
+
+
+class FilePositions:
+    def __init__(self, db: StateDB):
+        self.db = db
+
+    def get(self, dev: int, ino: int) -> FilePosition | None:
+        v = self.db.get(_key(dev, ino))
+        if v is None:
+            return None
+        r = _dec.decode(v)
+        return FilePosition(dev, ino, r.fp_len, r.fp_crc, r.path, r.offset, r.updated_at)
+
+    def put_many(self, positions: Iterable[FilePosition], batch: Batch | None = None, sync: bool = False) -> None:
+        b = batch or Batch()
+        for p in positions:
+            b.put(_key(p.dev, p.ino), _enc.encode(_Rec(p.path, p.offset, p.fp_len, p.fp_crc, p.updated_at)))
+        if batch is None:
+            self.db.write(b, sync=sync)
+
+    def put(self, pos: FilePosition, sync: bool = False) -> None:
+        self.put_many([pos], sync=sync)
+
+    def forget(self, dev: int, ino: int) -> None:
+        b = Batch()
+        b.delete(_key(dev, ino))
+        self.db.write(b)
+
+    def all(self) -> list[FilePosition]:
+        out = []
+        for k, v in self.db.scan(_PREFIX):
+            dev, ino = struct.unpack(">QQ", k[len(_PREFIX):])
+            r = _dec.decode(v)
+            out.append(FilePosition(dev, ino, r.fp_len, r.fp_crc, r.path, r.offset, r.updated_at))
+        return out

@@ -1,0 +1,470 @@
+"""A real Apache Kafka broker (KRaft) on 127.0.0.1, fetched from Maven Central.
+
+Used by `scripts/kafka-local`, by the test suite, by `make demo` and by the
+benchmarks: all of them start the broker through this module.
+
+The broker jars (org.apache.kafka:kafka_2.13 and its runtime dependencies) are
+copied by Maven (scripts/kafka/pom.xml) into a cache outside git:
+``$KAFKA_LOCAL_CACHE`` or ``~/.cache/mulog/kafka/<version>``.
+
+Runtime files live in a home folder (``$KAFKA_LOCAL_HOME`` or ``.kafka-local``
+in the repository): ``bootstrap`` (the bootstrap address), ``cluster.json``
+(pids and ports), and one ``node-<id>/`` folder per broker with its
+``server.properties``, data and ``server.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+POM = HERE / "kafka" / "pom.xml"
+LOG4J = HERE / "kafka" / "log4j2.properties"
+KAFKA_VERSION = os.environ.get("KAFKA_LOCAL_VERSION", "4.1.1")
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2/"
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+
+class KafkaLocalError(Exception):
+    """A failure with a message meant for the user (no traceback)."""
+
+
+def log(msg: str) -> None:
+    print(f"kafka-local: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- jars
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("KAFKA_LOCAL_CACHE")
+    if base:
+        return Path(base).expanduser() / KAFKA_VERSION
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "mulog" / "kafka" / KAFKA_VERSION
+
+
+def ensure_jars() -> Path:
+    """Return the folder of broker jars, fetching them with Maven when missing."""
+    libs = cache_dir() / "libs"
+    done = cache_dir() / ".complete"
+    if done.exists() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None:
+        raise KafkaLocalError("Maven (mvn) is not installed; it is needed to fetch the Kafka broker jars")
+    if shutil.which("java") is None:
+        raise KafkaLocalError("java is not installed; the Kafka broker needs Java 17 or newer")
+    log(f"fetching Apache Kafka {KAFKA_VERSION} (org.apache.kafka:kafka_2.13) from Maven Central into {libs}")
+    tmp = cache_dir() / "libs.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "mvn", "-B", "-q", "-f", str(POM), "package",
+        f"-Dkafka.version={KAFKA_VERSION}", f"-Dkafka.libdir={tmp}",
+    ]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        reach = "reachable" if _reachable("repo1.maven.org", 443) else "NOT reachable"
+        raise KafkaLocalError(
+            f"could not fetch the Kafka broker from Maven Central ({MAVEN_CENTRAL} is {reach} "
+            f"from this machine); Maven said:\n{tail}"
+        )
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    done.write_text(KAFKA_VERSION + "\n")
+    n = len(list(libs.glob("*.jar")))
+    log(f"fetched {n} jars from Maven Central in {time.monotonic() - t0:.1f}s")
+    return libs
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------ cluster
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Node:
+    id: int
+    port: int
+    controller_port: int
+    pid: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class State:
+    version: str
+    cluster_id: str
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("KAFKA_LOCAL_HOME") or (REPO / ".kafka-local")).resolve()
+
+
+class Cluster:
+    """A local KRaft cluster of one or more combined broker+controller nodes."""
+
+    def __init__(self, home: Path | str | None = None):
+        self.home = Path(home).resolve() if home else default_home()
+
+    # state file -------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.home / "cluster.json"
+
+    def load(self) -> State | None:
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return State(raw["version"], raw["cluster_id"], [Node(**n) for n in raw["nodes"]])
+
+    def save(self, st: State) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(st), indent=1))
+        tmp.replace(self.state_file)
+        (self.home / "bootstrap").write_text(st.bootstrap + "\n")
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.home / f"node-{node_id}"
+
+    # queries ----------------------------------------------------------------
+    def running(self) -> State | None:
+        """The saved state if every node's process is alive, else None."""
+        st = self.load()
+        if st and st.nodes and all(n.pid and _alive(n.pid) for n in st.nodes):
+            return st
+        return None
+
+    def bootstrap(self) -> str:
+        st = self.running()
+        if not st:
+            raise KafkaLocalError(f"no local Kafka runs from {self.home}")
+        return st.bootstrap
+
+    # start ------------------------------------------------------------------
+    def start(self, brokers: int = 1, port: int | None = None) -> State:
+        st = self.running()
+        if st:
+            if len(st.nodes) != brokers:
+                raise KafkaLocalError(
+                    f"a {len(st.nodes)}-broker cluster already runs at {st.bootstrap}; "
+                    f"stop it first to start {brokers}"
+                )
+            if self.wait_ready(st, timeout=15):
+                log(f"reusing the running broker(s) at {st.bootstrap}")
+                return st
+            raise KafkaLocalError(f"processes run for {st.bootstrap} but the cluster does not answer")
+        self._cleanup_stale()
+        libs = ensure_jars()
+        ports = [port] if (port and brokers == 1) else []
+        if port and brokers > 1:
+            ports = [port + i for i in range(brokers)]
+        nodes = []
+        for i in range(brokers):
+            p = ports[i] if ports else free_port()
+            cp = free_port()
+            while cp == p:
+                cp = free_port()
+            nodes.append(Node(id=i + 1, port=p, controller_port=cp))
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        st = State(KAFKA_VERSION, cluster_id, nodes)
+        t0 = time.monotonic()
+        for n in nodes:
+            self._write_properties(st, n)
+            self._format(libs, st, n)
+        for n in nodes:
+            n.pid = self._spawn(libs, n)
+        self.save(st)
+        if not self.wait_ready(st, timeout=START_TIMEOUT_S):
+            tails = "\n".join(self._log_tail(n) for n in nodes)
+            self.stop()
+            raise KafkaLocalError(f"the broker did not answer within {START_TIMEOUT_S:.0f}s\n{tails}")
+        log(f"{brokers} broker(s) ready at {st.bootstrap} in {time.monotonic() - t0:.1f}s "
+            f"(Apache Kafka {KAFKA_VERSION}, jars from {libs})")
+        return st
+
+    def _cleanup_stale(self) -> None:
+        st = self.load()
+        if st:
+            for n in st.nodes:
+                if n.pid and _alive(n.pid):
+                    _terminate(n.pid)
+        for d in self.home.glob("node-*"):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _write_properties(self, st: State, n: Node) -> None:
+        d = self.node_dir(n.id)
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        rf = min(3, len(st.nodes))
+        voters = ",".join(f"{m.id}@127.0.0.1:{m.controller_port}" for m in st.nodes)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": n.id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(d / "data"),
+            # defaults suited to tests and demos
+            "auto.create.topics.enable": "true",
+            "num.partitions": 3,
+            "default.replication.factor": rf,
+            "min.insync.replicas": 2 if rf >= 3 else 1,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": 2 if rf >= 3 else 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "log.segment.bytes": 16 * 1024 * 1024,
+            "log.retention.hours": 24,
+            "log.retention.check.interval.ms": 60000,
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "replica.fetch.max.bytes": 16 * 1024 * 1024,
+            "unclean.leader.election.enable": "false",
+        }
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        (d / "server.properties").write_text(text)
+
+    def _java(self, libs: Path, main: str, *args: str, heap: str = "768m", logs: Path | None = None) -> list[str]:
+        cmd = [
+            "java", f"-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+        ]
+        if logs:
+            cmd.append(f"-Dkafka.logs.dir={logs}")
+        cmd += ["-cp", str(libs / "*"), main, *args]
+        return cmd
+
+    def _format(self, libs: Path, st: State, n: Node) -> None:
+        d = self.node_dir(n.id)
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", st.cluster_id,
+                         "-c", str(d / "server.properties"), "--ignore-formatted", heap="256m", logs=d)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise KafkaLocalError(f"formatting KRaft storage of node {n.id} failed:\n{proc.stdout[-2000:]}")
+
+    def _spawn(self, libs: Path, n: Node) -> int:
+        d = self.node_dir(n.id)
+        out = open(d / "stdout.log", "ab")
+        cmd = self._java(libs, "kafka.Kafka", str(d / "server.properties"), logs=d)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=str(d))
+        out.close()
+        return proc.pid
+
+    def _log_tail(self, n: Node, lines: int = 20) -> str:
+        parts = []
+        for name in ("stdout.log", "server.log"):
+            p = self.node_dir(n.id) / name
+            if p.exists():
+                parts.append(f"--- node {n.id} {name}:\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(parts)
+
+    def wait_ready(self, st: State, timeout: float) -> bool:
+        """Wait until every node answers a metadata request listing all brokers."""
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        want = {n.id for n in st.nodes}
+        while time.monotonic() < deadline:
+            if any(n.pid and not _alive(n.pid) for n in st.nodes):
+                return False
+            ok = True
+            for n in st.nodes:
+                try:
+                    admin = AdminClient({"bootstrap.servers": n.address, "log_level": 0,
+                                         "logger": _quiet_logger()})
+                    md = admin.list_topics(timeout=3)
+                    if {b for b in md.brokers} != want or md.controller_id < 0:
+                        ok = False
+                except Exception:
+                    ok = False
+                if not ok:
+                    break
+            if ok:
+                return True
+            time.sleep(0.3)
+        return False
+
+    # node control, for fault tests ------------------------------------------
+    def stop_node(self, node_id: int, sig: int = signal.SIGTERM, wait: bool = True) -> None:
+        st = self.load()
+        n = next(n for n in st.nodes if n.id == node_id)
+        if n.pid and _alive(n.pid):
+            if sig == signal.SIGTERM:
+                _terminate(n.pid)
+            else:
+                os.kill(n.pid, sig)
+                if wait:
+                    _wait_gone(n.pid, STOP_TIMEOUT_S)
+
+    def start_node(self, node_id: int, wait: bool = True) -> None:
+        st = self.load()
+        n = next(n for n in st.nodes if n.id == node_id)
+        if n.pid and _alive(n.pid):
+            return
+        n.pid = self._spawn(cache_dir() / "libs", n)
+        self.save(st)
+        if wait and not self.wait_ready(st, timeout=START_TIMEOUT_S):
+            raise KafkaLocalError(f"node {node_id} did not come back\n{self._log_tail(n)}")
+
+    # stop -------------------------------------------------------------------
+    def stop(self, keep_data: bool = False) -> bool:
+        st = self.load()
+        if not st:
+            return False
+        for n in st.nodes:
+            if n.pid and _alive(n.pid):
+                os.kill(n.pid, signal.SIGTERM)
+        for n in st.nodes:
+            if n.pid:
+                _terminate(n.pid)
+        if not keep_data:
+            for n in st.nodes:
+                shutil.rmtree(self.node_dir(n.id), ignore_errors=True)
+            for f in ("cluster.json", "bootstrap"):
+                try:
+                    (self.home / f).unlink()
+                except FileNotFoundError:
+                    pass
+        return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # reap it if it is our child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not _wait_gone(pid, STOP_TIMEOUT_S):
+        log(f"pid {pid} did not stop in {STOP_TIMEOUT_S:.0f}s; killing it")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        _wait_gone(pid, 5)
+
+
+def _quiet_logger():
+    import logging
+
+    lg = logging.getLogger("kafka-local.client")
+    lg.addHandler(logging.NullHandler())
+    lg.propagate = False
+    return lg
+
+
+# ---------------------------------------------------------------------------- cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="kafka-local", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", help="runtime folder (default $KAFKA_LOCAL_HOME or .kafka-local)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("start", help="start (or reuse) the local broker; prints the bootstrap address last")
+    s.add_argument("--port", type=int, help="listener port (default: a free one)")
+    s.add_argument("--brokers", type=int, default=1, help="number of brokers (default 1)")
+    sub.add_parser("stop", help="stop the local broker(s) and remove their data")
+    sub.add_parser("status", help="say whether it runs and where")
+    sub.add_parser("fetch", help="only fetch the broker jars from Maven Central")
+    args = ap.parse_args(argv)
+    cl = Cluster(args.home)
+    try:
+        if args.cmd == "start":
+            st = cl.start(brokers=args.brokers, port=args.port)
+            print(st.bootstrap)
+        elif args.cmd == "stop":
+            if cl.stop():
+                print("stopped")
+            else:
+                print("not running")
+        elif args.cmd == "status":
+            st = cl.running()
+            if st:
+                pids = ",".join(str(n.pid) for n in st.nodes)
+                print(f"running: {len(st.nodes)} broker(s) at {st.bootstrap} (pids {pids}, Kafka {st.version})")
+            else:
+                print("not running")
+                return 1
+        elif args.cmd == "fetch":
+            print(ensure_jars())
+    except KafkaLocalError as e:
+        log(str(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

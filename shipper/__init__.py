@@ -1,0 +1,1 @@
+"""shipper: tails log files and publishes every line to Kafka, at least once."""

@@ -1,0 +1,1 @@
+"""mtga: consumes game events from Kafka and writes ThinkingData LogBus files."""

@@ -1,0 +1,177 @@
+"""Typed configuration of ``mtga`` (conf/mtga.yml documents each key)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from mulog.common_conf import LogConf, MetricsConf, Scalar
+from mulog.config import ConfigError, bootstrap_override, convert, merge, read_yaml, resolve
+
+# Consumer settings the daemon relies on; `kafka.consumer` may add or override
+# tuning keys, but not the ones that carry the delivery contract.
+CONSUMER_DEFAULTS: dict[str, Scalar] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "enable.partition.eof": False,
+    "fetch.max.bytes": 52_428_800,
+    "max.partition.fetch.bytes": 4_194_304,
+    "queued.max.messages.kbytes": 65_536,
+    "session.timeout.ms": 30_000,
+    "max.poll.interval.ms": 300_000,
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+CONSUMER_FIXED = ("enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers")
+
+
+class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "mtga"
+    topics: list[str] = []
+    topic_pattern: str | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    batch_size: int = 5000
+    consumer: dict[str, Scalar] = {}
+
+    def __post_init__(self):
+        if not self.group_id:
+            raise ValueError("group_id: expected a non-empty string")
+        if self.topic_pattern is not None:
+            try:
+                re.compile(self.topic_pattern)
+            except re.error as e:
+                raise ValueError(f"topic_pattern: expected a regular expression ({e})") from None
+        if self.batch_size < 1:
+            raise ValueError("batch_size: expected at least 1")
+        for k in CONSUMER_FIXED:
+            if k in self.consumer:
+                raise ValueError(f"consumer: {k!r} is managed by mtga and cannot be set here")
+
+
+class OutputConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    dir: str = "output"
+    prefix: str = ""
+    rotation: Literal["daily", "hourly"] = "daily"
+    max_bytes: int = 0
+    fsync: Literal["checkpoint", "never"] = "checkpoint"
+
+    def __post_init__(self):
+        if self.prefix and not re.match(r"^[A-Za-z0-9_.-]+$", self.prefix):
+            raise ValueError("prefix: expected only letters, digits, '_', '-' and '.'")
+        if self.max_bytes < 0:
+            raise ValueError("max_bytes: expected 0 (no limit) or more")
+
+
+class TransformConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    uuid: bool = True
+
+
+class CheckpointConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    interval_s: float = 10.0
+    sync: bool = True
+
+    def __post_init__(self):
+        if self.interval_s <= 0:
+            raise ValueError("interval_s: expected a number greater than 0")
+
+
+class RetryConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    initial_backoff_s: float = 5.0
+    max_backoff_s: float = 600.0
+    batch: int = 500
+
+    def __post_init__(self):
+        if self.initial_backoff_s <= 0 or self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError("initial_backoff_s: expected 0 < initial_backoff_s <= max_backoff_s")
+        if self.batch < 1:
+            raise ValueError("batch: expected at least 1")
+
+
+class ControlConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    socket: str | None = None
+    timeout_s: float = 10.0
+
+    def __post_init__(self):
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s: expected a number greater than 0")
+
+
+class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kafka: KafkaConf = msgspec.field(default_factory=KafkaConf)
+    state_dir: str = "state/mtga"
+    settings_dir: str = "settings"
+    output: OutputConf = msgspec.field(default_factory=OutputConf)
+    transform: TransformConf = msgspec.field(default_factory=TransformConf)
+    checkpoint: CheckpointConf = msgspec.field(default_factory=CheckpointConf)
+    workers: int = 0
+    retry: RetryConf = msgspec.field(default_factory=RetryConf)
+    control: ControlConf = msgspec.field(default_factory=ControlConf)
+    metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
+    log: LogConf = msgspec.field(default_factory=LogConf)
+
+    def __post_init__(self):
+        if self.workers < 0:
+            raise ValueError("workers: expected 0 (one per core) or more")
+
+
+@dataclass
+class MtgaSettings:
+    """The validated configuration with paths resolved and overrides applied."""
+
+    conf: MtgaConf
+    file: Path | None
+    base: Path
+    state_dir: Path
+    settings_dir: Path
+    output_dir: Path
+    socket_path: Path
+    log_file: Path
+    pid_file: Path
+    bootstrap_servers: str
+    consumer: dict[str, Scalar]
+
+    @property
+    def workers(self) -> int:
+        return self.conf.workers or (os.cpu_count() or 1)
+
+
+def build(data: dict, file: Path | None) -> MtgaSettings:
+    conf = convert(data, MtgaConf, file)
+    if not conf.kafka.topics and not conf.kafka.topic_pattern:
+        raise ConfigError(file, "kafka.topics", "set at least one topic, or kafka.topic_pattern")
+    if conf.kafka.topics and conf.kafka.topic_pattern:
+        raise ConfigError(file, "kafka.topic_pattern", "set either kafka.topics or kafka.topic_pattern, not both")
+    base = file.parent.resolve() if file else Path.cwd()
+    state = resolve(base, conf.state_dir)
+    settings_dir = resolve(base, conf.settings_dir)
+    if file is not None and not settings_dir.is_dir():
+        raise ConfigError(file, "settings_dir", f"folder {settings_dir} does not exist")
+    consumer = dict(CONSUMER_DEFAULTS)
+    consumer.update(conf.kafka.consumer)
+    return MtgaSettings(
+        conf=conf,
+        file=file,
+        base=base,
+        state_dir=state,
+        settings_dir=settings_dir,
+        output_dir=resolve(base, conf.output.dir),
+        socket_path=resolve(base, conf.control.socket) or state / "run" / "mtga.sock",
+        log_file=resolve(base, conf.log.file) or state / "mtga.log",
+        pid_file=state / "mtga.pid",
+        bootstrap_servers=bootstrap_override(conf.kafka.bootstrap_servers),
+        consumer=consumer,
+    )
+
+
+def load(path: str | Path | None, overrides: dict | None = None) -> MtgaSettings:
+    """Load ``path`` (or defaults when None), with command-line overrides merged in."""
+    file = Path(path) if path else None
+    data = read_yaml(file) if file else {}
+    if overrides:
+        data = merge(data, overrides)
+    return build(data, file)

@@ -1,0 +1,85 @@
+"""Shared fixtures: one real Kafka broker per test session, started by
+scripts/kafka_local.py (the same code as `scripts/kafka-local start`), unless
+KAFKA_BOOTSTRAP_SERVERS points at one already."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import kafka_local  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(request):
+    """The local cluster object (None when KAFKA_BOOTSTRAP_SERVERS is given)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
+        return
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    cl = kafka_local.Cluster(REPO / ".kafka-local" / "pytest")
+    with capman.global_and_fixture_disabled():  # the broker's start-up lines belong in the log
+        print()
+        try:
+            cl.start(brokers=1)
+        except kafka_local.KafkaLocalError as e:
+            pytest.exit(f"cannot start the local Kafka broker: {e}", returncode=3)
+    yield cl
+    cl.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_cluster) -> str:
+    """Bootstrap address of the session's broker."""
+    if kafka_cluster is None:
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    return kafka_cluster.bootstrap()
+
+
+@pytest.fixture
+def topic_factory(kafka):
+    """Create a fresh topic: ``topic_factory(partitions=3) -> name``."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka})
+    made = []
+
+    def make(partitions: int = 3, prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        fut[name].result(timeout=30)
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        for f in admin.delete_topics(made).values():
+            try:
+                f.result(timeout=30)
+            except Exception:
+                pass
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 60, input: str | None = None):
+    """Run a console script of this project as a real process.
+
+    ``env`` entries override the environment; a value of None removes the variable.
+    """
+    e = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    exe = Path(sys.executable).parent / args[0]
+    return subprocess.run([str(exe), *args[1:]], capture_output=True, text=True, timeout=timeout, env=e,
+                          input=input)
