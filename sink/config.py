@@ -140,16 +140,17 @@ class MtgaSettings:
         return self.conf.workers or (os.cpu_count() or 1)
 
 
-def build(data: dict, file: Path | None) -> MtgaSettings:
+def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaSettings:
+    """Validate ``data``; ``require_topics=False`` for commands that only find the daemon."""
     conf = convert(data, MtgaConf, file)
-    if not conf.kafka.topics and not conf.kafka.topic_pattern:
+    if require_topics and not conf.kafka.topics and not conf.kafka.topic_pattern:
         raise ConfigError(file, "kafka.topics", "set at least one topic, or kafka.topic_pattern")
     if conf.kafka.topics and conf.kafka.topic_pattern:
         raise ConfigError(file, "kafka.topic_pattern", "set either kafka.topics or kafka.topic_pattern, not both")
     base = file.parent.resolve() if file else Path.cwd()
     state = resolve(base, conf.state_dir)
     settings_dir = resolve(base, conf.settings_dir)
-    if file is not None and not settings_dir.is_dir():
+    if require_topics and not settings_dir.is_dir():
         raise ConfigError(file, "settings_dir", f"folder {settings_dir} does not exist")
     consumer = dict(CONSUMER_DEFAULTS)
     consumer.update(conf.kafka.consumer)
@@ -168,10 +169,10 @@ def build(data: dict, file: Path | None) -> MtgaSettings:
     )
 
 
-def load(path: str | Path | None, overrides: dict | None = None) -> MtgaSettings:
+def load(path: str | Path | None, overrides: dict | None = None, require_topics: bool = True) -> MtgaSettings:
     """Load ``path`` (or defaults when None), with command-line overrides merged in."""
     file = Path(path) if path else None
     data = read_yaml(file) if file else {}
     if overrides:
         data = merge(data, overrides)
-    return build(data, file)
+    return build(data, file, require_topics)

@@ -1,0 +1,416 @@
+"""The mtga consumer loop: Kafka -> transform -> LogBus files | failure queue,
+with offsets checkpointed to RocksDB (and mirrored to the Kafka group).
+
+One thread owns the consumer, the writer and the state database. Each batch
+is consumed, transformed (in worker processes when configured), written with
+one write call per output file, and its failures pushed to the failure
+queue; only then does the batch count as processed. A checkpoint (every
+``checkpoint.interval_s``, on partition revocation and on SIGTERM/SIGINT)
+flushes the output files and then stores the next offset of every partition
+in one RocksDB batch, and commits the same offsets to the consumer group.
+
+If neither the output nor the failure queue can take a batch (a full disk,
+say), the consumer seeks back to the batch's first offsets and the loop backs
+off: nothing past what is durable is ever stored.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+
+from offsets import FailedEvent, FailureQueue, PartitionOffsets, StateDB
+
+from .config import MtgaSettings
+from .transform import FAILED, FILTERED, OK
+from .workers import Pool
+from .writer import LogBusWriter, SinkError
+
+log = logging.getLogger("mtga")
+
+TP = tuple  # (topic, partition)
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    consumed: int = 0
+    written: int = 0
+    filtered: int = 0
+    failed: int = 0
+    retried_ok: int = 0
+    retry_failed: int = 0
+    checkpoints: int = 0
+    last_checkpoint: float = 0.0
+    stalls: int = 0
+    kafka_errors: int = 0
+    # (monotonic second, consumed so far): events/s over the last minute
+    samples: collections.deque = field(default_factory=lambda: collections.deque(maxlen=61))
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if not self.samples or now - self.samples[-1][0] >= 1.0:
+            self.samples.append((now, self.consumed))
+
+    def rate(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Service:
+    def __init__(self, s: MtgaSettings):
+        self.s = s
+        c = s.conf
+        self.db = StateDB(s.state_dir / "db", "mtga")
+        for note in self.db.notes:
+            log.warning("%s", note)
+        self.po = PartitionOffsets(self.db)
+        self.fq = FailureQueue(self.db)
+        self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes)
+        self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid)
+        self.stats = Stats()
+        self.next: dict[TP, int] = {}  # next offset to process, per assigned partition
+        self.stored: dict[TP, int] = {}  # what RocksDB holds
+        self.origin: dict[TP, str] = {}  # where the start offset came from: local, group, reset
+        self.consumer: Optional[Consumer] = None
+        self.stop_event = threading.Event()
+        self.stalled: Optional[str] = None
+        self._fq_dirty = False
+        self._recheck_settings = False
+        self._stall_backoff = 1.0
+
+    # ------------------------------------------------------------------ kafka
+    def _consumer(self) -> Consumer:
+        s = self.s
+        conf = dict(s.consumer)
+        conf.update({
+            "bootstrap.servers": s.bootstrap_servers,
+            "group.id": s.conf.kafka.group_id,
+            "auto.offset.reset": s.conf.kafka.auto_offset_reset,
+            "error_cb": self._on_error,
+            "logger": logging.getLogger("mtga.kafka"),
+        })
+        return Consumer(conf)
+
+    def _on_error(self, err: KafkaError) -> None:
+        self.stats.kafka_errors += 1
+        if self.stats.kafka_errors < 10 or self.stats.kafka_errors % 100 == 0:
+            log.warning("kafka: %s (%d errors so far)", err, self.stats.kafka_errors)
+
+    @property
+    def cooperative(self) -> bool:
+        return "cooperative" in str(self.s.consumer.get("partition.assignment.strategy", ""))
+
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        group = {}
+        try:
+            for tp in consumer.committed(parts, timeout=10):
+                if tp.error is None and tp.offset >= 0:
+                    group[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as e:
+            log.warning("could not read the group's committed offsets (%s); using local offsets only", e)
+        chosen = []
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            local = self.po.get(*key)
+            g = group.get(key)
+            if local is not None and (g is None or local >= g):
+                off, origin = local, "local"
+            elif g is not None:
+                off, origin = g, "group"
+            else:
+                off, origin = OFFSET_INVALID, "reset"
+            self.origin[key] = origin
+            if off >= 0:
+                self.next[key] = off
+                if local is not None:
+                    self.stored[key] = local
+            chosen.append(TopicPartition(tp.topic, tp.partition, off))
+            log.info("assigned %s[%d] from %s offset %s%s", tp.topic, tp.partition, origin,
+                     off if off >= 0 else self.s.conf.kafka.auto_offset_reset,
+                     f" (local {local}, group {g})" if origin == "group" and local is not None else "")
+        if self.cooperative:
+            consumer.incremental_assign(chosen)
+        else:
+            consumer.assign(chosen)
+
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in parts]
+        log.info("revoked %s; storing their offsets first", ", ".join(f"{t}[{p}]" for t, p in keys))
+        self.checkpoint(sync_commit=True)
+        self._forget(keys)
+
+    def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in parts]
+        log.warning("lost %s without revocation; stored locally, not committed to the group",
+                    ", ".join(f"{t}[{p}]" for t, p in keys))
+        self.checkpoint(commit=False)
+        self._forget(keys)
+
+    def _forget(self, keys) -> None:
+        for k in keys:
+            self.next.pop(k, None)
+            self.stored.pop(k, None)
+            self.origin.pop(k, None)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        c = self.s.conf
+        self.consumer = self._consumer()
+        topics = list(c.kafka.topics) if c.kafka.topics else [
+            c.kafka.topic_pattern if c.kafka.topic_pattern.startswith("^") else "^" + c.kafka.topic_pattern]
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        log.info("consuming %s as group %s from %s; output %s; %d worker(s)", ", ".join(topics),
+                 c.kafka.group_id, self.s.bootstrap_servers, self.s.output_dir, self.pool.workers)
+        interval = c.checkpoint.interval_s
+        next_ckpt = time.monotonic() + interval
+        next_retry = time.monotonic() + 1.0
+        next_stats = time.monotonic() + 30.0
+        batch = c.kafka.batch_size
+        try:
+            while not self.stop_event.is_set():
+                msgs = self.consumer.consume(batch, 0.2)
+                if msgs:
+                    self.process(msgs)
+                now = time.monotonic()
+                self.stats.sample()
+                if now >= next_ckpt:
+                    self.checkpoint()
+                    next_ckpt = now + interval
+                if now >= next_retry:
+                    self.retry_round()
+                    next_retry = now + 1.0
+                if now >= next_stats:
+                    self._stats_line()
+                    next_stats = now + 30.0
+        finally:
+            self.shutdown()
+
+    def request_stop(self, *_):
+        self.stop_event.set()
+
+    def request_recheck(self, *_):
+        self._recheck_settings = True
+
+    def shutdown(self) -> None:
+        log.info("stopping: final checkpoint")
+        try:
+            if self.consumer is not None:
+                self.checkpoint(sync_commit=True)
+                self.consumer.close()  # leaves the group; revocation checkpoints again (no-op)
+                self.consumer = None
+        finally:
+            self.pool.close()
+            self.writer.close()
+            self._stats_line()
+            self.db.close()
+        log.info("stopped")
+
+    # ------------------------------------------------------------------ batches
+    def process(self, msgs) -> None:
+        items = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self._on_error(err)
+                continue
+            items.append((m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
+        if not items:
+            return
+        recheck = self._recheck_settings
+        self._recheck_settings = False
+        results = self.pool.run(items, recheck=recheck)
+        try:
+            self._deliver(items, results)
+        except Exception as e:  # neither the files nor the failure queue took the batch
+            self._stall(items, e)
+            return
+        self.stalled = None
+        self._stall_backoff = 1.0
+        nxt = self.next
+        for it in items:
+            nxt[(it[2], it[3])] = it[4] + 1
+        self.stats.consumed += len(items)
+
+    def _deliver(self, items, results, on_failed=None) -> tuple[list, list]:
+        """Write OK results per app and push failures; returns (ok indexes, failed indexes)."""
+        per_app: dict[str, tuple[list, list]] = {}
+        failures: list[FailedEvent] = []
+        filtered = 0
+        for i, r in enumerate(results):
+            kind = r[0]
+            if kind == OK:
+                bucket = per_app.get(r[1])
+                if bucket is None:
+                    bucket = per_app[r[1]] = ([], [])
+                bucket[0].append(r[2])
+                bucket[1].append(i)
+            elif kind == FILTERED:
+                filtered += 1
+            else:
+                it = items[i]
+                failures.append(FailedEvent(it[0], r[2], it[2], it[3], it[4], it[1]))
+        written = 0
+        for app, (lines, idx) in per_app.items():
+            try:
+                self.writer.write(app, lines)
+                written += len(lines)
+            except SinkError as e:
+                log.error("%s; %d event(s) go to the failure queue", e.reason, len(lines))
+                for i in idx:
+                    it = items[i]
+                    failures.append(FailedEvent(it[0], e.reason, it[2], it[3], it[4], it[1]))
+        if failures:
+            self.fq.push_many(failures)
+            self._fq_dirty = True
+        self.stats.written += written
+        self.stats.filtered += filtered
+        self.stats.failed += len(failures)
+        return written, failures
+
+    def _stall(self, items, err: Exception) -> None:
+        first: dict[TP, int] = {}
+        for it in items:
+            first.setdefault((it[2], it[3]), it[4])
+        self.stalled = f"cannot store a batch anywhere durable: {err}"
+        self.stats.stalls += 1
+        log.error("%s; rewinding %d partition(s) and retrying in %.0fs", self.stalled, len(first),
+                  self._stall_backoff)
+        for (t, p), off in first.items():
+            try:
+                self.consumer.seek(TopicPartition(t, p, off))
+            except KafkaException as e:
+                log.warning("seek %s[%d] to %d failed: %s", t, p, off, e)
+        self.stop_event.wait(self._stall_backoff)
+        self._stall_backoff = min(self._stall_backoff * 2, 30.0)
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint(self, sync_commit: bool = False, commit: bool = True) -> bool:
+        changed = {k: v for k, v in self.next.items() if self.stored.get(k) != v}
+        if not changed and not self._fq_dirty:
+            return True
+        try:
+            self.writer.flush(fsync=self.s.conf.output.fsync == "checkpoint")
+        except SinkError as e:
+            self.stalled = e.reason
+            log.error("checkpoint skipped, output not flushed: %s", e.reason)
+            return False
+        try:
+            self.po.put_many(changed, sync=self.s.conf.checkpoint.sync)
+            if not changed and self.s.conf.checkpoint.sync:
+                self.db.flush()
+        except Exception as e:
+            self.stalled = f"cannot store offsets: {e}"
+            log.error("checkpoint failed: %s", self.stalled)
+            return False
+        self._fq_dirty = False
+        self.stored.update(changed)
+        self.stats.checkpoints += 1
+        self.stats.last_checkpoint = time.time()
+        if changed and commit and self.consumer is not None:
+            tps = [TopicPartition(t, p, o) for (t, p), o in changed.items()]
+            try:
+                self.consumer.commit(offsets=tps, asynchronous=not sync_commit)
+            except KafkaException as e:
+                log.warning("offsets stored locally; mirroring them to the group failed: %s", e)
+        log.debug("checkpoint: %d partition(s) stored", len(changed))
+        return True
+
+    # ------------------------------------------------------------------ retries
+    def backoff(self, attempts: int) -> float:
+        r = self.s.conf.retry
+        return min(r.max_backoff_s, r.initial_backoff_s * (2 ** max(0, attempts - 1)))
+
+    def retry_round(self) -> int:
+        """Re-process due failure-queue entries; returns how many left the queue."""
+        if self.fq.count() == 0:
+            return 0
+        limit = self.s.conf.retry.batch
+        now = time.time()
+        due = []
+        scanned = 0
+        for e in self.fq:
+            scanned += 1
+            if e.not_before <= now:
+                due.append(e)
+                if len(due) >= limit:
+                    break
+            if scanned >= limit * 10:
+                break
+        if not due:
+            return 0
+        items = [(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due]
+        results = self.pool.run(items, recheck=True)
+        per_app: dict[str, tuple[list, list]] = {}
+        done, again = [], []
+        for e, r in zip(due, results):
+            if r[0] == OK:
+                b = per_app.setdefault(r[1], ([], []))
+                b[0].append(r[2])
+                b[1].append(e)
+            elif r[0] == FILTERED:
+                done.append(e)
+            else:
+                again.append((e, r[2]))
+        for app, (lines, entries) in per_app.items():
+            try:
+                self.writer.write(app, lines)
+                done.extend(entries)
+            except SinkError as err:
+                again.extend((e, err.reason) for e in entries)
+        try:
+            self.writer.flush(fsync=True)  # durable before the entries leave the queue
+        except SinkError as err:
+            log.error("retry: %s; entries stay queued", err.reason)
+            return 0
+        try:
+            self.fq.ack([e.seq for e in done])
+            for e, reason in again:
+                self.fq.requeue(e, reason, not_before=now + self.backoff(e.attempts + 1))
+        except Exception as err:
+            log.error("retry: failure queue update failed: %s", err)
+            return 0
+        self._fq_dirty = True
+        self.stats.retried_ok += len(done)
+        self.stats.retry_failed += len(again)
+        if done or again:
+            log.info("retry: %d event(s) processed from the failure queue, %d still failing (%d queued)",
+                     len(done), len(again), self.fq.count())
+        return len(done)
+
+    # ------------------------------------------------------------------ reporting
+    def _stats_line(self) -> None:
+        st = self.stats
+        log.info("events: consumed %d (%.0f/s last minute), written %d, filtered %d, failed %d, "
+                 "failure queue %d, partitions %d%s", st.consumed, st.rate(), st.written, st.filtered,
+                 st.failed, self.fq.count() if self.db.db is not None else -1, len(self.next),
+                 f", STALLED: {self.stalled}" if self.stalled else "")
+
+
+def run_foreground(s: MtgaSettings, ready=None) -> int:
+    """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
+    try:
+        svc = Service(s)
+    except Exception as e:
+        if ready:
+            ready(str(e))
+        raise
+    signal.signal(signal.SIGTERM, svc.request_stop)
+    signal.signal(signal.SIGINT, svc.request_stop)
+    signal.signal(signal.SIGHUP, svc.request_recheck)
+    if ready:
+        ready(None)
+    svc.run()
+    return 0

@@ -1,0 +1,311 @@
+"""Per-app settings: ``metadata.<app_id>.json`` and ``filter.<app_id>.json``.
+
+Both are commented JSON (see mulog.cjson). ``metadata`` says how an event of
+the app becomes a ThinkingData track line; ``filter`` says which events are
+kept. conf/settings/*.24.json document each key.
+
+``SettingsStore`` loads an app's files on first use and reloads them when they
+change on disk (checked at most every ``check_interval`` seconds). A broken
+file never replaces good settings already loaded: the store keeps the last
+good ones and logs why. An app without good settings yields a ``Problem``
+that the transform turns into a failure with that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import msgspec
+
+from mulog import cjson
+from mulog.config import ConfigError, convert
+
+log = logging.getLogger("mtga.settings")
+
+NAME_RE = re.compile(r"^[#a-zA-Z][a-zA-Z0-9_]{0,49}$")
+EVENT_NAME_RE = re.compile(r"^[a-zA-Z#][a-zA-Z0-9_]{0,49}$")
+APP_ID_RE = re.compile(r"^[0-9]{1,18}$")
+
+CoerceType = Literal["string", "number", "int", "bool"]
+
+
+class EventNameConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    prefix: str = "t_"
+    names: dict[str, str] = {}
+
+
+class TimeConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    field: Optional[str] = None
+    unit: Literal["s", "ms", "string"] = "s"
+    time_zone: str = "+00:00"
+
+
+class PropsConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    types: dict[str, CoerceType] = {}
+    rename: dict[str, str] = {}
+    drop: list[str] = []
+
+
+class EventOverride(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    account_id: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
+    distinct_id: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
+    ip: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
+    time: Union[TimeConf, msgspec.UnsetType] = msgspec.UNSET
+    properties: Union[PropsConf, msgspec.UnsetType] = msgspec.UNSET
+    event_name: Union[str, msgspec.UnsetType] = msgspec.UNSET
+
+
+class Metadata(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    event_name: EventNameConf = msgspec.field(default_factory=EventNameConf)
+    account_id: Optional[str] = None
+    distinct_id: Optional[str] = None
+    ip: Optional[str] = None
+    time: TimeConf = msgspec.field(default_factory=TimeConf)
+    properties: PropsConf = msgspec.field(default_factory=PropsConf)
+    events: dict[str, EventOverride] = {}
+
+
+class Condition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    field: str
+    in_: Optional[list[Any]] = msgspec.field(default=None, name="in")
+    not_in: Optional[list[Any]] = None
+    exists: Optional[bool] = None
+
+    def __post_init__(self):
+        if sum(x is not None for x in (self.in_, self.not_in, self.exists)) != 1:
+            raise ValueError("where: each condition needs exactly one of in, not_in, exists")
+
+
+class FilterConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    keep: Optional[list[str]] = None
+    drop: list[str] = []
+    where: list[Condition] = []
+
+
+# ----------------------------------------------------------------- compiled rules
+
+
+def parse_zone(text: str) -> dt.tzinfo:
+    m = re.match(r"^([+-])(\d{2}):?(\d{2})$", text)
+    if m:
+        sign = 1 if m.group(1) == "+" else -1
+        return dt.timezone(sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3))))
+    if text.upper() in ("UTC", "Z"):
+        return dt.timezone.utc
+    try:
+        return zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time_zone: expected +HH:MM, UTC or a zone name like Asia/Shanghai, got {text!r}") from None
+
+
+@dataclass
+class Rule:
+    """How one (app, log_name) becomes a track line: everything precomputed."""
+
+    event_name: str
+    event_name_json: bytes
+    account_field: Optional[str]
+    distinct_field: Optional[str]
+    ip_field: Optional[str]
+    time_field: Optional[str]
+    time_unit: str
+    tz: dt.tzinfo
+    types: dict[str, str]
+    rename: dict[str, str]
+    drop: frozenset
+    special: frozenset  # keys that need the slow path (types, rename, drop)
+    # key layout -> None (fast path ok) or a reason why it is not
+    layouts: dict = field(default_factory=dict)
+    # epoch second -> formatted "YYYY-MM-DD HH:MM:SS" (bounded cache)
+    seconds: dict = field(default_factory=dict)
+
+
+@dataclass
+class AppSettings:
+    app_id: str
+    metadata: Metadata
+    filter: FilterConf
+    keep: Optional[frozenset]
+    drop: frozenset
+    where: list
+    rules: dict = field(default_factory=dict)
+    stamp: tuple = ()
+
+    def rule(self, log_name: str) -> Union[Rule, str]:
+        """The compiled rule for ``log_name``, or a failure reason."""
+        r = self.rules.get(log_name)
+        if r is None:
+            r = self.rules[log_name] = self._compile(log_name)
+        return r
+
+    def _compile(self, log_name: str) -> Union[Rule, str]:
+        md = self.metadata
+        ov = md.events.get(log_name)
+
+        def pick(name):
+            if ov is not None:
+                v = getattr(ov, name)
+                if v is not msgspec.UNSET:
+                    return v
+            return getattr(md, name)
+
+        if ov is not None and ov.event_name is not msgspec.UNSET:
+            name = ov.event_name
+        else:
+            name = md.event_name.names.get(log_name) or md.event_name.prefix + log_name
+        if not EVENT_NAME_RE.match(name):
+            return (f"event_name: {name!r} (from log_name {log_name!r}) breaks "
+                    f"ThinkingData's rule ^[a-zA-Z#][a-zA-Z0-9_]{{0,49}}$")
+        tconf: TimeConf = pick("time")
+        props: PropsConf = pick("properties")
+        return Rule(
+            event_name=name,
+            event_name_json=msgspec.json.encode(name),
+            account_field=pick("account_id"),
+            distinct_field=pick("distinct_id"),
+            ip_field=pick("ip"),
+            time_field=tconf.field,
+            time_unit=tconf.unit,
+            tz=parse_zone(tconf.time_zone),
+            types=dict(props.types),
+            rename=dict(props.rename),
+            drop=frozenset(props.drop),
+            special=frozenset(props.types) | frozenset(props.rename) | frozenset(props.drop),
+        )
+
+    def filtered(self, log_name: str, logs: dict) -> Optional[str]:
+        """Why the event is filtered out, or None when it is kept."""
+        if log_name in self.drop:
+            return "log_name dropped"
+        if self.keep is not None and log_name not in self.keep:
+            return "log_name not kept"
+        for c in self.where:
+            v = logs.get(c.field, _MISSING)
+            if c.exists is not None:
+                if (v is not _MISSING) != c.exists:
+                    return f"where {c.field} exists={c.exists}"
+            elif c.in_ is not None:
+                if v is _MISSING or v not in c.in_:
+                    return f"where {c.field} in"
+            elif c.not_in is not None:
+                if v is not _MISSING and v in c.not_in:
+                    return f"where {c.field} not_in"
+        return None
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An app without usable settings; ``reason`` goes to the failure queue."""
+
+    reason: str
+
+
+def load_app(folder: Path, app_id: str) -> AppSettings:
+    """Load and validate an app's settings files; raises ConfigError."""
+    mpath = folder / f"metadata.{app_id}.json"
+    fpath = folder / f"filter.{app_id}.json"
+    md = _read(mpath, Metadata, required=True)
+    flt = _read(fpath, FilterConf, required=False) or FilterConf()
+    # validate what compiling would find, so mistakes surface at load time
+    try:
+        parse_zone(md.time.time_zone)
+        for name, ov in md.events.items():
+            if ov.time is not msgspec.UNSET:
+                parse_zone(ov.time.time_zone)
+    except ValueError as e:
+        raise ConfigError(mpath, None, str(e)) from None
+    for k in list(md.properties.rename.values()):
+        if not NAME_RE.match(k):
+            raise ConfigError(mpath, "properties.rename", f"expected property names matching {NAME_RE.pattern}, got {k!r}")
+    return AppSettings(
+        app_id=app_id, metadata=md, filter=flt,
+        keep=frozenset(flt.keep) if flt.keep is not None else None,
+        drop=frozenset(flt.drop), where=list(flt.where),
+        stamp=(_stamp(mpath), _stamp(fpath)),
+    )
+
+
+def _stamp(p: Path) -> tuple:
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return ()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read(path: Path, type_, required: bool):
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(path, None, "file not found") from None
+        return None
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read it ({e.strerror})") from None
+    try:
+        data = cjson.loads(raw)
+    except cjson.CommentedJSONError as e:
+        raise ConfigError(path, None, f"JSON syntax error at {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, "expected a JSON object at the top level")
+    return convert(data, type_, path)
+
+
+class SettingsStore:
+    """App id -> AppSettings (or Problem), loaded lazily, reloaded on change."""
+
+    def __init__(self, folder: Path, check_interval: float = 2.0):
+        self.folder = Path(folder)
+        self.check_interval = check_interval
+        self._apps: dict[str, Union[AppSettings, Problem]] = {}
+        self._checked: dict[str, float] = {}
+        self.reloads = 0
+
+    def get(self, app_id: str) -> Union[AppSettings, Problem]:
+        cur = self._apps.get(app_id)
+        now = time.monotonic()
+        if cur is not None and now - self._checked.get(app_id, 0) < self.check_interval:
+            return cur
+        self._checked[app_id] = now
+        if cur is not None and isinstance(cur, AppSettings):
+            stamp = (_stamp(self.folder / f"metadata.{app_id}.json"), _stamp(self.folder / f"filter.{app_id}.json"))
+            if stamp == cur.stamp:
+                return cur
+        if not APP_ID_RE.match(app_id):
+            p = Problem(f"app_id: {app_id!r} is not an app id (expected digits)")
+            self._apps[app_id] = p
+            return p
+        try:
+            new = load_app(self.folder, app_id)
+        except ConfigError as e:
+            if isinstance(cur, AppSettings):
+                log.warning("settings of app %s not reloaded, keeping the last good ones: %s", app_id, e)
+                cur.stamp = (_stamp(self.folder / f"metadata.{app_id}.json"),
+                             _stamp(self.folder / f"filter.{app_id}.json"))
+                return cur
+            reason = f"no_settings: {e}" if e.expected == "file not found" and "metadata." in str(e.file) \
+                else f"bad_settings: {e}"
+            if not isinstance(cur, Problem) or cur.reason != reason:
+                log.warning("app %s has no usable settings: %s", app_id, e)
+            p = Problem(reason)
+            self._apps[app_id] = p
+            return p
+        if cur is not None:
+            log.info("settings of app %s reloaded", app_id)
+            self.reloads += 1
+        self._apps[app_id] = new
+        return new
+
+    def invalidate(self) -> None:
+        """Check every app's files again on next use (the retry loop calls this)."""
+        self._checked.clear()

@@ -1,0 +1,160 @@
+"""LogBus-ready output files, as ThinkingData's own SDK logging consumer writes them.
+
+One folder per app id under the output folder; files named
+``[<prefix>.]log.YYYY-MM-DD`` (daily) or ``[<prefix>.]log.YYYY-MM-DD-HH``
+(hourly) by local processing time; with a size limit, ``_0``, ``_1``, ... are
+appended and a file that would grow past the limit is closed for the next.
+One JSON object per line. Each call to ``write`` is one ``write(2)`` per file;
+a failed write is cut back to where it began, so a file never holds half a
+line, and the error is raised for the caller to route the lines elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("mtga.writer")
+
+
+class SinkError(Exception):
+    """Lines could not be written; ``reason`` is for the failure queue."""
+
+    def __init__(self, reason: str, err: int = 0):
+        super().__init__(reason)
+        self.reason = reason
+        self.errno = err
+
+
+@dataclass
+class _Open:
+    name: str
+    path: Path
+    fd: int
+    size: int
+    dirty: bool = False
+
+
+class LogBusWriter:
+    def __init__(self, root: Path, prefix: str = "", rotation: str = "daily", max_bytes: int = 0,
+                 clock: Callable[[], float] = time.time):
+        self.root = Path(root)
+        self.prefix = f"{prefix}.log." if prefix else "log."
+        self.fmt = "%Y-%m-%d" if rotation == "daily" else "%Y-%m-%d-%H"
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self._open: dict[str, _Open] = {}
+        self._index: dict[tuple[str, str], int] = {}  # (app, period name) -> split index
+        self.bytes_written = 0
+        self.lines_written = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def _period(self) -> str:
+        return self.prefix + time.strftime(self.fmt, time.localtime(self.clock()))
+
+    def _first_index(self, folder: Path, base: str) -> int:
+        """Continue the highest existing ``base_N`` after a restart."""
+        best = 0
+        try:
+            for p in folder.iterdir():
+                n = p.name
+                if n.startswith(base + "_") and n[len(base) + 1:].isdigit():
+                    best = max(best, int(n[len(base) + 1:]))
+        except FileNotFoundError:
+            pass
+        return best
+
+    def _target(self, app: str, incoming: int) -> _Open:
+        base = self._period()
+        cur = self._open.get(app)
+        name = base
+        if self.max_bytes > 0:
+            key = (app, base)
+            idx = self._index.get(key)
+            if idx is None:
+                idx = self._first_index(self.root / app, base)
+            name = f"{base}_{idx}"
+            if cur is not None and cur.name == name and cur.size > 0 and cur.size + incoming > self.max_bytes:
+                idx += 1
+                name = f"{base}_{idx}"
+            self._index[key] = idx
+        if cur is not None and cur.name == name:
+            return cur
+        if cur is not None:
+            self._retire(app)
+        folder = self.root / app
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            self._error(e, f"cannot open {folder / name}")
+        size = os.fstat(fd).st_size
+        o = self._open[app] = _Open(name, path, fd, size)
+        if self.max_bytes > 0 and size > 0 and size + incoming > self.max_bytes:
+            # the file we resumed is full already: move on to the next index
+            self._index[(app, base)] = int(name.rsplit("_", 1)[1]) + 1
+            return self._target(app, incoming)
+        return o
+
+    def _retire(self, app: str) -> None:
+        o = self._open.pop(app)
+        if o.dirty:
+            try:
+                os.fsync(o.fd)
+            except OSError as e:
+                log.warning("fsync of %s failed while closing it: %s", o.path, e)
+        os.close(o.fd)
+
+    def _error(self, e: OSError, what: str):
+        self.errors += 1
+        name = errno.errorcode.get(e.errno, str(e.errno))
+        self.last_error = f"{what}: {e.strerror} ({name})"
+        raise SinkError(f"sink_write: {what}: {e.strerror} ({name})", e.errno or 0) from None
+
+    def write(self, app: str, lines: list[bytes]) -> int:
+        """Append ``lines`` (each without newline) for ``app`` with one write call."""
+        if not lines:
+            return 0
+        data = b"\n".join(lines) + b"\n"
+        o = self._target(app, len(data))
+        start = o.size
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(o.fd, view[done:])
+        except OSError as e:
+            try:
+                os.ftruncate(o.fd, start)  # no half line left behind
+            except OSError:
+                log.error("could not cut %s back to %d bytes after a failed write", o.path, start)
+            self._error(e, f"cannot write {o.path}")
+        o.size = start + len(data)
+        o.dirty = True
+        self.bytes_written += len(data)
+        self.lines_written += len(lines)
+        self.last_error = None
+        return len(data)
+
+    def flush(self, fsync: bool = True) -> None:
+        """Make what was written durable (fsync), before offsets covering it are stored."""
+        if not fsync:
+            return
+        for o in self._open.values():
+            if o.dirty:
+                try:
+                    os.fsync(o.fd)
+                except OSError as e:
+                    self._error(e, f"cannot fsync {o.path}")
+                o.dirty = False
+
+    def close(self) -> None:
+        for app in list(self._open):
+            self._retire(app)
