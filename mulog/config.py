@@ -60,10 +60,10 @@ def _describe(msg: str) -> tuple[str, str]:
 def _choices(type_: Any, path: str) -> list[str] | None:
     """The allowed values of a Literal-typed key, found along ``path``."""
     t = type_
-    for part in re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\[\d+\]", path):
-        if part.startswith("["):
+    for part in re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\[\.\.\.\]", path):
+        if part.startswith("["):  # [n]: a list item; [...]: a mapping's value
             args = typing.get_args(t)
-            t = args[0] if args else None
+            t = (args[-1] if part == "[...]" else args[0]) if args else None
             continue
         try:
             t = typing.get_type_hints(t).get(part)

@@ -274,7 +274,8 @@ class SettingsStore:
     def get(self, app_id: str) -> Union[AppSettings, Problem]:
         cur = self._apps.get(app_id)
         now = time.monotonic()
-        if cur is not None and now - self._checked.get(app_id, 0) < self.check_interval:
+        last = self._checked.get(app_id)
+        if cur is not None and last is not None and now - last < self.check_interval:
             return cur
         self._checked[app_id] = now
         if cur is not None and isinstance(cur, AppSettings):
