@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,13 @@ PRODUCER_DEFAULTS: dict[str, Scalar] = {
     "linger.ms": 50,
     "batch.size": 1_000_000,
     "batch.num.messages": 100_000,
-    "queue.buffering.max.messages": 200_000,
-    "queue.buffering.max.kbytes": 65_536,
+    "queue.buffering.max.messages": 100_000,
+    "queue.buffering.max.kbytes": 32_768,  # with the rest of the process: RSS under 150 MB
     "message.max.bytes": 4_194_304,
     "message.timeout.ms": 0,  # never give up on a line: retry until the broker is back
+    # a failure that could leave a hole before an acknowledged line is fatal (the
+    # shipper acknowledges one message per read chunk and relies on this)
+    "enable.gapless.guarantee": True,
     "socket.keepalive.enable": True,
 }
 
@@ -73,11 +77,15 @@ class ShipperConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     checkpoint_interval_s: float = 1.0
     stats_interval_s: float = 30.0
     shutdown_timeout_s: float = 10.0
+    rotate_wait_s: float = 5.0
+    close_inactive_s: float = 300.0
+    forget_after_s: float = 86400.0
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
     log: LogConf = msgspec.field(default_factory=LogConf)
 
     def __post_init__(self):
-        for k in ("rescan_interval_s", "checkpoint_interval_s", "stats_interval_s", "shutdown_timeout_s"):
+        for k in ("rescan_interval_s", "checkpoint_interval_s", "stats_interval_s", "shutdown_timeout_s",
+                  "rotate_wait_s", "close_inactive_s", "forget_after_s"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"{k}: expected a number greater than 0")
 
@@ -97,6 +105,15 @@ class ShipperSettings:
     def inputs(self) -> list[Input]:
         return self.conf.inputs
 
+    @property
+    def db_path(self) -> Path:
+        return db_path(self.state_dir)
+
+
+def db_path(state_dir: Path) -> Path:
+    """The RocksDB folder of the positions, inside the (0700) state folder."""
+    return Path(state_dir) / "db"
+
 
 def build(data: dict, file: Path | None) -> ShipperSettings:
     conf = convert(data, ShipperConf, file)
@@ -106,6 +123,15 @@ def build(data: dict, file: Path | None) -> ShipperSettings:
         inp.exclude = [str(resolve(base, p)) if "/" in p else p for p in inp.exclude]
     producer = dict(PRODUCER_DEFAULTS)
     producer.update(conf.kafka.producer)
+    try:
+        max_msg = int(producer.get("message.max.bytes", 1_000_000))
+    except (TypeError, ValueError):
+        raise ConfigError(file, "kafka.producer.message.max.bytes", "expected an integer") from None
+    for i, inp in enumerate(conf.inputs):
+        if inp.max_line_bytes + 4096 > max_msg:
+            raise ConfigError(file, f"inputs[{i}].max_line_bytes",
+                              f"expected at most {max_msg - 4096} (message.max.bytes {max_msg} minus 4096 "
+                              f"for the key and headers), got {inp.max_line_bytes}")
     return ShipperSettings(
         conf=conf,
         file=file,
@@ -129,4 +155,72 @@ def load(path: str | Path | None, overrides: dict | None = None) -> ShipperSetti
     return build(data, file)
 
 
-__all__ = ["ConfigError", "Input", "ShipperConf", "ShipperSettings", "load", "build", "PRODUCER_DEFAULTS"]
+@dataclass
+class TailFlags:
+    """Command-line flags of ``shipper tail`` that stand for configuration keys."""
+
+    paths: list[str] | None = None
+    topic: str | None = None
+    app_id: int | None = None
+    log_name: str | None = None
+    state_dir: str | None = None
+    bootstrap_servers: str | None = None
+    from_beginning: bool = False
+
+
+_INPUT_FLAGS = (("--path", "paths"), ("--topic", "topic"), ("--app-id", "app_id"), ("--log-name", "log_name"))
+
+
+def load_tail(path: str | Path | None, flags: TailFlags) -> ShipperSettings:
+    """The configuration of ``shipper tail``: the file (if any) with the flags over it.
+
+    Input flags (--path, --topic, --app-id, --log-name) override the fields of the
+    file's only input, or make up the input when the file has none (then all four
+    are needed). --from-beginning sets start_at: beginning on every input. Relative
+    paths given as flags are relative to the current folder. A --bootstrap-servers
+    flag wins over KAFKA_BOOTSTRAP_SERVERS, which wins over the file.
+    """
+    file = Path(path) if path else None
+    data = read_yaml(file) if file else {}
+    over: dict = {}
+    given = {key: v for (_, key), v in zip(_INPUT_FLAGS, (flags.paths, flags.topic, flags.app_id, flags.log_name))
+             if v not in (None, [], ())}
+    if "paths" in given:
+        given["paths"] = [os.path.abspath(os.path.expanduser(p)) for p in given["paths"]]
+    file_inputs = data.get("inputs") if isinstance(data.get("inputs"), list) else []
+    inputs = None
+    if given:
+        if len(file_inputs) > 1:
+            raise ConfigError(file, "inputs", f"the file has {len(file_inputs)} inputs; --path, --topic, --app-id "
+                                              f"and --log-name can only override a file with one input")
+        if file_inputs and isinstance(file_inputs[0], dict):
+            base = dict(file_inputs[0])
+        else:
+            missing = [flag for flag, key in _INPUT_FLAGS if key not in given]
+            if missing:
+                raise ConfigError(file, None, f"no input to override: give {', '.join(missing)} as well "
+                                              f"(or an input in a configuration file)")
+            base = {}
+        if "log_name" in given:
+            base.pop("log_name_pattern", None)
+        base.update(given)
+        inputs = [base]
+    if flags.from_beginning:
+        inputs = [dict(i, start_at="beginning") if isinstance(i, dict) else i for i in (inputs or file_inputs)]
+    if inputs is not None:
+        over["inputs"] = inputs
+    if flags.state_dir:
+        over["state_dir"] = os.path.abspath(os.path.expanduser(flags.state_dir))
+    if flags.bootstrap_servers:
+        over["kafka"] = {"bootstrap_servers": flags.bootstrap_servers}
+    s = load(file, over)
+    if flags.bootstrap_servers:
+        s.bootstrap_servers = flags.bootstrap_servers
+    if not s.inputs:
+        raise ConfigError(file, "inputs", "expected at least one input (in the file, or --path, --topic, --app-id "
+                                          "and --log-name)")
+    return s
+
+
+__all__ = ["ConfigError", "Input", "ShipperConf", "ShipperSettings", "TailFlags", "db_path", "load", "load_tail", "build",
+           "PRODUCER_DEFAULTS"]

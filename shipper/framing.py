@@ -1,0 +1,155 @@
+"""Line framing and naming: pure functions, no I/O.
+
+``Framer`` cuts a byte stream (what a tailer reads from a file, in big chunks)
+into complete lines. A line is only handed out once its newline has been read;
+the newline itself is not part of the line. A line longer than ``max_line``
+bytes is cut to its first ``max_line`` bytes; the rest of it, up to its
+newline, is skipped (never sent as further lines) and the cut is reported with
+its offset and full length. Empty lines carry no event and are skipped (they
+still count in the offsets).
+
+Offsets are byte positions in the file: a line's offset is where its first
+byte is, and ``Frame.end`` is the position just after the last newline framed,
+the position to store once every line of the frame is acknowledged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+
+@dataclass
+class Frame:
+    """Complete lines framed from one chunk.
+
+    ``lines[i]`` starts at ``offsets[i]`` when ``offsets`` is given; otherwise
+    (the fast path: no line cut, none skipped) at ``start`` plus the lengths of
+    the lines before it, each plus one for its newline.
+    """
+
+    lines: list[bytes]
+    start: int
+    end: int
+    offsets: list[int] | None = None
+    cuts: list[tuple[int, int]] = field(default_factory=list)  # (offset, full length) of cut lines
+    empty: int = 0  # empty lines skipped
+
+
+class Framer:
+    """Turns chunks of a byte stream into complete lines (see the module doc)."""
+
+    __slots__ = ("max_line", "pos", "partial", "partial_len")
+
+    def __init__(self, offset: int, max_line: int):
+        self.max_line = max_line
+        self.pos = offset  # stream offset where the incomplete line starts
+        self.partial = b""  # its first bytes (at most max_line of them)
+        self.partial_len = 0  # its full length so far (bytes beyond max_line are dropped)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes read but not yet framed (an incomplete last line)."""
+        return self.partial_len
+
+    def reset(self, offset: int) -> None:
+        self.pos = offset
+        self.partial = b""
+        self.partial_len = 0
+
+    def feed(self, data: bytes) -> Frame | None:
+        """Frame ``data`` (the bytes that follow what was fed before)."""
+        if not data:
+            return None
+        mx = self.max_line
+        nl = data.rfind(b"\n")
+        if nl < 0:  # still no end of line: keep what fits, count the rest
+            room = mx - len(self.partial)
+            if room > 0:
+                self.partial += data[:room]
+            self.partial_len += len(data)
+            return None
+        start = self.pos
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        carried = self.partial_len
+        if carried:
+            head = lines[0]
+            full = carried + len(head)
+            if full > mx:
+                room = mx - len(self.partial)
+                lines[0] = self.partial + head[:room] if room > 0 else self.partial
+            else:
+                lines[0] = self.partial + head
+        else:
+            full = -1
+        end = start + carried + nl + 1
+        # the next incomplete line
+        self.pos = end
+        self.partial_len = len(rest)
+        self.partial = rest if len(rest) <= mx else rest[:mx]
+        if full <= mx and (len(data) <= mx or max(map(len, lines)) <= mx) and b"" not in lines:
+            return Frame(lines, start, end)
+        return self._slow(lines, start, end, full)
+
+    def _slow(self, lines: list[bytes], start: int, end: int, first_full: int) -> Frame:
+        """Some line is too long or empty: give explicit offsets."""
+        mx = self.max_line
+        out: list[bytes] = []
+        offsets: list[int] = []
+        cuts: list[tuple[int, int]] = []
+        empty = 0
+        off = start
+        for i, line in enumerate(lines):
+            n = first_full if (i == 0 and first_full >= 0) else len(line)
+            if n == 0:
+                empty += 1
+            else:
+                if n > mx:
+                    line = line[:mx]
+                    cuts.append((off, n))
+                out.append(line)
+                offsets.append(off)
+            off += n + 1
+        assert off == end, (off, end)
+        return Frame(out, start, end, offsets, cuts, empty)
+
+
+# --------------------------------------------------------------------- naming
+
+
+def log_name_for(path: str, log_name: str | None, pattern: re.Pattern | None) -> str | None:
+    """The log_name of a file: the fixed name, or the pattern's ``log_name`` group
+    matched against the file name (None when it does not match)."""
+    if pattern is None:
+        return log_name
+    m = pattern.search(PurePath(path).name)
+    if not m:
+        return None
+    return m.group("log_name") or None
+
+
+# ---------------------------------------------------------------------- globs
+
+
+_MAGIC = re.compile(r"[*?[]")
+
+
+def has_magic(s: str) -> bool:
+    return _MAGIC.search(s) is not None
+
+
+def watch_root(pattern: str) -> tuple[str, bool]:
+    """The folder to watch for a glob and whether sub-folders must be watched too.
+
+    ``/a/b/*.log`` -> (``/a/b``, False); ``/a/**/x.log`` and ``/a/*/x.log`` ->
+    (``/a``, True): a wildcard in a folder part needs the whole subtree.
+    """
+    parts = PurePath(pattern).parts
+    fixed: list[str] = []
+    for p in parts[:-1]:
+        if has_magic(p):
+            return str(PurePath(*fixed)) if fixed else "/", True
+        fixed.append(p)
+    return (str(PurePath(*fixed)) if fixed else "/"), False

@@ -1,0 +1,223 @@
+"""Publisher: framed lines -> Kafka, one message per line.
+
+Each line is produced as is (no newline), keyed by the file identity so that a
+file's lines stay in order in one partition, with headers ``host``, ``path``,
+``file`` (the file identity), ``offset`` (byte offset of the line in the file),
+``app_id`` and ``log_name``.
+
+Speed: ``produce()`` is called with positional arguments and, for every line but
+the last of a read chunk, without a delivery callback; the last line carries the
+chunk's ``Ack``. The idempotent producer keeps a partition's messages in order,
+and ``enable.gapless.guarantee`` turns any failure that could leave a hole before
+an acknowledged message into a fatal error, so one acknowledgement per chunk is
+enough. Fatal errors arrive through ``error_cb``.
+
+Memory: the bytes and messages handed to the producer and not yet acknowledged are
+counted here; reading pauses (``room()`` is False) well before librdkafka's own
+queue limits, so the queue stays bounded while Kafka is away and nothing is
+dropped. A ``BufferError`` all the same makes ``send`` wait and retry the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from .framing import Frame
+from .stats import Stats
+from .tailer import Ack, Tailer
+
+log = logging.getLogger("shipper.publisher")
+kafka_log = logging.getLogger("shipper.kafka")
+
+MSG_OVERHEAD = 256  # bytes librdkafka keeps per message besides the payload (key, headers, bookkeeping)
+
+
+class _QuietExperimental(logging.Filter):
+    """librdkafka warns at every start that enable.gapless.guarantee is 'experimental'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gapless.guarantee is experimental" not in record.getMessage()
+
+
+kafka_log.addFilter(_QuietExperimental())
+
+
+class Stopping(Exception):
+    """Raised out of ``send`` when the shipper stops while waiting for room."""
+
+
+class Publisher:
+    def __init__(self, bootstrap: str, producer_conf: dict, stats: Stats,
+                 should_stop: Callable[[], bool], on_fatal: Callable[[str], None]):
+        conf = dict(producer_conf)
+        conf["bootstrap.servers"] = bootstrap
+        conf["error_cb"] = self._on_error
+        self.stats = stats
+        self.should_stop = should_stop
+        self.on_fatal = on_fatal
+        max_msgs = int(conf.get("queue.buffering.max.messages", 100_000))
+        max_kb = int(conf.get("queue.buffering.max.kbytes", 1_048_576))
+        # keep well under librdkafka's limits: one more chunk must always fit
+        self.max_msgs = max(1000, int(max_msgs * 0.8))
+        self.max_bytes = max(2 << 20, int(max_kb * 1024 * 0.8))
+        self.inflight_msgs = 0
+        self.inflight_bytes = 0
+        self.down_since: float | None = None
+        self.last_error = ""
+        self.producer = Producer(conf, logger=kafka_log)
+        self._produce = self.producer.produce
+
+    # --------------------------------------------------------------- sending
+    def room(self) -> bool:
+        """True while another read chunk may be handed to the producer."""
+        return self.inflight_bytes < self.max_bytes and self.inflight_msgs < self.max_msgs
+
+    def send(self, t: Tailer, frame: Frame) -> None:
+        """Produce every line of ``frame``; the last one carries the chunk's Ack."""
+        lines = frame.lines
+        n = len(lines)
+        if n == 0:
+            t.add_empty(frame.end)
+            return
+        nbytes = sum(map(len, lines)) + n * MSG_OVERHEAD
+        ack = Ack(t, t.gen, frame.end, n, nbytes, self)
+        t.pending.append(ack)
+        self.inflight_msgs += n
+        self.inflight_bytes += nbytes
+        try:
+            self._send(t, frame, ack)
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else KafkaError(KafkaError._FAIL, str(e))
+            if err.fatal():
+                self.on_fatal(f"fatal Kafka producer error: {err.str()}")
+            ack(err, None)  # the chunk counts as failed: the tailer goes back and sends it again
+            return
+        self.stats.lines_sent += n
+        self.stats.bytes_sent += frame.end - frame.start
+
+    def _send(self, t: Tailer, frame: Frame, ack: Ack) -> None:
+        lines = frame.lines
+        produce = self._produce
+        topic = t.topic
+        key = t.key
+        hdrs = t.headers
+        offs = frame.offsets
+        if offs is None:
+            # fast path: offsets follow from the line lengths
+            off = frame.start
+            it = iter(lines[:-1])
+            line = None
+            while True:
+                try:
+                    if line is not None:  # the one that met a full queue
+                        produce(topic, line, key, -1, None, None, 0, hdrs)
+                        off += len(line) + 1
+                        line = None
+                    for line in it:
+                        hdrs[3] = ("offset", b"%d" % off)
+                        produce(topic, line, key, -1, None, None, 0, hdrs)
+                        off += len(line) + 1
+                    break
+                except BufferError:
+                    self._wait_room()
+            last_off = off
+        else:
+            it = iter(zip(lines[:-1], offs))
+            item = None
+            while True:
+                try:
+                    if item is not None:
+                        produce(topic, item[0], key, -1, None, None, 0, hdrs)
+                        item = None
+                    for item in it:
+                        hdrs[3] = ("offset", b"%d" % item[1])
+                        produce(topic, item[0], key, -1, None, None, 0, hdrs)
+                    break
+                except BufferError:
+                    self._wait_room()
+            last_off = offs[-1]
+            for off, full in frame.cuts:
+                log.warning("line cut: %s at offset %d is %d bytes, longer than max_line_bytes=%d; "
+                            "sent its first %d bytes", t.path, off, full, t.input.max_line_bytes,
+                            t.input.max_line_bytes)
+            t.cut_lines += len(frame.cuts)
+            self.stats.cut_lines += len(frame.cuts)
+            self.stats.empty_lines += frame.empty
+        hdrs[3] = ("offset", b"%d" % last_off)
+        while True:
+            try:
+                produce(topic, lines[-1], key, -1, ack, None, 0, hdrs)
+                break
+            except BufferError:
+                self._wait_room()
+
+    def _wait_room(self) -> None:
+        self.stats.queue_full += 1
+        while True:
+            served = self.producer.poll(0.05)
+            if self.should_stop():
+                raise Stopping()
+            if served:
+                return
+
+    def chunk_resolved(self, ack: Ack, err) -> None:
+        self.inflight_msgs -= ack.n
+        self.inflight_bytes -= ack.nbytes
+        if err is None:
+            self.stats.lines_acked += ack.n
+            if self.down_since is not None:
+                log.info("Kafka reachable again after %.1fs; %d lines waiting to be acknowledged",
+                         time.monotonic() - self.down_since, self.inflight_msgs)
+                self.down_since = None
+        else:
+            self.stats.chunk_errors += 1
+
+    # --------------------------------------------------------------- polling
+    def poll(self, timeout: float = 0.0) -> int:
+        return self.producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for acknowledgements; returns messages left."""
+        deadline = time.monotonic() + timeout
+        left = len(self.producer)
+        while left and time.monotonic() < deadline:
+            self.producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+            left = len(self.producer)
+        return left
+
+    def queued(self) -> int:
+        return len(self.producer)
+
+    def _on_error(self, err: KafkaError) -> None:
+        code = err.code()
+        if err.fatal():
+            msg = f"fatal Kafka producer error: {err.str()}"
+            log.error(msg)
+            self.on_fatal(msg)
+            return
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
+                    KafkaError._TIMED_OUT):
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.warning("Kafka unreachable (%s); lines are kept and reading pauses when %d MB "
+                            "are waiting", err.str(), self.max_bytes >> 20)
+            return
+        text = err.str()
+        if text != self.last_error:
+            log.warning("Kafka: %s", text)
+            self.last_error = text
+
+    def close(self) -> None:
+        # purge what is left (positions were saved only up to acknowledged lines)
+        try:
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self.producer.poll(0)
+        except (KafkaException, RuntimeError):
+            pass
+
+
+__all__ = ["Publisher", "Stopping"]
