@@ -92,10 +92,26 @@ def stop(path: Path, timeout: float) -> tuple[Optional[int], bool]:
             return pid, True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid(path) is None:
+        if running_pid(path) is None and not _exists(pid):
             return pid, True
         time.sleep(0.1)
     return pid, False
+
+
+def _exists(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
 
 
 def detach(log_file: Path, child: Callable[[Callable[[Optional[str]], None]], int], wait_s: float = 120) -> tuple[bool, str]:

@@ -26,7 +26,8 @@ def kafka_cluster(request):
         yield None
         return
     capman = request.config.pluginmanager.getplugin("capturemanager")
-    cl = kafka_local.Cluster(REPO / ".kafka-local" / "pytest")
+    # KAFKA_LOCAL_HOME lets two suites run side by side, each with its own broker
+    cl = kafka_local.Cluster(os.environ.get("KAFKA_LOCAL_HOME") or (REPO / ".kafka-local" / "pytest"))
     with capman.global_and_fixture_disabled():  # the broker's start-up lines belong in the log
         print()
         try:

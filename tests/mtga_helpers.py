@@ -1,0 +1,169 @@
+"""Helpers for tests that run mtga as a real process against the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+from confluent_kafka import Producer
+
+from offsets import FailureQueue, PartitionOffsets, StateDB
+from sink.transform import det_uuid
+
+MTGA = str(Path(sys.executable).parent / "mtga")
+
+METADATA = """// test settings
+{
+  "account_id": "role_id",
+  "ip": "ip",
+  "time": {"field": "mtime", "unit": "s", "time_zone": "+08:00"},
+}
+"""
+
+
+def pid_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie not yet reaped by its parent counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def write_settings(folder: Path, apps=(24, 25, 26)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for a in apps:
+        (folder / f"metadata.{a}.json").write_text(METADATA)
+    return folder
+
+
+def write_conf(tmp: Path, bootstrap: str, topic: str, group: str, **over) -> Path:
+    conf = {
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": group, "topics": [topic],
+                  "auto_offset_reset": "earliest"},
+        "state_dir": str(tmp / "state"),
+        "settings_dir": str(tmp / "settings"),
+        "output": {"dir": str(tmp / "out")},
+        "checkpoint": {"interval_s": 10},
+        "log": {"file": str(tmp / "mtga.log"), "level": "info"},
+    }
+    for k, v in over.items():
+        if isinstance(v, dict):
+            conf.setdefault(k, {}).update(v)
+        else:
+            conf[k] = v
+    p = tmp / "mtga.yml"
+    p.write_text(yaml.safe_dump(conf))
+    return p
+
+
+def produce(bootstrap: str, topic: str, payloads, headers=None) -> list[tuple[int, int]]:
+    """Produce and wait; returns (partition, offset) of each payload in order."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "snappy",
+                  "enable.idempotence": True, "queue.buffering.max.messages": 500_000})
+    out: list = [None] * len(payloads)
+
+    def dr(i):
+        def cb(err, msg):
+            assert err is None, err
+            out[i] = (msg.partition(), msg.offset())
+        return cb
+
+    for i, pl in enumerate(payloads):
+        while True:
+            try:
+                p.produce(topic, pl, headers=headers, on_delivery=dr(i))
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    assert p.flush(120) == 0
+    return out
+
+
+def uuid_of(topic: str, partition: int, offset: int) -> str:
+    return det_uuid(b"k|%s|%d|%d" % (topic.encode(), partition, offset))
+
+
+class Mtga:
+    """``mtga start -c CONF`` in the foreground, as a child process."""
+
+    def __init__(self, conf: Path, *extra: str):
+        self.conf = conf
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Mtga":
+        self.proc = subprocess.Popen([MTGA, "start", "-c", str(self.conf), *self.extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def term(self, timeout: float = 60) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode(errors="replace") if self.proc and self.proc.stdout else ""
+
+
+def output_lines(out: Path) -> list[bytes]:
+    lines = []
+    if not out.exists():
+        return lines
+    for f in sorted(out.rglob("log.*")):
+        lines.extend(f.read_bytes().splitlines())
+    return lines
+
+
+def count_lines(out: Path) -> int:
+    return sum(f.read_bytes().count(b"\n") for f in out.rglob("log.*")) if out.exists() else 0
+
+
+def uuid_counts(out: Path) -> Counter:
+    c: Counter = Counter()
+    for line in output_lines(out):
+        c[json.loads(line)["#uuid"]] += 1
+    return c
+
+
+def stored_offsets(state: Path) -> dict:
+    with StateDB(state / "db", "mtga", read_only=True) as db:
+        return PartitionOffsets(db).all()
+
+
+def failure_entries(state: Path) -> list:
+    with StateDB(state / "db", "mtga", read_only=True) as db:
+        return list(FailureQueue(db))
+
+
+def failure_count(state: Path) -> int:
+    try:
+        with StateDB(state / "db", "mtga", read_only=True) as db:
+            return FailureQueue(db).count()
+    except Exception:
+        return -1

@@ -1,0 +1,237 @@
+"""mtga end to end: real broker, real processes, real files."""
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mtga_helpers import (MTGA, Mtga, count_lines, failure_count, failure_entries, output_lines, pid_gone, produce,
+                          stored_offsets, uuid_counts, uuid_of, wait_for, write_conf, write_settings)
+from mulog import sample
+from ta_rules import violations
+
+APPS = (24, 25, 26)
+
+INVALID = [
+    (b"{this is not json", "invalid_json"),
+    (b'{"headers": {"app_id": 24, "log_name": "log_item"}, "logs": {"mtime": 1608184243}}', "identity"),
+    (b'{"role_id": 5}', "no_app_id"),
+    (b'{"headers": {"app_id": 24, "log_name": "log_item"}, "logs": {"role_id": 1, "bad key": 2}}', "property_name"),
+    (b'{"headers": {"app_id": 77, "log_name": "log_item"}, "logs": {"role_id": 1}}', "no_settings"),
+    (b"[1, 2, 3]", "not_object"),
+]
+
+
+def mixed_events(n: int, invalid_share: float, seed: int = 3):
+    """n payloads over 3 apps with ``invalid_share`` invalid ones; -> (payloads, expected reason or None)."""
+    rnd = random.Random(seed)
+    valid = sample.envelopes(n, app_ids=APPS, seed=seed)
+    payloads, kinds = [], []
+    for v in valid:
+        if rnd.random() < invalid_share:
+            bad, code = rnd.choice(INVALID)
+            payloads.append(bad)
+            kinds.append(code)
+        else:
+            payloads.append(v)
+            kinds.append(None)
+    return payloads, kinds
+
+
+def test_200k_events_three_apps_exactly_once_after_clean_stop(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    write_settings(tmp_path / "settings", APPS)
+    payloads, kinds = mixed_events(200_000, 0.02)
+    where = produce(kafka, topic, payloads)
+    n_valid = kinds.count(None)
+    n_invalid = len(kinds) - n_valid
+    assert n_invalid > 3000
+
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}")
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: count_lines(tmp_path / "out") >= n_valid and failure_count(tmp_path / "state") >= n_invalid,
+                 180, "all events to be written or queued")
+    finally:
+        assert m.term() == 0, m.output()
+
+    lines = output_lines(tmp_path / "out")
+    assert len(lines) == n_valid
+    # every valid event exactly once, identified by its deterministic #uuid
+    want = {uuid_of(topic, p, o) for (p, o), k in zip(where, kinds) if k is None}
+    got = Counter(json.loads(line)["#uuid"] for line in lines)
+    assert len(got) == len(lines), "a #uuid appears twice"
+    assert set(got) == want
+    # ThinkingData's rules hold for every line
+    bad = [(line, v) for line in lines if (v := violations(line))]
+    assert not bad, bad[:3]
+    # one folder per app id
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["24", "25", "26"]
+    # every invalid event is in the failure queue with its reason
+    entries = failure_entries(tmp_path / "state")
+    assert len(entries) == n_invalid
+    expect = {(p, o): k for (p, o), k in zip(where, kinds) if k is not None}
+    for e in entries:
+        assert e.code == expect[(e.partition, e.offset)], (e.reason, expect[(e.partition, e.offset)])
+        assert e.topic == topic and e.payload in {b for b, _ in INVALID}
+    # the stored offsets are the end of each partition
+    ends = {}
+    for p, o in where:
+        ends[p] = max(ends.get(p, 0), o + 1)
+    assert stored_offsets(tmp_path / "state") == {(topic, p): e for p, e in ends.items()}
+
+
+class Feeder(threading.Thread):
+    """Produces valid events at a steady rate while mtga is being killed."""
+
+    def __init__(self, kafka, topic, total, rate):
+        super().__init__(daemon=True)
+        self.kafka, self.topic, self.total, self.rate = kafka, topic, total, rate
+        self.where = []
+        self.error = None
+
+    def run(self):
+        try:
+            events = list(sample.envelopes(self.total, app_ids=APPS, seed=11))
+            step = max(1, self.rate // 10)
+            for i in range(0, len(events), step):
+                t0 = time.monotonic()
+                self.where += produce(self.kafka, self.topic, events[i:i + step])
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+        except Exception as e:  # reported by the test
+            self.error = e
+
+
+def _max_written(out: Path, topic: str, index: dict) -> dict:
+    """Per partition, one past the highest offset present in the output."""
+    hi = {}
+    for u in uuid_counts(out):
+        p, o = index[u]
+        hi[p] = max(hi.get(p, 0), o + 1)
+    return hi
+
+
+def test_sigkill_five_times_loses_nothing_duplicates_only_unstored_window(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2})
+    feeder = Feeder(kafka, topic, total=40_000, rate=4000)
+    feeder.start()
+    rnd = random.Random(5)
+    windows = []  # per kill: (stored offsets after the kill, output high-water mark at the kill)
+    for k in range(5):
+        m = Mtga(conf).start()
+        wait_for(lambda: (tmp_path / "state" / "mtga.pid").exists(), 30, "mtga to start")
+        time.sleep(rnd.uniform(2.5, 6.0))  # a random moment to kill at, not a synchronisation
+        m.kill()
+        stored = {p: o for (t, p), o in stored_offsets(tmp_path / "state").items()}
+        windows.append(stored)
+    feeder.join(120)
+    assert feeder.error is None, feeder.error
+    index = {uuid_of(topic, p, o): (p, o) for p, o in feeder.where}
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: len(uuid_counts(tmp_path / "out")) >= len(index), 120, "every event in the output")
+    finally:
+        assert m.term() == 0
+    counts = uuid_counts(tmp_path / "out")
+    assert set(counts) == set(index), "lost or unknown events"
+    dups = {u: c for u, c in counts.items() if c > 1}
+    # a duplicate can only be an event at or past the offset stored before some kill
+    for u in dups:
+        p, o = index[u]
+        assert any(o >= w.get(p, 0) for w in windows), f"event {p}/{o} repeated from before a stored offset"
+    print(f"\nSIGKILL x5: {len(index)} events, {sum(c - 1 for c in dups.values())} duplicate lines "
+          f"({len(dups)} events), 0 lost; de-duplicated by #uuid: {len(counts)} == input")
+
+
+def test_sigterm_then_restart_no_duplicates(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}")
+    feeder = Feeder(kafka, topic, total=20_000, rate=5000)
+    feeder.start()
+    m = Mtga(conf).start()
+    wait_for(lambda: count_lines(tmp_path / "out") > 2000, 60, "mtga to be mid-stream")
+    assert m.term() == 0
+    mid = count_lines(tmp_path / "out")
+    feeder.join(120)
+    assert feeder.error is None
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: count_lines(tmp_path / "out") >= 20_000, 120, "every event in the output")
+    finally:
+        assert m.term() == 0
+    counts = uuid_counts(tmp_path / "out")
+    assert len(counts) == 20_000
+    assert max(counts.values()) == 1, "an event was written twice across a graceful stop"
+    assert 2000 < mid < 20_000
+
+
+def test_broken_settings_fail_then_drain_when_fixed(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    settings = write_settings(tmp_path / "settings", (24, 26))
+    (settings / "metadata.25.json").write_text('{"account_id": "role_id", "time": {"unit": "hours"}}')
+    payloads = list(sample.envelopes(3000, app_ids=APPS, seed=9))
+    produce(kafka, topic, payloads)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", retry={"initial_backoff_s": 0.5, "max_backoff_s": 1})
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: count_lines(tmp_path / "out") == 2000 and failure_count(tmp_path / "state") == 1000,
+                 60, "apps 24 and 26 written, app 25 queued")
+        entries = failure_entries(tmp_path / "state")
+        assert {e.code for e in entries} == {"bad_settings"}
+        assert "metadata.25.json: time.unit: expected one of s, ms, string; got 'hours'" in entries[0].reason
+        (settings / "metadata.25.json").write_text((settings / "metadata.24.json").read_text())
+        wait_for(lambda: count_lines(tmp_path / "out") == 3000, 60, "the retry loop to drain app 25")
+        wait_for(lambda: failure_count(tmp_path / "state") == 0, 30, "the failure queue to be empty")
+    finally:
+        assert m.term() == 0
+    assert len(uuid_counts(tmp_path / "out")) == 3000
+    assert count_lines(tmp_path / "out" / "25") == 1000
+
+
+def test_daemon_start_refuse_twice_status_stop(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=1)
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}")
+    r = subprocess.run([MTGA, "start", "--daemon", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = int(re.search(r"pid (\d+)", r.stdout).group(1))
+    try:
+        assert (tmp_path / "state" / "mtga.pid").read_text().strip() == str(pid)
+        r2 = subprocess.run([MTGA, "start", "--daemon", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+        assert r2.returncode == 1
+        assert f"mtga already runs (pid {pid}" in r2.stderr and "Traceback" not in r2.stderr
+        st = subprocess.run([MTGA, "status", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+        assert st.returncode == 0 and f"pid {pid}" in st.stdout
+        produce(kafka, topic, list(sample.envelopes(100, app_ids=APPS)))
+        wait_for(lambda: count_lines(tmp_path / "out") == 100, 60, "the daemon to write")
+        assert (tmp_path / "mtga.log").stat().st_mode & 0o777 == 0o600
+    finally:
+        sp = subprocess.run([MTGA, "stop", "-c", str(conf)], capture_output=True, text=True, timeout=90)
+    assert sp.returncode == 0 and f"mtga stopped (pid {pid})" in sp.stdout
+    assert pid_gone(pid)
+    assert not (tmp_path / "state" / "mtga.pid").exists()
+    st = subprocess.run([MTGA, "status", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert st.returncode == 1 and "not running" in st.stdout
+    sp = subprocess.run([MTGA, "stop", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert sp.returncode == 0 and "not running" in sp.stdout
+
+
+def test_daemon_start_failure_is_reported(tmp_path, kafka):
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, "x", "g")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "db").write_text("not a database folder")
+    r = subprocess.run([MTGA, "start", "--daemon", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("mtga: mtga did not start: ") and "Traceback" not in r.stderr
