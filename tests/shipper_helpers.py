@@ -1,0 +1,254 @@
+"""Helpers of the shipper tests: a real `shipper tail` process, writers of
+realistic log lines, and a reader of everything a topic holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from mulog import sample
+
+EXE = Path(sys.executable).parent / "shipper"
+POOL = list(sample.bare_lines(500, seed=3))
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.05):
+    """Poll ``cond`` until it returns something true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def line(tag: str, n: int) -> bytes:
+    """A realistic event (about 640 bytes) that says which writer wrote it and its number."""
+    return b'{"w":"%s","n":%d,' % (tag.encode(), n) + POOL[n % len(POOL)][1:]
+
+
+def parse(payload: bytes) -> tuple[str, int]:
+    d = json.loads(payload)
+    return d["w"], d["n"]
+
+
+class ShipperProc:
+    """``shipper tail -c CONF`` as a real process, its log in a file."""
+
+    def __init__(self, conf: Path, log: Path, *args: str, env: dict | None = None):
+        self.conf, self.log_path, self.args = conf, log, args
+        self.env = dict(os.environ)
+        self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        self.env.update(env or {})
+        self.proc: subprocess.Popen | None = None
+        self.peak_rss_kb = 0
+
+    def start(self) -> "ShipperProc":
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(EXE), "tail", "-c", str(self.conf), *self.args], stdout=logf,
+                                     stderr=subprocess.STDOUT, env=self.env)
+        logf.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30, count: int = 1) -> None:
+        wait_for(lambda: self.log().count(text) >= count or self._died(), timeout, f"'{text}' in the shipper log")
+        assert self.log().count(text) >= count, f"shipper exited:\n{self.log()[-3000:]}"
+
+    def _died(self) -> bool:
+        return self.proc.poll() is not None
+
+    def rss_kb(self) -> int:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        kb = int(ln.split()[1])
+                        self.peak_rss_kb = max(self.peak_rss_kb, kb)
+                        return kb
+        except OSError:
+            pass
+        return 0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"shipper did not stop within {timeout}s after signal {sig}:\n{self.log()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill_if_alive(self) -> None:
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def write_conf(path: Path, *, bootstrap: str, state: Path, inputs: list[dict], **top) -> Path:
+    conf = {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "state_dir": str(state),
+        "inputs": inputs,
+        "rescan_interval_s": 1,
+        "checkpoint_interval_s": 0.5,
+        "stats_interval_s": 2,
+        "shutdown_timeout_s": 15,
+        "rotate_wait_s": 2,
+    }
+    conf.update(top)
+    path.write_text(json.dumps(conf, indent=1))  # JSON is YAML
+    return path
+
+
+def status(state: Path) -> list[dict]:
+    r = subprocess.run([str(EXE), "status", "--state-dir", str(state), "--json"], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        return []
+    return json.loads(r.stdout)
+
+
+def all_delivered(state: Path, files: list[Path]) -> bool:
+    """Every file's stored position equals its size (per ``shipper status``)."""
+    rows = {r["path"]: r for r in status(state)}
+    for f in files:
+        r = rows.get(str(f))
+        if r is None or r["size"] is None or r["delivered"] != r["size"] or r["size"] != f.stat().st_size:
+            return False
+    return True
+
+
+def topic_total(bootstrap: str, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "shipper-tests-wm"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return 0
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in t.partitions)
+    finally:
+        c.close()
+
+
+@dataclass
+class Msg:
+    partition: int
+    offset: int
+    value: bytes
+    headers: dict
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[Msg]:
+    """Every message of ``topic``, partition by partition in Kafka order."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "shipper-tests", "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions)
+        high = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        got: dict[int, list[Msg]] = defaultdict(list)
+        deadline = time.monotonic() + timeout
+        while any(len(got[p]) < high[p] for p in parts):
+            assert time.monotonic() < deadline, "timed out reading the topic back"
+            for m in c.consume(num_messages=10000, timeout=1):
+                assert m.error() is None, m.error()
+                got[m.partition()].append(Msg(m.partition(), m.offset(), m.value(),
+                                              {k: v.decode() for k, v in (m.headers() or [])}))
+        return [m for p in parts for m in got[p]]
+    finally:
+        c.close()
+
+
+def lines_of(path: Path) -> list[tuple[int, bytes]]:
+    """(offset, line) of every complete line of a file."""
+    out, off = [], 0
+    data = path.read_bytes()
+    for ln in data.split(b"\n")[:-1]:
+        if ln:
+            out.append((off, ln))
+        off += len(ln) + 1
+    return out
+
+
+class Writer(threading.Thread):
+    """Appends ``count`` lines tagged ``tag`` to ``path`` in bursts, like a game server.
+
+    ``hook(self, n)`` runs before line ``n`` is written (rotation); ``self.f`` is
+    the open file (opened in append mode, so writes after a truncation land at
+    the start of the file).
+    """
+
+    def __init__(self, path: Path, tag: str, count: int, burst: int = 50, pause: float = 0.002,
+                 hook: Callable[["Writer", int], None] | None = None, start_at: int = 0):
+        super().__init__(daemon=True)
+        self.path, self.tag, self.count, self.burst, self.pause, self.hook = path, tag, count, burst, pause, hook
+        self.start_at = start_at
+        self.written = 0
+        self.error: BaseException | None = None
+        self.f = None
+
+    def open(self, path: Path | None = None):
+        if self.f is not None:
+            self.f.close()
+        self.f = open(path or self.path, "ab", buffering=0)
+        return self.f
+
+    def run(self) -> None:
+        try:
+            self.open()
+            buf = []
+            for n in range(self.start_at, self.start_at + self.count):
+                if self.hook is not None:
+                    if buf:
+                        self.f.write(b"".join(buf))
+                        buf = []
+                    self.hook(self, n)
+                buf.append(line(self.tag, n) + b"\n")
+                if len(buf) >= self.burst:
+                    self.f.write(b"".join(buf))
+                    buf = []
+                    self.written = n + 1 - self.start_at
+                    time.sleep(self.pause)
+            if buf:
+                self.f.write(b"".join(buf))
+            self.written = self.count
+            self.f.close()
+        except BaseException as e:  # reported by the test
+            self.error = e
+            raise
+
+
+def join_all(writers, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    for w in writers:
+        w.join(max(0.1, deadline - time.monotonic()))
+        assert not w.is_alive(), f"writer {w.tag} did not finish"
+        assert w.error is None, f"writer {w.tag} failed: {w.error!r}"
+
+
+def by_writer(msgs: list[Msg]) -> dict[str, list[int]]:
+    """Line numbers per writer tag, in Kafka order."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for m in msgs:
+        tag, n = parse(m.value)
+        out[tag].append(n)
+    return out

@@ -1,0 +1,298 @@
+"""`shipper tail` end to end against the real broker, as a real process:
+20 files written at once, graceful and hard stops, status, reload, flags."""
+
+import json
+import os
+import signal
+import time
+from collections import Counter, defaultdict
+
+import pytest
+
+from conftest import run_cli
+from offsets import FilePositions, StateDB
+from shipper_helpers import (ShipperProc, Writer, all_delivered, by_writer, join_all, line, lines_of, read_topic,
+                             status, topic_total, wait_for, write_conf)
+
+PATTERN = r'^(?P<log_name>[a-z][a-z0-9_]*?)(?:[.-]\d[\d-]*)?\.log$'
+
+pytestmark = pytest.mark.kafka
+
+
+def test_twenty_files_written_concurrently_arrive_exactly_once_in_order(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "exclude": ["*.gz"], "topic": topic, "app_id": 24,
+         "log_name_pattern": PATTERN}])
+    # half the files exist before the start, half appear while it runs
+    names = [f"log_g{i:02d}.log" for i in range(20)]
+    for name in names[:10]:
+        (logs / name).write_bytes(b"".join(line(name, n) + b"\n" for n in range(100)))
+    (logs / "old.log.gz").write_bytes(b"not a log line\n")
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        sh.wait_log("shipper starting")
+        writers = [Writer(logs / name, name, 3000 if i < 10 else 3100, start_at=100 if i < 10 else 0, burst=40,
+                          pause=0.003) for i, name in enumerate(names)]
+        t0 = time.monotonic()
+        for w in writers:
+            w.start()
+        join_all(writers)
+        files = [logs / n for n in names]
+        wait_for(lambda: all_delivered(state, files), 60, "every file delivered (shipper status)")
+        took = time.monotonic() - t0
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    log = sh.log()
+    assert "Traceback" not in log
+    assert "old.log.gz" not in log  # excluded
+
+    msgs = read_topic(kafka, topic)
+    per_path = defaultdict(list)
+    for m in msgs:
+        per_path[m.headers["path"]].append(m)
+    assert set(per_path) == {str(f) for f in files}
+    total = 0
+    for f in files:
+        want = lines_of(f)
+        got = per_path[str(f)]
+        # in Kafka order, exactly the file's lines at exactly their offsets
+        assert [(int(m.headers["offset"]), m.value) for m in got] == want, f
+        assert len({m.partition for m in got}) == 1  # one file, one partition
+        assert {m.headers["file"] for m in got} == {got[0].headers["file"]}  # a stable identity
+        h = got[0].headers
+        assert (h["app_id"], h["log_name"], h["host"]) == ("24", f.name.split(".")[0], h["host"])
+        assert h["host"]
+        total += len(want)
+    assert total == 20 * 3100 == len(msgs)
+    print(f"\n20 files, {total} lines written concurrently and shipped in {took:.1f}s; "
+          f"{len(msgs)} messages in Kafka, each line exactly once, in order")
+
+
+def _three_writers(logs, count, pause):
+    return [Writer(logs / f"log_s{i}.log", f"s{i}", count, burst=20, pause=pause) for i in range(3)]
+
+
+def _positions(state):
+    with StateDB(state / "db", "shipper", read_only=True) as db:
+        return {p.path: p.offset for p in FilePositions(db).all()}
+
+
+def test_sigterm_mid_stream_then_restart_loses_and_repeats_nothing(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
+    writers = _three_writers(logs, 6000, 0.002)
+    for w in writers:
+        w.start()
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        wait_for(lambda: topic_total(kafka, topic) > 2000, 30, "lines reaching Kafka")
+        assert any(w.is_alive() for w in writers), "writers finished too early for a mid-stream stop"
+        assert sh.stop(signal.SIGTERM) == 0
+        stopped_at = _positions(state)
+        in_kafka = topic_total(kafka, topic)
+        sh2 = ShipperProc(conf, tmp_path / "shipper2.log").start()
+        join_all(writers)
+        files = [w.path for w in writers]
+        wait_for(lambda: all_delivered(state, files), 60, "every file delivered after the restart")
+        assert sh2.stop() == 0
+    finally:
+        sh.kill_if_alive()
+        sh2.kill_if_alive() if "sh2" in locals() else None
+    assert "resuming" in sh2.log()
+    assert "stopped:" in sh.log()
+    got = by_writer(read_topic(kafka, topic))
+    for w in writers:
+        assert got[w.tag] == list(range(6000)), f"{w.tag}: lost or repeated lines"
+    print(f"\nSIGTERM with {in_kafka} lines in Kafka (positions {sorted(stopped_at.values())}); after the restart "
+          f"{sum(len(v) for v in got.values())} lines, none lost, none repeated")
+
+
+def test_sigkill_mid_stream_repeats_only_the_unacknowledged_window(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}],
+        checkpoint_interval_s=1)
+    writers = _three_writers(logs, 8000, 0.008)
+    for w in writers:
+        w.start()
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        # positions saved for every file, and the files still growing
+        wait_for(lambda: os.path.exists(state / "db" / "CURRENT") and len(_positions(state)) == 3
+                 and min(_positions(state).values()) > 0, 30, "positions saved for the three files")
+        wait_for(lambda: topic_total(kafka, topic) > 3000, 30, "lines reaching Kafka")
+        assert all(w.is_alive() for w in writers), "writers finished too early for a mid-stream kill"
+        assert sh.stop(signal.SIGKILL) == -signal.SIGKILL
+        stored = _positions(state)  # what the killed process had saved
+        sh2 = ShipperProc(conf, tmp_path / "shipper2.log").start()
+        join_all(writers)
+        files = [w.path for w in writers]
+        wait_for(lambda: all_delivered(state, files), 60, "every file delivered after the restart")
+        assert sh2.stop() == 0
+    finally:
+        sh.kill_if_alive()
+        sh2.kill_if_alive() if "sh2" in locals() else None
+    msgs = read_topic(kafka, topic)
+    dups_total = 0
+    for w in writers:
+        mine = [m for m in msgs if m.headers["path"] == str(w.path)]
+        offsets = [int(m.headers["offset"]) for m in mine]
+        count = Counter(offsets)
+        want = [off for off, _ in lines_of(w.path)]
+        assert set(count) == set(want), f"{w.tag}: lines lost"
+        dups = sorted(off for off, k in count.items() if k > 1)
+        assert all(k <= 2 for k in count.values()), f"{w.tag}: a line came more than twice"
+        # a repeated line lies at or after the position saved before the kill
+        start = stored.get(str(w.path), 0)
+        assert all(off >= start for off in dups), f"{w.tag}: a line before the saved position {start} repeated"
+        # and the repeats are one window, right after the saved position
+        if dups:
+            assert dups == [off for off in want if dups[0] <= off <= dups[-1]]
+            assert dups[0] == min(off for off in want if off >= start)
+        # the content is the file's, line by line
+        assert sorted(set(zip(offsets, (m.value for m in mine)))) == lines_of(w.path)
+        dups_total += len(dups)
+        print(f"\n{w.tag}: saved position at the kill {start}, {len(want)} lines, {len(dups)} repeated")
+    print(f"SIGKILL: {len(msgs)} messages for {sum(len(lines_of(w.path)) for w in writers)} lines; "
+          f"{dups_total} duplicates, all from the unacknowledged window after the saved positions")
+
+
+def test_status_reads_the_positions_while_tail_runs(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    f = logs / "log_login.log"
+    f.write_bytes(b"".join(line("st", n) + b"\n" for n in range(500)))
+    r = run_cli("shipper", "status", "--state-dir", str(state))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no shipper state" in r.stderr, r.stderr
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 7, "log_name_pattern": PATTERN}])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        wait_for(lambda: all_delivered(state, [f]), 30, "the file delivered")
+        (row,) = status(state)
+        size = f.stat().st_size
+        assert row["path"] == str(f) and row["delivered"] == size and row["size"] == size
+        assert row["percent"] == 100.0 and time.time() - row["updated_at"] < 60
+        msgs = read_topic(kafka, topic)
+        assert row["identity"] == msgs[0].headers["file"]
+        with open(f, "ab") as fh:
+            fh.write(line("st", 500) + b"\n" + b'{"partial": ')  # an incomplete last line stays behind
+        wait_for(lambda: status(state)[0]["delivered"] == size + len(line("st", 500)) + 1, 30, "the new line")
+        (row,) = status(state)
+        assert row["size"] == row["delivered"] + len(b'{"partial": ') and row["percent"] < 100
+        table = run_cli("shipper", "status", "-c", str(conf))
+        assert table.returncode == 0 and str(f) in table.stdout and row["identity"] in table.stdout
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    assert topic_total(kafka, topic) == 501
+
+
+def test_reload_adds_and_removes_inputs_and_keeps_the_last_good_config(kafka, topic_factory, tmp_path):
+    ta, tb = topic_factory(partitions=1), topic_factory(partitions=1)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    state = tmp_path / "state"
+    inp_a = {"paths": [str(a / "*.log")], "topic": ta, "app_id": 1, "log_name": "la"}
+    inp_b = {"paths": [str(b / "*.log")], "topic": tb, "app_id": 2, "log_name": "lb"}
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[inp_a])
+    (a / "x.log").write_bytes(line("a", 0) + b"\n")
+    (b / "y.log").write_bytes(line("b", 0) + b"\n")
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        wait_for(lambda: topic_total(kafka, ta) == 1, 30, "a's first line")
+        # add input b by editing the file: picked up without a restart
+        write_conf(conf, bootstrap=kafka, state=state, inputs=[inp_a, inp_b])
+        wait_for(lambda: topic_total(kafka, tb) == 1, 30, "b's first line after the reload")
+        assert "configuration reloaded: 2 input(s), 1 added, 0 removed" in sh.log()
+        # a broken file is refused, the running configuration stays
+        conf.write_text("inputs: [{paths: [], topic: 'bad topic'}]\n")
+        sh.wait_log("configuration not reloaded")
+        with open(b / "y.log", "ab") as fh:
+            fh.write(line("b", 1) + b"\n")
+        wait_for(lambda: topic_total(kafka, tb) == 2, 30, "b still shipped under the last good config")
+        # remove input a, by SIGHUP this time
+        write_conf(conf, bootstrap=kafka, state=state, inputs=[inp_b])
+        sh.proc.send_signal(signal.SIGHUP)
+        sh.wait_log("no input wants")
+        with open(a / "x.log", "ab") as fh:
+            fh.write(line("a", 1) + b"\n")
+        with open(b / "y.log", "ab") as fh:
+            fh.write(line("b", 2) + b"\n")
+        wait_for(lambda: topic_total(kafka, tb) == 3, 30, "b's third line")
+        wait_for(lambda: all_delivered(state, [b / "y.log"]), 30, "b's position saved")
+        assert sh.alive()
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    assert topic_total(kafka, ta) == 1, "a line of a removed input was shipped"
+    log = sh.log()
+    assert "configuration not reloaded, keeping the running one: " in log and "inputs[0]" in log
+
+
+def test_start_at_end_and_long_lines(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    old = logs / "old.log"
+    old.write_bytes(b"".join(line("old", n) + b"\n" for n in range(100)) + b'{"half":')
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_x", "start_at": "end",
+         "max_line_bytes": 1000}])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        sh.wait_log("start_at=end")
+        long_line = b'{"long": "' + b"z" * 5000 + b'"}'
+        with open(old, "ab") as fh:  # completes the half line, then more
+            fh.write(b' 1}\n' + long_line + b"\n" + line("old", 100) + b"\n")
+        new = logs / "new.log"  # appears later: read from its beginning
+        new.write_bytes(line("new", 0) + b"\n")
+        wait_for(lambda: topic_total(kafka, topic) == 4, 30, "4 lines")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    msgs = read_topic(kafka, topic)
+    vals = sorted(m.value for m in msgs)
+    assert vals == sorted([b'{"half": 1}', long_line[:1000], line("old", 100), line("new", 0)])
+    cut = next(m for m in msgs if m.value == long_line[:1000])
+    base = old.stat().st_size - len(long_line) - 1 - len(line("old", 100)) - 1
+    assert int(cut.headers["offset"]) == base
+    assert f"line cut: {old} at offset {base} is {len(long_line)} bytes" in sh.log()
+
+
+def test_cli_mistakes_are_one_line(tmp_path, kafka):
+    r = run_cli("shipper", "tail", "--path", str(tmp_path / "*.log"), "--topic", "t",
+                env={"KAFKA_BOOTSTRAP_SERVERS": None})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--app-id, --log-name" in r.stderr, r.stderr
+    r = run_cli("shipper", "tail", "-c", str(tmp_path / "missing.yml"))
+    assert r.returncode == 2 and "file not found" in r.stderr and "Traceback" not in r.stderr
+    state = tmp_path / "st"
+    args = ("tail", "--path", str(tmp_path / "*.log"), "--topic", "t", "--app-id", "1", "--log-name", "x",
+            "--state-dir", str(state), "--bootstrap-servers", kafka)
+    import subprocess
+    from shipper_helpers import EXE
+    first = subprocess.Popen([str(EXE), *args], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (state / "db" / "CURRENT").exists(), 30, "the first shipper's state")
+        r = run_cli("shipper", *args)
+        assert r.returncode == 1 and "in use by another process" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert oct(state.stat().st_mode & 0o777) == "0o700"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0

@@ -1,0 +1,233 @@
+"""Pure parts of the shipper: line framing, long-line cutting, log_name patterns,
+watch roots, fingerprints, and the command-line overrides of the configuration."""
+
+import os
+import random
+import re
+
+import pytest
+
+from mulog.config import ConfigError
+from offsets import FINGERPRINT_BYTES, fingerprint
+from shipper import config
+from shipper.framing import Framer, log_name_for, watch_root
+from shipper.tailer import identity_crc, last_line_end
+
+
+def frame_all(framer: Framer, chunks):
+    """Feed chunks; return [(offset, line)], cuts and the position to store."""
+    out, cuts, end = [], [], framer.pos
+    for c in chunks:
+        fr = framer.feed(c)
+        if fr is None:
+            continue
+        if fr.offsets is None:
+            off = fr.start
+            for line in fr.lines:
+                out.append((off, line))
+                off += len(line) + 1
+        else:
+            out.extend(zip(fr.offsets, fr.lines))
+        cuts += fr.cuts
+        end = fr.end
+    return out, cuts, end
+
+
+def expected_lines(data: bytes, start: int = 0):
+    out, off = [], start
+    for line in data.split(b"\n")[:-1]:
+        if line:
+            out.append((off, line))
+        off += len(line) + 1
+    return out
+
+
+def test_lines_come_out_whole_whatever_the_chunking():
+    rnd = random.Random(7)
+    data = b"".join(b"line-%d-" % i + b"x" * rnd.randrange(0, 300) + b"\n" for i in range(2000))
+    data += b"incomplete tail"
+    for trial in range(20):
+        chunks, i = [], 0
+        while i < len(data):
+            n = rnd.choice((1, 2, 7, 100, 4096, 65536))
+            chunks.append(data[i:i + n])
+            i += n
+        got, cuts, end = frame_all(Framer(0, 1 << 20), chunks)
+        assert got == expected_lines(data)
+        assert cuts == []
+        assert end == len(data) - len(b"incomplete tail")
+
+
+def test_a_line_without_its_newline_is_not_handed_out():
+    f = Framer(100, 1024)
+    assert f.feed(b"half a li") is None
+    assert f.feed(b"ne") is None
+    assert f.pending_bytes == 11
+    fr = f.feed(b"\nnext")
+    assert fr.lines == [b"half a line"] and fr.start == 100 and fr.end == 112
+    assert f.pos == 112 and f.pending_bytes == 4
+
+
+def test_long_lines_are_cut_and_the_rest_skipped():
+    mx = 16
+    data = (b"short\n" + b"A" * 40 + b"\n" + b"ok\n" + b"B" * 16 + b"\n" + b"C" * 17 + b"\n" + b"end\n")
+    for size in (1, 3, 5, 16, 17, 1000):
+        chunks = [data[i:i + size] for i in range(0, len(data), size)]
+        got, cuts, end = frame_all(Framer(0, mx), chunks)
+        assert got == [(0, b"short"), (6, b"A" * 16), (47, b"ok"), (50, b"B" * 16), (67, b"C" * 16),
+                       (85, b"end")], size
+        assert cuts == [(6, 40), (67, 17)], size
+        assert end == len(data)
+
+
+def test_a_long_line_still_being_written_keeps_bounded_memory():
+    f = Framer(0, 1000)
+    for _ in range(100):
+        assert f.feed(b"x" * 10_000) is None
+    assert len(f.partial) == 1000 and f.pending_bytes == 1_000_000
+    fr = f.feed(b"yy\nnext\n")
+    assert fr.lines == [b"x" * 1000, b"next"]
+    assert fr.offsets == [0, 1_000_003] and fr.cuts == [(0, 1_000_002)]
+    assert fr.end == 1_000_008
+
+
+def test_empty_lines_are_skipped_but_counted_in_offsets():
+    fr = Framer(0, 100).feed(b"a\n\n\nbb\n\n")
+    assert fr.lines == [b"a", b"bb"] and fr.offsets == [0, 4] and fr.empty == 3 and fr.end == 8
+
+
+def test_payload_bytes_are_untouched():
+    data = b'{"k": "caf\xc3\xa9"}\r\n\x00\xff binary\n'
+    fr = Framer(0, 100).feed(data)
+    assert fr.lines == [b'{"k": "caf\xc3\xa9"}\r', b"\x00\xff binary"]
+
+
+PATTERN = re.compile(r'^(?P<log_name>[a-z][a-z0-9_]*?)(?:[.-]\d[\d-]*)?\.log$')
+
+
+@pytest.mark.parametrize("path, want", [
+    ("/logs/log_item.log", "log_item"),
+    ("/logs/log_item-2024-01-01-10.log", "log_item"),
+    ("/logs/log_pay.2024010110.log", "log_pay"),
+    ("/logs/Log_item.log", None),
+    ("/logs/log_item.txt", None),
+])
+def test_log_name_from_the_file_name(path, want):
+    assert log_name_for(path, None, PATTERN) == want
+
+
+def test_static_log_name():
+    assert log_name_for("/x/whatever.log", "log_login", None) == "log_login"
+
+
+@pytest.mark.parametrize("pattern, root, recursive", [
+    ("/var/log/game/*.log", "/var/log/game", False),
+    ("/var/log/game/app.log", "/var/log/game", False),
+    ("/var/log/**/*.log", "/var/log", True),
+    ("/var/log/*/app.log", "/var/log", True),
+    ("/*.log", "/", False),
+])
+def test_watch_root(pattern, root, recursive):
+    assert watch_root(pattern) == (root, recursive)
+
+
+def test_identity_covers_the_first_line_and_stays(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(b'{"first": 1}')
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        assert identity_crc(fd) is None  # first line incomplete
+        with open(p, "ab") as f:
+            f.write(b"\n")
+        first = identity_crc(fd)
+        assert first is not None
+        with open(p, "ab") as f:
+            f.write(b'{"second": 2}\n' * 200)
+        assert identity_crc(fd) == first  # growth does not change it
+        # while the verification fingerprint grows up to FINGERPRINT_BYTES
+        assert fingerprint(fd)[0] == FINGERPRINT_BYTES
+    finally:
+        os.close(fd)
+
+
+def test_last_line_end(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(b"a\nbb\nccc")
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        assert last_line_end(fd, 8) == 5
+        assert last_line_end(fd, 2) == 2
+        assert last_line_end(fd, 1) == 0
+    finally:
+        os.close(fd)
+    big = tmp_path / "big.log"
+    big.write_bytes(b"x\n" + b"y" * 200_000)
+    fd = os.open(big, os.O_RDONLY)
+    try:
+        assert last_line_end(fd, 200_002) == 2
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------ flags over the file
+
+
+def write_conf(tmp_path, text):
+    f = tmp_path / "shipper.yml"
+    f.write_text(text)
+    return f
+
+
+def test_flags_alone_make_an_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    s = config.load_tail(None, config.TailFlags(paths=["logs/*.log"], topic="t1", app_id=24, log_name="log_x",
+                                                state_dir="st", bootstrap_servers="h:1", from_beginning=True))
+    (inp,) = s.inputs
+    assert inp.paths == [str(tmp_path / "logs/*.log")]
+    assert (inp.topic, inp.app_id, inp.log_name, inp.start_at) == ("t1", 24, "log_x", "beginning")
+    assert s.state_dir == tmp_path / "st" and s.db_path == tmp_path / "st" / "db"
+    assert s.bootstrap_servers == "h:1"
+
+
+def test_flag_only_run_names_the_missing_flags(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        config.load_tail(None, config.TailFlags(paths=["x/*.log"], topic="t"))
+    assert "--app-id, --log-name" in str(e.value)
+
+
+def test_flags_override_the_file_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env:1")
+    f = write_conf(tmp_path, "inputs:\n  - paths: ['a/*.log']\n    topic: t0\n    app_id: 1\n"
+                             "    log_name_pattern: '^(?P<log_name>.+)\\.log$'\n    start_at: end\n")
+    s = config.load_tail(f, config.TailFlags(topic="t9", log_name="fixed"))
+    (inp,) = s.inputs
+    assert inp.paths == [str(tmp_path / "a/*.log")]
+    assert (inp.topic, inp.app_id, inp.log_name, inp.log_name_pattern, inp.start_at) == ("t9", 1, "fixed", None, "end")
+    assert s.bootstrap_servers == "env:1"  # the environment over the file
+    s = config.load_tail(f, config.TailFlags(bootstrap_servers="flag:1", from_beginning=True))
+    assert s.bootstrap_servers == "flag:1"  # a flag over the environment
+    assert s.inputs[0].start_at == "beginning"
+
+
+def test_input_flags_refuse_a_file_with_several_inputs(tmp_path):
+    one = "  - paths: ['a/*.log']\n    topic: t0\n    app_id: 1\n    log_name: a\n"
+    f = write_conf(tmp_path, "inputs:\n" + one + one)
+    with pytest.raises(ConfigError) as e:
+        config.load_tail(f, config.TailFlags(topic="x"))
+    assert "the file has 2 inputs" in str(e.value)
+
+
+def test_no_input_at_all(tmp_path):
+    f = write_conf(tmp_path, "rescan_interval_s: 1\n")
+    with pytest.raises(ConfigError) as e:
+        config.load_tail(f, config.TailFlags())
+    assert "inputs" in str(e.value) and "at least one input" in str(e.value)
+
+
+def test_max_line_must_fit_in_a_kafka_message(tmp_path):
+    f = write_conf(tmp_path, "kafka:\n  producer:\n    message.max.bytes: 100000\ninputs:\n  - paths: [a]\n"
+                             "    topic: t\n    app_id: 1\n    log_name: a\n    max_line_bytes: 200000\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    assert "inputs[0].max_line_bytes" in str(e.value) and "at most 95904" in str(e.value)
