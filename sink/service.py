@@ -19,9 +19,11 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -84,10 +86,15 @@ class Service:
         self.origin: dict[TP, str] = {}  # where the start offset came from: local, group, reset
         self.consumer: Optional[Consumer] = None
         self.stop_event = threading.Event()
-        self.stalled: Optional[str] = None
+        self.stalled: Optional[str] = None  # why batches cannot be stored anywhere durable
+        self.checkpoint_error: Optional[str] = None
         self._fq_dirty = False
         self._recheck_settings = False
         self._stall_backoff = 1.0
+        # read by other threads (control socket, metrics): replaced, never mutated
+        self.local_offsets: dict[TP, int] = self.po.all()
+        self.lags: dict[TP, int] = {}
+        self.commands: queue.Queue = queue.Queue()
 
     # ------------------------------------------------------------------ kafka
     def _consumer(self) -> Consumer:
@@ -177,14 +184,19 @@ class Service:
         next_ckpt = time.monotonic() + interval
         next_retry = time.monotonic() + 1.0
         next_stats = time.monotonic() + 30.0
+        next_lag = time.monotonic()
         batch = c.kafka.batch_size
         try:
             while not self.stop_event.is_set():
                 msgs = self.consumer.consume(batch, 0.2)
                 if msgs:
                     self.process(msgs)
+                self._run_commands()
                 now = time.monotonic()
                 self.stats.sample()
+                if now >= next_lag:
+                    self._update_lags()
+                    next_lag = now + 2.0
                 if now >= next_ckpt:
                     self.checkpoint()
                     next_ckpt = now + interval
@@ -293,7 +305,10 @@ class Service:
                 self.consumer.seek(TopicPartition(t, p, off))
             except KafkaException as e:
                 log.warning("seek %s[%d] to %d failed: %s", t, p, off, e)
-        self.stop_event.wait(self._stall_backoff)
+        end = time.monotonic() + self._stall_backoff
+        while not self.stop_event.is_set() and time.monotonic() < end:
+            self._run_commands()  # stay responsive to the control socket while backing off
+            self.stop_event.wait(0.2)
         self._stall_backoff = min(self._stall_backoff * 2, 30.0)
 
     # ------------------------------------------------------------------ checkpoint
@@ -304,7 +319,7 @@ class Service:
         try:
             self.writer.flush(fsync=self.s.conf.output.fsync == "checkpoint")
         except SinkError as e:
-            self.stalled = e.reason
+            self.checkpoint_error = e.reason
             log.error("checkpoint skipped, output not flushed: %s", e.reason)
             return False
         try:
@@ -312,11 +327,16 @@ class Service:
             if not changed and self.s.conf.checkpoint.sync:
                 self.db.flush()
         except Exception as e:
-            self.stalled = f"cannot store offsets: {e}"
-            log.error("checkpoint failed: %s", self.stalled)
+            self.checkpoint_error = f"cannot store offsets: {e}"
+            log.error("checkpoint failed: %s", self.checkpoint_error)
             return False
         self._fq_dirty = False
         self.stored.update(changed)
+        if changed:
+            lo = dict(self.local_offsets)
+            lo.update(changed)
+            self.local_offsets = lo
+        self.checkpoint_error = None
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = time.time()
         if changed and commit and self.consumer is not None:
@@ -390,6 +410,62 @@ class Service:
                      len(done), len(again), self.fq.count())
         return len(done)
 
+    # ------------------------------------------------------------------ other threads
+    def call(self, fn, timeout: float):
+        """Run ``fn`` on the loop's thread (which owns the state database) and wait."""
+        fut: Future = Future()
+        self.commands.put((fn, fut))
+        return fut.result(timeout=timeout)
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, fut = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except Exception as e:
+                fut.set_exception(e)
+
+    def _update_lags(self) -> None:
+        if self.consumer is None:
+            return
+        lags = {}
+        for (t, p), nxt in list(self.next.items()):
+            try:
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                lags[(t, p)] = max(0, high - max(nxt, low))
+        self.lags = lags
+
+    def status(self) -> dict:
+        st = self.stats
+        return {
+            "pid": os.getpid(),
+            "started": st.started,
+            "uptime_s": round(time.time() - st.started, 1),
+            "events_per_s": round(st.rate(), 1),
+            "consumed": st.consumed,
+            "written": st.written,
+            "filtered": st.filtered,
+            "failed": st.failed,
+            "retried_ok": st.retried_ok,
+            "partitions": sorted(f"{t}[{p}]" for t, p in list(self.next)),
+            "last_checkpoint": st.last_checkpoint or None,
+            "failure_queue": self.fq._count,
+            "stalled": self.stalled,
+            "checkpoint_error": self.checkpoint_error,
+            "sink_error": self.writer.last_error,
+            "sink_bytes": self.writer.bytes_written,
+            "workers": self.pool.workers,
+            "group": self.s.conf.kafka.group_id,
+        }
+
     # ------------------------------------------------------------------ reporting
     def _stats_line(self) -> None:
         st = self.stats
@@ -399,10 +475,55 @@ class Service:
                  f", STALLED: {self.stalled}" if self.stalled else "")
 
 
+def control_handlers(svc: Service) -> dict:
+    """The control socket's commands (run on the socket's threads)."""
+    from . import queries
+
+    s = svc.s
+    admin = []
+    timeout = max(1.0, s.conf.control.timeout_s - 2.0)
+
+    def offsets(req):
+        if not admin:
+            admin.append(queries.admin_client(s.bootstrap_servers))
+        k = s.conf.kafka
+        rows = queries.offset_rows(s.bootstrap_servers, k.group_id, list(k.topics), k.topic_pattern,
+                                   svc.local_offsets, timeout, admin=admin[0])
+        return {"rows": rows, "source": "daemon"}
+
+    def fq_count(req):
+        if req.get("by_reason"):
+            return {"count": svc.fq._count, "by_reason": svc.call(svc.fq.count_by_reason, timeout)}
+        return {"count": svc.fq._count}
+
+    def fq_clear(req):
+        if req.get("confirm") is not True:
+            raise ValueError('clearing the failure queue needs "confirm": true')
+        reason = req.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError("reason must be a string")
+        n = svc.call(lambda: svc.fq.clear(reason=reason), timeout)
+        log.warning("failure queue: %d entr%s removed over the control socket%s", n, "y" if n == 1 else "ies",
+                    f" (reason {reason})" if reason else "")
+        return {"removed": n}
+
+    return {
+        "ping": lambda req: "pong",
+        "status": lambda req: svc.status(),
+        "offsets": offsets,
+        "lag": lambda req: {"lag": sum(r["lag"] for r in offsets(req)["rows"])},
+        "fq_count": fq_count,
+        "fq_clear": fq_clear,
+    }
+
+
 def run_foreground(s: MtgaSettings, ready=None) -> int:
     """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
+    from .control import ControlServer
+
     try:
         svc = Service(s)
+        server = ControlServer(s.socket_path, control_handlers(svc))
     except Exception as e:
         if ready:
             ready(str(e))
@@ -410,7 +531,18 @@ def run_foreground(s: MtgaSettings, ready=None) -> int:
     signal.signal(signal.SIGTERM, svc.request_stop)
     signal.signal(signal.SIGINT, svc.request_stop)
     signal.signal(signal.SIGHUP, svc.request_recheck)
+    server.start()
+    metrics = None
+    if s.conf.metrics.enabled:
+        from .metrics import serve
+
+        metrics = serve(svc, s.conf.metrics.host, s.conf.metrics.port or 9464)
     if ready:
         ready(None)
-    svc.run()
+    try:
+        svc.run()
+    finally:
+        server.stop()
+        if metrics is not None:
+            metrics.shutdown()
     return 0

@@ -1,0 +1,104 @@
+"""What operators ask about: per-partition offsets and lag, from Kafka's admin
+API and the local store. Used by the daemon (to answer over its socket) and by
+the CLI when no daemon runs; both produce the same rows."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Optional
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+
+class QueryError(Exception):
+    """Kafka could not answer in time; the message says what was asked."""
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    import logging
+
+    quiet = logging.getLogger("mtga.query.kafka")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    return AdminClient({"bootstrap.servers": bootstrap, "logger": quiet, "socket.connection.setup.timeout.ms": 5000})
+
+
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())
+
+
+def partitions(admin: AdminClient, topics: list[str], pattern: Optional[str], deadline: float) -> list[tuple[str, int]]:
+    try:
+        md = admin.list_topics(timeout=_left(deadline))
+    except KafkaException as e:
+        raise QueryError(f"Kafka did not list its topics: {e}") from None
+    if pattern:
+        rx = re.compile(pattern)
+        names = sorted(t for t in md.topics if rx.search(t) and not t.startswith("__"))
+    else:
+        names = [t for t in topics if t in md.topics]
+    out = []
+    for t in names:
+        for p in sorted(md.topics[t].partitions):
+            out.append((t, p))
+    return out
+
+
+def watermarks(admin: AdminClient, tps: list[tuple[str, int]], deadline: float) -> dict:
+    """(topic, partition) -> (low, high), from the admin API's ListOffsets."""
+    if not tps:
+        return {}
+    res = {}
+    for spec_name, spec in (("low", OffsetSpec.earliest()), ("high", OffsetSpec.latest())):
+        futs = admin.list_offsets({TopicPartition(t, p): spec for t, p in tps}, request_timeout=_left(deadline))
+        for tp, f in futs.items():
+            try:
+                r = f.result(timeout=_left(deadline))
+            except Exception as e:
+                raise QueryError(f"Kafka did not give the {spec_name} watermark of {tp.topic}[{tp.partition}]: {e}") from None
+            res.setdefault((tp.topic, tp.partition), {})[spec_name] = r.offset
+    return {k: (v["low"], v["high"]) for k, v in res.items()}
+
+
+def group_offsets(admin: AdminClient, group: str, tps: list[tuple[str, int]], deadline: float) -> dict:
+    """(topic, partition) -> the group's committed offset (absent when none)."""
+    if not tps:
+        return {}
+    req = [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])]
+    try:
+        futs = admin.list_consumer_group_offsets(req, request_timeout=_left(deadline))
+        res = futs[group].result(timeout=_left(deadline))
+    except Exception as e:
+        raise QueryError(f"Kafka did not give the offsets of group {group}: {e}") from None
+    return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions if tp.offset >= 0}
+
+
+def offset_rows(bootstrap: str, group: str, topics: list[str], pattern: Optional[str], local: dict,
+                timeout: float, admin: Optional[AdminClient] = None) -> list[dict]:
+    """One row per partition of the consumed topics.
+
+    ``current`` is the locally stored offset; without one, the group's committed
+    offset (``source`` says which: local, group or none). ``lag`` is
+    ``high - current`` (``high - low`` when nothing was consumed yet).
+    """
+    deadline = time.monotonic() + timeout
+    admin = admin or admin_client(bootstrap)
+    tps = partitions(admin, topics, pattern, deadline)
+    # partitions stored locally but no longer in the metadata (deleted topics) are left out
+    wm = watermarks(admin, tps, deadline)
+    group_off = group_offsets(admin, group, tps, deadline)
+    rows = []
+    for i, (t, p) in enumerate(tps):
+        low, high = wm[(t, p)]
+        if (t, p) in local:
+            cur, src = local[(t, p)], "local"
+        elif (t, p) in group_off:
+            cur, src = group_off[(t, p)], "group"
+        else:
+            cur, src = None, "none"
+        base = cur if cur is not None else low
+        rows.append({"#": i, "topic": t, "partition": p, "low": low, "high": high, "current": cur,
+                     "lag": max(0, high - max(base, low)), "source": src, "group": group_off.get((t, p))})
+    return rows
