@@ -129,7 +129,8 @@ def status(state: Path) -> list[dict]:
 
 def all_delivered(state: Path, files: list[Path]) -> bool:
     """Every file's stored position equals its size (per ``shipper status``)."""
-    rows = {r["path"]: r for r in status(state)}
+    # the row of the file now at that path (rows of rotated files keep their old path)
+    rows = {r["path"]: r for r in status(state) if r["size"] is not None}
     for f in files:
         r = rows.get(str(f))
         if r is None or r["size"] is None or r["delivered"] != r["size"] or r["size"] != f.stat().st_size:
