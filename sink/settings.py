@@ -105,10 +105,62 @@ def parse_zone(text: str) -> dt.tzinfo:
         raise ValueError(f"time_zone: expected +HH:MM, UTC or a zone name like Asia/Shanghai, got {text!r}") from None
 
 
+_EPOCH_DAY = dt.date(1970, 1, 1)
+
+
+class TimeRangeError(ValueError):
+    pass
+
+
+class SecondFormatter:
+    """Formats epoch seconds as ``b"YYYY-MM-DD HH:MM:SS"`` in a zone, fast:
+    the date per day and the zone offset per quarter hour are cached."""
+
+    def __init__(self, tz: dt.tzinfo):
+        self.tz = tz
+        self.fixed = int(tz.utcoffset(None).total_seconds()) if isinstance(tz, dt.timezone) else None
+        self._days: dict[int, bytes] = {}
+        self._offsets: dict[int, int] = {}
+        self._last = (None, b"")
+
+    def _offset(self, sec: int) -> int:
+        q = sec // 900
+        off = self._offsets.get(q)
+        if off is None:
+            off = self._offsets[q] = int(dt.datetime.fromtimestamp(q * 900, self.tz).utcoffset().total_seconds())
+            if len(self._offsets) > 4096:
+                self._offsets.clear()
+        return off
+
+    def __call__(self, sec: int) -> bytes:
+        last = self._last
+        if last[0] == sec:
+            return last[1]
+        try:
+            local = sec + (self.fixed if self.fixed is not None else self._offset(sec))
+        except (OverflowError, ValueError, OSError):
+            raise TimeRangeError(f"{sec} seconds is out of range") from None
+        day, sod = divmod(local, 86400)
+        d = self._days.get(day)
+        if d is None:
+            try:
+                d = (_EPOCH_DAY + dt.timedelta(days=day)).strftime("%Y-%m-%d ").encode()
+            except (OverflowError, ValueError):
+                raise TimeRangeError(f"{sec} seconds is out of range") from None
+            if len(self._days) > 1024:
+                self._days.clear()
+            self._days[day] = d
+        h, rem = divmod(sod, 3600)
+        out = b"%s%02d:%02d:%02d" % (d, h, rem // 60, rem % 60)
+        self._last = (sec, out)
+        return out
+
+
 @dataclass
 class Rule:
     """How one (app, log_name) becomes a track line: everything precomputed."""
 
+    log_name: str
     event_name: str
     event_name_json: bytes
     account_field: Optional[str]
@@ -121,10 +173,10 @@ class Rule:
     rename: dict[str, str]
     drop: frozenset
     special: frozenset  # keys that need the slow path (types, rename, drop)
-    # key layout -> None (fast path ok) or a reason why it is not
+    # epoch second -> b"YYYY-MM-DD HH:MM:SS" in the rule's zone
+    seconds: "SecondFormatter"
+    # key layout -> True when the fast path may take it
     layouts: dict = field(default_factory=dict)
-    # epoch second -> formatted "YYYY-MM-DD HH:MM:SS" (bounded cache)
-    seconds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -166,6 +218,7 @@ class AppSettings:
         tconf: TimeConf = pick("time")
         props: PropsConf = pick("properties")
         return Rule(
+            log_name=log_name,
             event_name=name,
             event_name_json=msgspec.json.encode(name),
             account_field=pick("account_id"),
@@ -173,7 +226,8 @@ class AppSettings:
             ip_field=pick("ip"),
             time_field=tconf.field,
             time_unit=tconf.unit,
-            tz=parse_zone(tconf.time_zone),
+            tz=(tz := parse_zone(tconf.time_zone)),
+            seconds=SecondFormatter(tz),
             types=dict(props.types),
             rename=dict(props.rename),
             drop=frozenset(props.drop),

@@ -8,14 +8,13 @@ Output line, one JSON object::
      "#account_id":"6001310009300","#distinct_id":"","#ip":"","#uuid":"...",
      "properties":{...the event's fields...}}
 
-Speed: for most events the output's ``properties`` is the input's ``logs``
-object unchanged, so its bytes are spliced through rather than re-encoded.
-That fast path is taken only when cheap checks prove the bytes are already
-valid output: the key layout (cached per distinct layout) has only valid
-property names and no key that settings coerce, rename or drop, and the raw
-bytes hold no nested object, no null, no 64-bit overflow candidate, no
-duplicate key and no line break. Anything else goes through the exact,
-slower path that rebuilds the properties.
+Speed: most events are flat objects whose keys are valid property names. They
+are decoded straight into a typed mapping (msgspec checks in C that every value
+is a string, a 64-bit integer, a float, a boolean or a list of those), the key
+layout is checked once per distinct layout and cached, and the mapping is
+re-encoded as ``properties``. Anything else (nulls, nested objects, keys that
+settings coerce, rename or drop, invalid names) takes the exact path, which
+rebuilds the properties field by field and names what is wrong.
 
 Failure reasons are ``"<code>: <detail>"``; the codes are listed in REASONS.
 """
@@ -26,11 +25,11 @@ import datetime as dt
 import hashlib
 import re
 import time
-from typing import Callable, Optional, Union
+from typing import Annotated, Callable, Optional, Union
 
 import msgspec
 
-from .settings import NAME_RE, AppSettings, Problem, Rule
+from .settings import NAME_RE, AppSettings, Problem, Rule, TimeRangeError
 
 OK, FILTERED, FAILED = 0, 1, 2
 
@@ -53,9 +52,6 @@ REASONS = {
 }
 
 _BOM = b"\xef\xbb\xbf"
-# digits -> "0", everything else -> " ": a run of 19 zeros marks a possible 64-bit overflow
-_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_RUN19 = b"0" * 19
 _TIME_STR = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{3})?$")
 _I64 = 2**63
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -64,25 +60,41 @@ _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
 
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Scalar = Union[str, _Int64, float, bool]
+FlatLogs = dict[str, Union[_Scalar, list[_Scalar]]]
+
+
 class _Envelope(msgspec.Struct):
     headers: dict
-    logs: msgspec.Raw
+    logs: dict
+
+
+class _FlatEnvelope(msgspec.Struct):
+    headers: dict
+    logs: FlatLogs
 
 
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_flat_envelope = msgspec.json.Decoder(_FlatEnvelope).decode
+_decode_flat = msgspec.json.Decoder(FlatLogs).decode
 
 
 class Fail(Exception):
     """Raised inside the transform; carries the failure reason."""
 
 
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def det_uuid(basis: bytes) -> str:
     """A name-based (MD5, version 3 layout) UUID: the same basis, the same UUID."""
-    h = bytearray(hashlib.md5(basis).digest())
-    h[6] = (h[6] & 0x0F) | 0x30
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    x = hashlib.md5(basis).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-3{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:]}"
+
+
+def det_uuid_b(basis: bytes) -> bytes:
+    return det_uuid(basis).encode()
 
 
 def _ident(v, field: str) -> str:
@@ -96,46 +108,35 @@ def _ident(v, field: str) -> str:
     raise Fail(f"identity: field {field!r} is a {type(v).__name__}, expected a string or a number")
 
 
-def _fmt_seconds(rule: Rule, sec: int) -> str:
-    s = rule.seconds.get(sec)
-    if s is None:
-        try:
-            s = (_EPOCH + dt.timedelta(seconds=sec)).astimezone(rule.tz).strftime("%Y-%m-%d %H:%M:%S")
-        except (OverflowError, ValueError):
-            raise Fail(f"time: {sec} seconds is out of range") from None
-        if len(rule.seconds) > 4096:
-            rule.seconds.clear()
-        rule.seconds[sec] = s
-    return s
-
-
-def event_time(rule: Rule, logs: dict, now: float) -> str:
+def event_time(rule: Rule, logs: dict, now: float) -> bytes:
+    """``#time`` as bytes, from the configured field (processing time when absent)."""
     f = rule.time_field
+    fmt = rule.seconds
     if f is None:
-        return _fmt_seconds(rule, int(now))
+        return fmt(int(now))
     v = logs.get(f)
     if v is None:
-        return _fmt_seconds(rule, int(now))  # documented fallback: processing time
-    unit = rule.time_unit
+        return fmt(int(now))  # documented fallback: processing time
     t = type(v)
+    unit = rule.time_unit
+    if t is int and unit == "s":
+        return fmt(v)
     if unit == "string":
         if t is str and _TIME_STR.match(v):
-            return v
-        raise Fail(f"time: field {f!r} = {v!r} is not 'YYYY-MM-DD HH:MM:SS[.mmm]'")
+            return v.encode()
+        raise Fail(f"time: field {f!r} = {_short(v)} is not 'YYYY-MM-DD HH:MM:SS[.mmm]'")
     if t is str and v.isdigit():
         v = int(v)
         t = int
     if t is not int and t is not float:
-        raise Fail(f"time: field {f!r} = {v!r} is not a number of {'seconds' if unit == 's' else 'milliseconds'}")
-    if unit == "s":
-        if t is int:
-            return _fmt_seconds(rule, v)
-        ms = int(round(v * 1000))
-    else:
-        ms = int(v)
+        raise Fail(f"time: field {f!r} = {_short(v)} is not a number of {'seconds' if unit == 's' else 'milliseconds'}")
+    try:
+        ms = int(round(v * 1000)) if unit == "s" else int(v)
+    except (OverflowError, ValueError):
+        raise Fail(f"time: field {f!r} = {_short(v)} is out of range") from None
     sec, milli = divmod(ms, 1000)
-    base = _fmt_seconds(rule, sec)
-    return f"{base}.{milli:03d}" if unit == "ms" or milli else base
+    base = fmt(sec)
+    return b"%s.%03d" % (base, milli) if unit == "ms" or milli else base
 
 
 def _coerce(v, typ: str, key: str):
@@ -231,12 +232,27 @@ class Transformer:
 
     def __call__(self, payload: bytes, headers: Optional[list], topic: str, partition: int, offset: int):
         """-> (OK, app_id, line) | (FILTERED, app_id, why) | (FAILED, app_id or None, reason)."""
-        try:
-            return self._run(payload, headers, topic, partition, offset)
-        except Fail as e:
-            return (FAILED, getattr(e, "app_id", None), str(e))
+        return self.run_batch([(payload, headers, topic, partition, offset)])[0]
 
-    def _run(self, payload, headers, topic, partition, offset):
+    def run_batch(self, items) -> list:
+        """Transform ``(payload, headers, topic, partition, offset)`` items, in order.
+
+        Settings are looked up once per (app, log_name) per batch, and the clock
+        read once, which keeps the per-event work to the event itself.
+        """
+        now = self.clock()
+        rules: dict = {}
+        out = []
+        append = out.append
+        one = self._one
+        for it in items:
+            try:
+                append(one(it[0], it[1], it[2], it[3], it[4], now, rules))
+            except Fail as e:
+                append((FAILED, getattr(e, "app_id", None), str(e)))
+        return out
+
+    def _one(self, payload, headers, topic, partition, offset, now, rules):
         app_id = log_name = None
         uuid_basis = None
         if headers:
@@ -254,21 +270,26 @@ class Transformer:
                     host = v
             if file_id is not None and pos is not None:
                 uuid_basis = b"f|%s|%s|%s" % (host or b"", file_id, pos)
-        if payload.startswith(_BOM):
+        if payload[:3] == _BOM:
             payload = payload[3:]
+        flat = True  # decoded as FlatLogs: every value already of a type ThinkingData takes
         try:
             if app_id is not None:  # bare form: the payload is the logs object
-                logs = _decode(payload)
-                raw = payload
-                if type(logs) is dict and len(logs) == 2 and type(logs.get("logs")) is dict \
-                        and type(logs.get("headers")) is dict:
-                    env = _decode_envelope(payload)
-                    raw = bytes(env.logs)
-                    logs = logs["logs"]
+                try:
+                    logs = _decode_flat(payload)
+                except msgspec.ValidationError:
+                    flat = False
+                    logs = _decode(payload)
+                    if type(logs) is dict and len(logs) == 2 and type(logs.get("logs")) is dict \
+                            and type(logs.get("headers")) is dict:
+                        logs = logs["logs"]  # an envelope after all
             else:
-                env = _decode_envelope(payload)
-                raw = bytes(env.logs)
-                logs = _decode(raw)
+                try:
+                    env = _decode_flat_envelope(payload)
+                except msgspec.ValidationError:
+                    flat = False
+                    env = _decode_envelope(payload)
+                logs = env.logs
                 h = env.headers
                 app_id = h.get("app_id")
                 log_name = h.get("log_name")
@@ -288,66 +309,111 @@ class Transformer:
         if type(logs) is not dict:
             raise Fail(f"not_object: the event is a JSON {_json_type(logs)}, expected an object")
 
-        app = _app_key(app_id)
+        key = (app_id, log_name)
+        hit = rules.get(key)
+        if hit is None:
+            hit = rules[key] = self._resolve(app_id, log_name)
+        app, settings, rule = hit
+        if rule is None:
+            _fail_app(app, settings)  # settings holds the reason
+        if settings is not None:  # the app filters
+            why = settings.filtered(rule.log_name, logs)
+            if why is not None:
+                return (FILTERED, app, why)
+        try:
+            return (OK, app, self._line(rule, logs, flat, topic, partition, offset, uuid_basis, now))
+        except Fail as e:
+            e.app_id = app
+            raise
+        except TimeRangeError as e:
+            err = Fail(f"time: field {rule.time_field!r}: {e}")
+            err.app_id = app
+            raise err from None
+
+    def _resolve(self, app_id, log_name):
+        """-> (app, settings if the app filters else None, rule) or (app, reason, None)."""
+        try:
+            app = _app_key(app_id)
+        except Fail as e:
+            return (None, str(e), None)
         if log_name is None:
-            _fail_app(app, "no_log_name: no log_name in the Kafka headers or the envelope")
+            return (app, "no_log_name: no log_name in the Kafka headers or the envelope", None)
         if type(log_name) is bytes:
             try:
                 log_name = log_name.decode()
             except UnicodeDecodeError:
-                _fail_app(app, "no_log_name: the log_name header is not UTF-8")
+                return (app, "no_log_name: the log_name header is not UTF-8", None)
         elif type(log_name) is not str:
-            _fail_app(app, f"no_log_name: log_name is a {type(log_name).__name__}, expected a string")
-
+            return (app, f"no_log_name: log_name is a {type(log_name).__name__}, expected a string", None)
         settings = self.lookup(app)
         if type(settings) is Problem:
-            _fail_app(app, settings.reason)
-        if settings.keep is not None or settings.drop or settings.where:
-            why = settings.filtered(log_name, logs)
-            if why is not None:
-                return (FILTERED, app, why)
+            return (app, settings.reason, None)
         rule = settings.rule(log_name)
         if type(rule) is str:
-            _fail_app(app, rule)
+            if settings.keep is not None or settings.drop or settings.where:
+                # a filtered log_name is filtered even when its name would be invalid
+                return (app, settings, _FilteredOnly(log_name, rule))
+            return (app, rule, None)
+        filters = settings if (settings.keep is not None or settings.drop or settings.where) else None
+        return (app, filters, rule)
 
-        try:
-            return (OK, app, self._line(rule, logs, raw, topic, partition, offset, uuid_basis))
-        except Fail as e:
-            e.app_id = app
-            raise
-
-    def _line(self, rule: Rule, logs: dict, raw: bytes, topic, partition, offset, uuid_basis) -> bytes:
+    def _line(self, rule: Rule, logs: dict, flat: bool, topic, partition, offset, uuid_basis, now) -> bytes:
+        if type(rule) is _FilteredOnly:
+            raise Fail(rule.reason)
         f = rule.account_field
-        acc = "" if f is None else logs.get(f)
-        acc = "" if acc is None else _ident(acc, f)
+        acc = None if f is None else logs.get(f)
+        t = type(acc)
+        if t is int:
+            acc = b'"%d"' % acc
+        elif t is str:
+            acc = _encode(acc) if acc else None
+        elif acc is not None:
+            acc = _encode(_ident(acc, f)) if t is float else _ident(acc, f)
         f = rule.distinct_field
-        did = "" if f is None else logs.get(f)
-        did = "" if did is None else _ident(did, f)
-        if not acc and not did:
+        did = None if f is None else logs.get(f)
+        t = type(did)
+        if t is int:
+            did = b'"%d"' % did
+        elif t is str:
+            did = _encode(did) if did else None
+        elif did is not None:
+            did = _encode(_ident(did, f)) if t is float else _ident(did, f)
+        if acc is None and did is None:
             raise Fail(f"identity: #account_id (field {rule.account_field!r}) and #distinct_id "
                        f"(field {rule.distinct_field!r}) are both empty")
         f = rule.ip_field
-        ip = "" if f is None else logs.get(f)
+        ip = None if f is None else logs.get(f)
         if ip is None:
-            ip = ""
-        elif type(ip) is not str:
+            ip = b'""'
+        elif type(ip) is str:
+            ip = _encode(ip)
+        else:
             raise Fail(f"property_type: ip field {f!r} is a {type(ip).__name__}, expected a string")
-        t = event_time(rule, logs, self.clock())
+        tm = event_time(rule, logs, now)
 
-        if (_layout_ok(rule, tuple(logs)) and raw.count(b"{") == 1 and raw.count(b'":') == len(logs)
-                and b"null" not in raw and b"\n" not in raw and b"\r" not in raw and _RUN19 not in raw.translate(_DIGITS)):
-            props = raw.strip()
+        if flat and _layout_ok(rule, tuple(logs)):
+            props = _encode(logs)
         else:
             props = build_properties(rule, logs)
-
-        parts = [b'{"#type":"track","#event_name":', rule.event_name_json,
-                 b',"#time":"', t.encode(), b'","#account_id":', _encode(acc),
-                 b',"#distinct_id":', _encode(did), b',"#ip":', _encode(ip)]
         if self.uuid:
             basis = uuid_basis if uuid_basis is not None else b"k|%s|%d|%d" % (topic.encode(), partition, offset)
-            parts += (b',"#uuid":"', det_uuid(basis).encode(), b'"')
-        parts += (b',"properties":', props, b"}")
-        return b"".join(parts)
+            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, det_uuid_b(basis), props)
+        return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
+
+
+_LINE = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
+         b'"properties":%s}')
+_LINE_UUID = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
+              b'"#uuid":"%s","properties":%s}')
+
+
+class _FilteredOnly:
+    """A log_name whose rule failed, in an app with filters: filtered if the filters say so."""
+
+    __slots__ = ("log_name", "reason")
+
+    def __init__(self, log_name: str, reason: str):
+        self.log_name, self.reason = log_name, reason
 
 
 def _fail_app(app: str, reason: str):

@@ -35,8 +35,7 @@ def _run_chunk(args) -> list:
     items, recheck = args
     if recheck:
         _store.invalidate()
-    tr = _tr
-    return [tr(*it) for it in items]
+    return _tr.run_batch(items)
 
 
 class Pool:
@@ -54,8 +53,7 @@ class Pool:
         if self._pool is None or len(items) < 64:
             if recheck:
                 self.store.invalidate()
-            tr = self.local
-            return [tr(*it) for it in items]
+            return self.local.run_batch(items)
         n = self.workers
         size = (len(items) + n - 1) // n
         chunks = [(items[i:i + size], recheck) for i in range(0, len(items), size)]
