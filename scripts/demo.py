@@ -1,13 +1,23 @@
-"""`make demo`: sample game logs -> local Kafka, end to end.
+"""`make demo`: sample game logs -> shipper -> local Kafka, end to end.
 
-Starts the local broker (scripts/kafka_local.py), writes realistic sample game
-logs under demo/logs, and runs the pipeline stages that exist.
+Starts the local broker (scripts/kafka_local.py), then runs the stages in
+``STAGES`` in order. Each stage is a function taking the shared ``Demo``
+context; add a stage by writing a function and appending it to ``STAGES``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -16,9 +26,39 @@ import kafka_local  # noqa: E402
 
 from mulog import sample  # noqa: E402
 
+BIN = Path(sys.executable).parent
+DEMO = REPO / "demo"
+SHIPPER_CONF = REPO / "conf" / "shipper.yml"
+
+
+@dataclass
+class Demo:
+    """What the stages share."""
+
+    bootstrap: str
+    logs: Path = DEMO / "logs"
+    written: dict[str, int] = field(default_factory=dict)  # file name -> lines written
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap)
+
+
+def say(msg: str) -> None:
+    print(f"demo: {msg}", flush=True)
+
+
+class DemoError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ stage: logs
+
 
 def write_logs(folder: Path, per_file: int = 2000) -> dict[str, int]:
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.log"):
+        old.unlink()
     counts = {}
     for i, ln in enumerate(sample.LOG_NAMES):
         path = folder / f"{ln}.log"
@@ -29,16 +69,130 @@ def write_logs(folder: Path, per_file: int = 2000) -> dict[str, int]:
     return counts
 
 
+def stage_logs(d: Demo) -> None:
+    d.written = write_logs(d.logs)
+    say(f"wrote {sum(d.written.values())} sample lines into {len(d.written)} files under {d.logs.relative_to(REPO)}")
+
+
+# --------------------------------------------------------------- stage: shipper
+
+
+def shipper_status(d: Demo) -> list[dict]:
+    r = subprocess.run([str(BIN / "shipper"), "status", "-c", str(SHIPPER_CONF), "--json"], capture_output=True,
+                       text=True, env=d.env, timeout=60)
+    return json.loads(r.stdout) if r.returncode == 0 else []
+
+
+def topic_watermarks(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "mulog-demo"})
+    try:
+        out = {}
+        md = c.list_topics(timeout=10)
+        for t in topics:
+            if t in md.topics:
+                for p in md.topics[t].partitions:
+                    out[(t, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+        return out
+    finally:
+        c.close()
+
+
+def count_new(bootstrap: str, before: dict, after: dict) -> dict[tuple[str, str], int]:
+    """Messages between the two watermarks, per (topic, log_name header)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "mulog-demo", "enable.auto.commit": False})
+    counts: Counter = Counter()
+    try:
+        todo = {tp: hi for tp, hi in after.items() if hi > before.get(tp, 0)}
+        c.assign([TopicPartition(t, p, before.get((t, p), 0)) for (t, p) in todo])
+        seen: Counter = Counter()
+        deadline = time.monotonic() + 60
+        while any(seen[tp] < hi - before.get(tp, 0) for tp, hi in todo.items()) and time.monotonic() < deadline:
+            for m in c.consume(num_messages=5000, timeout=1):
+                if m.error():
+                    continue
+                tp = (m.topic(), m.partition())
+                if m.offset() >= todo.get(tp, 0):
+                    continue
+                seen[tp] += 1
+                h = dict(m.headers() or [])
+                counts[(m.topic(), h.get("log_name", b"?").decode())] += 1
+    finally:
+        c.close()
+    return dict(counts)
+
+
+def stage_shipper(d: Demo) -> None:
+    from shipper import config
+
+    conf = config.load(SHIPPER_CONF)
+    topics = sorted({i.topic for i in conf.inputs})
+    shutil.rmtree(conf.state_dir, ignore_errors=True)  # a fresh start: ship what this run wrote
+    before = topic_watermarks(d.bootstrap, topics)
+    log_path = DEMO / "shipper.log"
+    say(f"starting: shipper tail -c {SHIPPER_CONF.relative_to(REPO)} (KAFKA_BOOTSTRAP_SERVERS={d.bootstrap}; "
+        f"log in {log_path.relative_to(REPO)})")
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen([str(BIN / "shipper"), "tail", "-c", str(SHIPPER_CONF)], stdout=logf,
+                                stderr=subprocess.STDOUT, env=d.env)
+    try:
+        t0 = time.monotonic()
+        want = {str(d.logs / name) for name in d.written}
+        while True:
+            if proc.poll() is not None:
+                raise DemoError(f"shipper exited with {proc.returncode}; see {log_path}")
+            rows = {r["path"]: r for r in shipper_status(d) if r["size"] is not None}
+            if want <= rows.keys() and all(rows[p]["delivered"] == rows[p]["size"] for p in want):
+                break
+            if time.monotonic() - t0 > 120:
+                raise DemoError(f"not everything was delivered within 120 s; see {log_path}")
+            time.sleep(0.5)
+        say(f"every line delivered in {time.monotonic() - t0:.1f}s (shipper status: "
+            f"{sum(rows[p]['delivered'] for p in want):,} bytes of {len(want)} files at 100%)")
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+        if rc != 0:
+            raise DemoError(f"shipper stopped with exit code {rc}; see {log_path}")
+        say("shipper stopped (SIGTERM), positions saved")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    after = topic_watermarks(d.bootstrap, topics)
+    per = count_new(d.bootstrap, before, after)
+    for t in topics:
+        n = sum(after.get(tp, 0) - before.get(tp, 0) for tp in after if tp[0] == t)
+        total = sum(v for tp, v in after.items() if tp[0] == t)
+        parts = ", ".join(f"{ln} {c}" for (tt, ln), c in sorted(per.items()) if tt == t)
+        say(f"topic {t}: {n} lines arrived in this run ({parts}); {total} in the topic in all")
+    written = sum(d.written.values())
+    arrived = sum(per.values())
+    if arrived != written:
+        raise DemoError(f"{written} lines written but {arrived} arrived")
+
+
+# ------------------------------------------------------------------------- main
+
+STAGES: list[Callable[[Demo], None]] = [stage_logs, stage_shipper]
+
+
 def main() -> int:
     try:
         st = kafka_local.Cluster().start()
     except kafka_local.KafkaLocalError as e:
         print(f"demo: cannot start Kafka: {e}", file=sys.stderr)
         return 1
-    print(f"demo: Kafka runs at {st.bootstrap} (scripts/kafka-local stop to stop it)")
-    counts = write_logs(REPO / "demo" / "logs")
-    print(f"demo: wrote {sum(counts.values())} sample lines into {len(counts)} files under demo/logs")
-    print("demo: the shipper and mtga stages are not part of this build yet")
+    say(f"Kafka runs at {st.bootstrap} (scripts/kafka-local stop to stop it)")
+    d = Demo(st.bootstrap)
+    try:
+        for stage in STAGES:
+            stage(d)
+    except DemoError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
