@@ -84,17 +84,35 @@ class Fail(Exception):
     """Raised inside the transform; carries the failure reason."""
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+class UuidMaker:
+    """Deterministic ``#uuid``s: the same (stream, position), the same UUID.
+
+    A stream is a Kafka partition (``k|topic|partition``, position = offset) or,
+    for shipper lines, the source file (``f|host|file identity``, position =
+    byte offset), so a line the shipper sent twice keeps one UUID. Layout
+    (RFC 9562 version 8, custom): the first 64 bits are an MD5 of the stream
+    name with the version nibble set; the last 64 are the variant bits and
+    the 62-bit position. Distinct positions of a stream never collide.
+    """
+
+    def __init__(self):
+        self._prefix: dict[bytes, bytes] = {}
+
+    def __call__(self, stream: bytes, position: int) -> bytes:
+        p = self._prefix.get(stream)
+        if p is None:
+            x = hashlib.md5(stream).hexdigest().encode()
+            p = b"%s-%s-8%s-" % (x[:8], x[8:12], x[13:16])
+            if len(self._prefix) > 100_000:
+                self._prefix.clear()
+            self._prefix[stream] = p
+        h = b"%016x" % (0x8000000000000000 | (position & 0x3FFFFFFFFFFFFFFF))
+        return b"%s%s-%s" % (p, h[:4], h[4:])
 
 
-def det_uuid(basis: bytes) -> str:
-    """A name-based (MD5, version 3 layout) UUID: the same basis, the same UUID."""
-    x = hashlib.md5(basis).hexdigest()
-    return f"{x[:8]}-{x[8:12]}-3{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:]}"
-
-
-def det_uuid_b(basis: bytes) -> bytes:
-    return det_uuid(basis).encode()
+def event_uuid(topic: str, partition: int, offset: int) -> str:
+    """The ``#uuid`` of the event at ``offset`` in a partition (no shipper headers)."""
+    return UuidMaker()(b"k|%s|%d" % (topic.encode(), partition), offset).decode()
 
 
 def _ident(v, field: str) -> str:
@@ -229,6 +247,7 @@ class Transformer:
         self.lookup = lookup
         self.uuid = uuid
         self.clock = clock
+        self.uuids = UuidMaker()
 
     def __call__(self, payload: bytes, headers: Optional[list], topic: str, partition: int, offset: int):
         """-> (OK, app_id, line) | (FILTERED, app_id, why) | (FAILED, app_id or None, reason)."""
@@ -254,7 +273,7 @@ class Transformer:
 
     def _one(self, payload, headers, topic, partition, offset, now, rules):
         app_id = log_name = None
-        uuid_basis = None
+        stream = None
         if headers:
             file_id = host = pos = None
             for k, v in headers:
@@ -268,8 +287,9 @@ class Transformer:
                     pos = v
                 elif k == "host":
                     host = v
-            if file_id is not None and pos is not None:
-                uuid_basis = b"f|%s|%s|%s" % (host or b"", file_id, pos)
+            if file_id is not None and pos is not None and pos.isdigit():
+                stream = b"f|%s|%s" % (host or b"", file_id)
+                offset = int(pos)  # the line's byte offset in its file names its #uuid
         if payload[:3] == _BOM:
             payload = payload[3:]
         flat = True  # decoded as FlatLogs: every value already of a type ThinkingData takes
@@ -321,7 +341,7 @@ class Transformer:
             if why is not None:
                 return (FILTERED, app, why)
         try:
-            return (OK, app, self._line(rule, logs, flat, topic, partition, offset, uuid_basis, now))
+            return (OK, app, self._line(rule, logs, flat, topic, partition, offset, stream, now))
         except Fail as e:
             e.app_id = app
             raise
@@ -357,7 +377,7 @@ class Transformer:
         filters = settings if (settings.keep is not None or settings.drop or settings.where) else None
         return (app, filters, rule)
 
-    def _line(self, rule: Rule, logs: dict, flat: bool, topic, partition, offset, uuid_basis, now) -> bytes:
+    def _line(self, rule: Rule, logs: dict, flat: bool, topic, partition, offset, stream, now) -> bytes:
         if type(rule) is _FilteredOnly:
             raise Fail(rule.reason)
         f = rule.account_field
@@ -396,8 +416,10 @@ class Transformer:
         else:
             props = build_properties(rule, logs)
         if self.uuid:
-            basis = uuid_basis if uuid_basis is not None else b"k|%s|%d|%d" % (topic.encode(), partition, offset)
-            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, det_uuid_b(basis), props)
+            if stream is None:
+                stream = b"k|%s|%d" % (topic.encode(), partition)
+            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip,
+                                 self.uuids(stream, offset), props)
         return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
 
 

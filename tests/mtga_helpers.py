@@ -15,7 +15,7 @@ import yaml
 from confluent_kafka import Producer
 
 from offsets import FailureQueue, PartitionOffsets, StateDB
-from sink.transform import det_uuid
+from sink.transform import event_uuid
 
 MTGA = str(Path(sys.executable).parent / "mtga")
 
@@ -100,7 +100,7 @@ def produce(bootstrap: str, topic: str, payloads, headers=None) -> list[tuple[in
 
 
 def uuid_of(topic: str, partition: int, offset: int) -> str:
-    return det_uuid(b"k|%s|%d|%d" % (topic.encode(), partition, offset))
+    return event_uuid(topic, partition, offset)
 
 
 class Mtga:

@@ -9,7 +9,7 @@ import pytest
 
 from mulog import sample
 from sink.settings import SettingsStore
-from sink.transform import FAILED, FILTERED, OK, Transformer, build_properties, det_uuid
+from sink.transform import FAILED, FILTERED, OK, Transformer, UuidMaker, build_properties, event_uuid
 from ta_rules import violations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,8 +78,15 @@ def test_uuid_is_deterministic_and_distinct(tmp_path):
     x = json.loads(run(tr, SPEC_LOGS, headers=hdr, envelope=False, offset=5)[2])["#uuid"]
     y = json.loads(run(tr, SPEC_LOGS, headers=hdr, envelope=False, offset=6000)[2])["#uuid"]
     assert x == y
-    v = uuidlib.UUID(det_uuid(b"x"))
-    assert v.version == 3 and v.variant == uuidlib.RFC_4122
+    # a different line of the same file, or the same offset in another partition: another UUID
+    z = json.loads(run(tr, SPEC_LOGS, headers=hdr[:-1] + [("offset", b"100")], envelope=False)[2])["#uuid"]
+    assert z != x
+    assert event_uuid("t", 0, 5) != event_uuid("t", 1, 5) != event_uuid("u", 0, 5)
+    for u in (x, event_uuid("t", 0, 2**40)):
+        v = uuidlib.UUID(u)
+        assert str(v) == u and v.version == 8 and v.variant == uuidlib.RFC_4122
+    mk = UuidMaker()
+    assert len({mk(b"s", n) for n in range(100_000)}) == 100_000
 
 
 def test_uuid_can_be_turned_off(tmp_path):
