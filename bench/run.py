@@ -1,0 +1,1021 @@
+#!/usr/bin/env python3
+"""Benchmarks of shipper and mtga against their references, in one run.
+
+    python bench/run.py [--quick] [--json] [--cases a,b,...]
+
+Starts (or reuses) a local Kafka broker (``.kafka-local/bench``, or the one in
+KAFKA_BOOTSTRAP_SERVERS), generates realistic data once (cached in bench/work/),
+runs each case as real processes against the same broker and data, and prints a
+table: case, items, seconds, rate, peak RSS, reference, ratio (this rate divided
+by the reference's rate, measured in the same run). ``--json`` prints the same as
+one JSON object on the last line of standard output. Full runs are saved to
+bench/results/<UTC time>-<rev>.json and bench/results/latest.json; quick and
+partial runs to bench/work/results/. What each case measures: see CASES below
+and the README's "Benchmarks" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = HERE / "work"
+RESULTS = HERE / "results"
+BIN = Path(sys.executable).parent
+
+QUICK = {"events": 20_000, "lines": 50_000}
+FULL = {"events": 500_000, "lines": 1_000_000}
+DATA_VERSION = 1  # bump when the generated data changes shape
+LINE_FIELDS = 11  # first fields of a sample event: about 200 bytes per line
+POLL_S = 0.05
+
+# name -> (reference, what is measured); the order is the order of the table
+CASES: dict[str, tuple[str | None, str]] = {
+    "shipper": ("shipper_kcat",
+                "`shipper tail` process on the N-line file (fresh state, from the beginning, fresh 3-partition "
+                "topic): from spawn until its position store (read-only, checkpoint every 0.2 s) says "
+                "delivered offset == file size"),
+    "shipper_kcat": (None, "`kcat -P -z snappy -l FILE` into a fresh 3-partition topic: from spawn to exit "
+                           "(kcat exits once every message is acknowledged)"),
+    "shipper_rsyslog": ("shipper_kcat",
+                        "private `rsyslogd -n` with imfile + omkafka (snappy) on the same file, fresh 3-partition "
+                        "topic: from spawn until the topic's high watermarks add up to N"),
+    "mtga": ("mtga_kcat_consume",
+             "`mtga start` (workers=1, checkpoint.interval_s=0.5, batch_size 5000) on the pre-produced topic "
+             "(3 partitions), fresh group and state: from the first output line until every partition's offset "
+             "stored in RocksDB (read-only) equals its high watermark"),
+    "mtga_kcat_consume": (None, "`kcat -C -e -o beginning` of the same topic into a file: from the first byte "
+                                "written until kcat exits at the end of every partition (the read limit)"),
+    "mtga_naive": ("mtga_kcat_consume",
+                   "bench/naive.py: confluent-kafka consume(5000), json.loads, track dict, uuid5, json.dumps, "
+                   "buffered write per app: from the first output byte until it exits after N events"),
+    "mtga_2_workers": ("mtga", "as mtga with workers=2 (ratio = scaling factor)"),
+    "transform": ("transform_naive",
+                  "sink.transform.Transformer(SettingsStore(dir).get)(payload, None, topic, 0, offset) on every "
+                  "envelope, no Kafka, one process: only the calls are timed"),
+    "transform_naive": (None, "bench/naive.py's naive_line on every envelope, no Kafka, one process: only the "
+                              "calls are timed"),
+}
+RUN_ORDER = ["transform_naive", "transform", "shipper_kcat", "shipper", "shipper_rsyslog",
+             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive"]
+
+
+class BenchError(Exception):
+    """A failure with a message meant for the user (no traceback)."""
+
+
+class Skip(Exception):
+    """The case cannot run here; the message says why."""
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _mem(pid: int) -> tuple[int, int]:
+    """(resident bytes now, peak resident bytes since exec) of one process."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for ln in f:
+                if ln.startswith(b"VmHWM:"):
+                    hwm = int(ln.split()[1]) * 1024
+                elif ln.startswith(b"VmRSS:"):
+                    rss = int(ln.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss, hwm
+
+
+def tree_mem(pid: int) -> tuple[int, int]:
+    """(resident bytes of ``pid`` and all its descendants, largest single-process peak)."""
+    total, top, todo, seen = 0, 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        rss, hwm = _mem(p)
+        total += rss
+        top = max(top, hwm)
+        todo.extend(_children(p))
+    return total, top
+
+
+class RssMonitor(threading.Thread):
+    """Polls the resident memory of a process tree; keeps the peak.
+
+    The peak is the larger of the tree's summed VmRSS at any sample and the
+    largest VmHWM (the kernel's exact high-water mark since exec) of any one of
+    its processes. (getrusage's ru_maxrss is no use here: it keeps the forking
+    parent's high-water mark across exec.)
+    """
+
+    def __init__(self, pid: int, every: float = POLL_S):
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            total, top = tree_mem(self.pid)
+            self.peak = max(self.peak, total, top)
+            self.done.wait(self.every)
+
+
+class Proc:
+    """A measured child process: reaped with wait4 for its own resource usage."""
+
+    def __init__(self, cmd: list, log: Path | None = None, stdout=None, env: dict | None = None,
+                 cwd: Path | None = None):
+        self.cmd = [str(c) for c in cmd]
+        self.log = log
+        out = stdout if stdout is not None else open(log, "ab") if log else subprocess.DEVNULL
+        self.t0 = time.monotonic()
+        try:
+            self.p = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env=env, cwd=cwd, start_new_session=True)
+        except OSError as e:
+            raise BenchError(f"cannot run {self.cmd[0]}: {e.strerror}") from None
+        finally:
+            if stdout is None and log:
+                out.close()
+        self.pid = self.p.pid
+        self.rc: int | None = None
+        self.ended: float | None = None
+        self.rusage = None
+        self.mon = RssMonitor(self.pid)
+        self.mon.start()
+        LIVE.add(self)
+
+    def alive(self) -> bool:
+        if self.rc is not None:
+            return False
+        pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+        if pid == 0:
+            return True
+        self._reaped(status, ru)
+        return False
+
+    def _reaped(self, status: int, ru) -> None:
+        self.ended = time.monotonic()
+        self.rc = os.waitstatus_to_exitcode(status)
+        self.p.returncode = self.rc
+        self.rusage = ru
+        self.mon.done.set()
+        LIVE.discard(self)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.cmd, timeout)
+            time.sleep(0.01)
+        return self.rc
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.wait(10)
+        return self.rc
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return round(self.mon.peak / 2**20, 1)
+
+    @property
+    def cpu_s(self) -> float | None:
+        if self.rusage is None:
+            return None
+        return round(self.rusage.ru_utime + self.rusage.ru_stime, 3)
+
+    def log_tail(self, n: int = 15) -> str:
+        if not self.log or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+LIVE: set[Proc] = set()
+
+
+# ------------------------------------------------------------------ data
+
+
+def git_rev() -> tuple[str, bool]:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        return rev or "unknown", dirty
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def _generate(path: Path, lines) -> Path:
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    t0 = time.monotonic()
+    with open(tmp, "wb") as f:
+        for chunk in iter(lambda: list(itertools.islice(lines, 10_000)), []):
+            f.write(b"\n".join(chunk) + b"\n")
+    tmp.rename(path)
+    say(f"generated {path.relative_to(REPO)} ({path.stat().st_size / 2**20:.0f} MB) in "
+        f"{time.monotonic() - t0:.1f}s")
+    return path
+
+
+def envelopes_file(n: int) -> Path:
+    """N envelopes over apps 24, 25, 26 and six log_names (about 35 fields each)."""
+    from mulog import sample
+
+    return _generate(WORK / "data" / f"envelopes-{n}-v{DATA_VERSION}.jsonl",
+                     sample.envelopes(n, app_ids=(24, 25, 26), seed=7))
+
+
+def lines_file(n: int) -> Path:
+    """N log lines of about 200 bytes: sample events cut to their first LINE_FIELDS fields."""
+    import random
+
+    import msgspec
+
+    from mulog import sample
+
+    enc = msgspec.json.Encoder()
+
+    def gen():
+        rnd = random.Random(11)
+        for i in range(n):
+            ev = sample.event(rnd, i, "log_item")
+            yield enc.encode(dict(itertools.islice(ev.items(), LINE_FIELDS)))
+
+    return _generate(WORK / "data" / f"lines-{n}-v{DATA_VERSION}.log", gen())
+
+
+def settings_dir(dst: Path) -> Path:
+    """conf/settings' files of app 24, copied for apps 24, 25 and 26."""
+    src = REPO / "conf" / "settings"
+    dst.mkdir(parents=True, exist_ok=True)
+    for kind in ("metadata", "filter"):
+        f = src / f"{kind}.24.json"
+        if f.exists():
+            for app in (24, 25, 26):
+                shutil.copyfile(f, dst / f"{kind}.{app}.json")
+    if not (dst / "metadata.24.json").exists():
+        raise BenchError(f"{src}/metadata.24.json is missing")
+    return dst
+
+
+# ------------------------------------------------------------------ kafka
+
+
+class Kafka:
+    def __init__(self, bootstrap: str):
+        from confluent_kafka import Consumer
+        from confluent_kafka.admin import AdminClient
+
+        self.bootstrap = bootstrap
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.wm = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+        self.topics: list[str] = []
+
+    def topic(self, prefix: str, partitions: int = 3) -> str:
+        from confluent_kafka.admin import NewTopic
+
+        name = f"bench_{prefix}_{uuid.uuid4().hex[:8]}"
+        fut = self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        try:
+            fut[name].result(timeout=30)
+        except Exception as e:
+            raise BenchError(f"cannot create topic {name} at {self.bootstrap}: {e}") from None
+        self.topics.append(name)
+        deadline = time.monotonic() + 30
+        while len(self.partitions(name)) < partitions:  # metadata visible to clients
+            if time.monotonic() > deadline:
+                raise BenchError(f"topic {name} did not appear in the metadata")
+            time.sleep(0.1)
+        self.highs(name)  # every partition has a leader that answers
+        return name
+
+    def partitions(self, topic: str) -> list[int]:
+        md = self.wm.list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return []
+        return sorted(t.partitions)
+
+    def highs(self, topic: str, timeout: float = 30) -> dict[int, int]:
+        """High watermark per partition (retried while leaders move, e.g. right after creation)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return {p: self.wm.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                        for p in self.partitions(topic)}
+            except KafkaException as e:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"cannot read the watermarks of {topic}: {e}") from None
+                time.sleep(0.2)
+
+    def total(self, topic: str) -> int:
+        return sum(self.highs(topic).values())
+
+    def produce_file(self, topic: str, path: Path, count: int) -> None:
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20, "compression.type": "snappy",
+                      "enable.idempotence": True, "queue.buffering.max.messages": 500_000,
+                      "batch.num.messages": 10_000})
+        errors = []
+
+        def dr(err, msg):
+            if err is not None:
+                errors.append(err)
+
+        with open(path, "rb") as f:
+            for line in itertools.islice(f, count):
+                while True:
+                    try:
+                        p.produce(topic, line.rstrip(b"\n"), on_delivery=dr)
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                p.poll(0)
+        if p.flush(300) or errors:
+            raise BenchError(f"producing the events to {topic} failed: {errors[:1] or 'flush timed out'}")
+
+    def cleanup(self) -> None:
+        if self.topics:
+            for f in self.admin.delete_topics(self.topics).values():
+                try:
+                    f.result(timeout=30)
+                except Exception:
+                    pass
+            self.topics = []
+        self.wm.close()
+
+
+def start_broker() -> tuple[str, object]:
+    """(bootstrap, cluster we started or None)."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        say(f"using the broker at {env} (KAFKA_BOOTSTRAP_SERVERS)")
+        return env, None
+    sys.path.insert(0, str(REPO / "scripts"))
+    import kafka_local
+
+    cl = kafka_local.Cluster(REPO / ".kafka-local" / "bench")
+    was_running = cl.running() is not None
+    try:
+        st = cl.start(brokers=1)
+    except kafka_local.KafkaLocalError as e:
+        raise BenchError(f"cannot start the local Kafka broker: {e}") from None
+    return st.bootstrap, (None if was_running else cl)
+
+
+# ------------------------------------------------------------------ runner
+
+
+class Bench:
+    def __init__(self, args, bootstrap: str):
+        self.args = args
+        self.kafka = Kafka(bootstrap)
+        self.n_events = args.events
+        self.n_lines = args.lines
+        self.run_dir = WORK / f"run-{os.getpid()}"
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
+        self.settings = settings_dir(self.run_dir / "settings")
+        self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, PYTHONUNBUFFERED="1")
+        self.results: dict[str, dict] = {}
+        self._lines: Path | None = None
+        self._envelopes: Path | None = None
+        self._event_topic: str | None = None
+        self._event_highs: dict[int, int] = {}
+
+    # data, made on first use --------------------------------------------------
+    @property
+    def lines(self) -> Path:
+        if self._lines is None:
+            self._lines = lines_file(self.n_lines)
+        return self._lines
+
+    @property
+    def envelopes(self) -> Path:
+        if self._envelopes is None:
+            self._envelopes = envelopes_file(self.n_events)
+        return self._envelopes
+
+    @property
+    def event_topic(self) -> str:
+        """One topic (3 partitions) with the N envelopes, read by every mtga-side case."""
+        if self._event_topic is None:
+            t = self.kafka.topic("events", 3)
+            t0 = time.monotonic()
+            self.kafka.produce_file(t, self.envelopes, self.n_events)
+            self._event_highs = self.kafka.highs(t)
+            if sum(self._event_highs.values()) != self.n_events:
+                raise BenchError(f"{t} holds {sum(self._event_highs.values())} events, expected {self.n_events}")
+            say(f"produced {self.n_events:,} events to {t} in {time.monotonic() - t0:.1f}s")
+            self._event_topic = t
+        return self._event_topic
+
+    def tmp(self, name: str) -> Path:
+        d = self.run_dir / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+    def exe(self, name: str) -> Path:
+        p = BIN / name
+        if not p.exists():
+            raise BenchError(f"{p} is missing: install the project into this Python's environment (`make venv`)")
+        return p
+
+    def timeout(self, n: int) -> float:
+        return 120 + n / 2000
+
+    # running -----------------------------------------------------------------
+    def run(self, names: list[str]) -> None:
+        for name in RUN_ORDER:
+            if name not in names:
+                continue
+            ref, what = CASES[name]
+            say(f"case {name} ...")
+            base = {"case": name, "items": None, "seconds": None, "rate": None, "peak_rss_mb": None,
+                    "reference": ref, "ratio": None}
+            try:
+                r = getattr(self, "case_" + name)()
+                base.update(r)
+                base["rate"] = base["items"] / base["seconds"] if base["seconds"] else None
+                say(f"case {name}: {base['items']:,} in {base['seconds']:.2f}s = {base['rate']:,.0f}/s, "
+                    f"peak RSS {base['peak_rss_mb']} MB")
+            except Skip as e:
+                base["skipped"] = str(e)
+                say(f"case {name} skipped: {e}")
+            except BenchError as e:
+                base["error"] = str(e)
+                say(f"case {name} FAILED: {e}")
+            except Exception as e:  # a bug or an unexpected failure: report it, run the other cases
+                if os.environ.get("BENCH_DEBUG"):
+                    raise
+                base["error"] = f"{type(e).__name__}: {e}"
+                say(f"case {name} FAILED: {type(e).__name__}: {e} (BENCH_DEBUG=1 shows the traceback)")
+            base["what"] = what
+            self.results[name] = base
+        for name, r in self.results.items():
+            ref = self.results.get(r["reference"]) if r["reference"] else None
+            if r["rate"] and ref and ref.get("rate"):
+                r["ratio"] = round(r["rate"] / ref["rate"], 3)
+            if r["rate"] is not None:
+                r["rate"] = round(r["rate"], 1)
+            if r["seconds"] is not None:
+                r["seconds"] = round(r["seconds"], 3)
+
+    def _check_topic(self, topic: str, n: int) -> str:
+        got = self.kafka.total(topic)
+        return "ok" if got == n else f"topic holds {got} messages, expected {n}"
+
+    # shipper side ------------------------------------------------------------
+    def case_shipper_kcat(self) -> dict:
+        kcat = shutil.which("kcat")
+        if not kcat:
+            raise Skip("kcat is not installed (Debian: apt-get install kcat; or scripts/ensure-tools)")
+        path, n = self.lines, self.n_lines
+        topic = self.kafka.topic("kcat_p", 3)
+        d = self.tmp("shipper_kcat")
+        p = Proc([kcat, "-P", "-b", self.kafka.bootstrap, "-t", topic, "-z", "snappy", "-l", path],
+                 log=d / "kcat.log")
+        try:
+            rc = p.wait(self.timeout(n))
+        except subprocess.TimeoutExpired:
+            p.stop(signal.SIGKILL)
+            raise BenchError(f"kcat -P did not finish in {self.timeout(n):.0f}s") from None
+        if rc != 0:
+            raise BenchError(f"kcat -P exited with {rc}: {p.log_tail(5)}")
+        return {"items": n, "seconds": p.ended - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "bytes": path.stat().st_size, "check": self._check_topic(topic, n)}
+
+    def case_shipper(self) -> dict:
+        path, n = self.lines, self.n_lines
+        size = path.stat().st_size
+        topic = self.kafka.topic("shipper", 3)
+        d = self.tmp("shipper")
+        conf = {
+            "kafka": {"bootstrap_servers": self.kafka.bootstrap},
+            "state_dir": str(d / "state"),
+            "inputs": [{"paths": [str(path)], "topic": topic, "app_id": 24, "log_name": "log_item",
+                        "start_at": "beginning"}],
+            "checkpoint_interval_s": 0.2,
+            "stats_interval_s": 5,
+            "log": {"file": str(d / "shipper.log"), "level": "info"},
+        }
+        (d / "shipper.yml").write_text(json.dumps(conf, indent=1))
+        cmd = [self.exe("shipper"), "tail", "-c", d / "shipper.yml"]
+        cmd = self.profiled("shipper", cmd)
+        p = Proc(cmd, log=d / "stdout.log", env=self.env)
+        db = d / "state" / "db"
+        t_kafka = None
+        next_wm = 0.0
+        deadline = time.monotonic() + self.timeout(n)
+        try:
+            while True:
+                if not p.alive():
+                    raise BenchError(f"shipper exited with {p.rc}:\n{_tail(d / 'shipper.log')}{p.log_tail(5)}")
+                now = time.monotonic()
+                if now > deadline:
+                    raise BenchError(f"shipper did not deliver the file in {self.timeout(n):.0f}s")
+                if t_kafka is None and now >= next_wm:
+                    if self.kafka.total(topic) >= n:
+                        t_kafka = time.monotonic()
+                    next_wm = now + 0.1
+                if shipper_delivered(db) >= size:
+                    t_done = time.monotonic()
+                    break
+                time.sleep(POLL_S)
+        finally:
+            p.stop(signal.SIGTERM, 30)
+        if t_kafka is None and self.kafka.total(topic) >= n:
+            t_kafka = t_done
+        return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "bytes": size, "seconds_in_kafka": None if t_kafka is None else round(t_kafka - p.t0, 3),
+                "check": self._check_topic(topic, n)}
+
+    def case_shipper_rsyslog(self) -> dict:
+        rsyslogd = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if os.access("/usr/sbin/rsyslogd", os.X_OK)
+                                                else None)
+        if not rsyslogd:
+            raise Skip("rsyslogd is not installed (Debian: apt-get install rsyslog rsyslog-kafka)")
+        path, n = self.lines, self.n_lines
+        d = self.tmp("shipper_rsyslog")
+        topic = f"bench_rsyslog_{uuid.uuid4().hex[:8]}"  # created below once the config checks out
+        conf = d / "rsyslog.conf"
+        conf.write_text(rsyslog_conf(d, path, topic, self.kafka.bootstrap))
+        chk = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+        if chk.returncode != 0:
+            lines = [ln for ln in (chk.stdout + chk.stderr).splitlines() if ln.strip()]
+            why = next((ln for ln in lines if "omkafka" in ln or "error" in ln.lower()), lines[-1] if lines else "")
+            raise Skip(f"rsyslogd cannot load the imfile + omkafka configuration (Debian package rsyslog-kafka "
+                       f"missing?): {why.strip()}")
+        topic = self.kafka.topic("rsyslog", 3)
+        conf.write_text(rsyslog_conf(d, path, topic, self.kafka.bootstrap))
+        p = Proc([rsyslogd, "-n", "-f", conf, "-i", d / "rsyslogd.pid"], log=d / "stdout.log", cwd=d)
+        deadline = time.monotonic() + self.timeout(n)
+        try:
+            while True:
+                if not p.alive():
+                    raise BenchError(f"rsyslogd exited with {p.rc}: {p.log_tail(5)} {_tail(d / 'internal.log')}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"rsyslogd did not ship the file in {self.timeout(n):.0f}s "
+                                     f"({self.kafka.total(topic)} of {n} lines in Kafka)")
+                if self.kafka.total(topic) >= n:
+                    t_done = time.monotonic()
+                    break
+                time.sleep(0.1)
+        finally:
+            p.stop(signal.SIGTERM, 30)
+        return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "bytes": path.stat().st_size, "check": self._check_topic(topic, n)}
+
+    # mtga side ---------------------------------------------------------------
+    def _first_output(self, p: Proc, out: Path, deadline: float, what: str) -> float:
+        """Wait for the first non-empty file under ``out``; its time."""
+        while True:
+            if _any_bytes(out):
+                return time.monotonic()
+            if not p.alive():
+                if _any_bytes(out):
+                    return p.ended
+                raise BenchError(f"{what} exited with {p.rc} before writing anything: {p.log_tail(8)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{what} wrote nothing in {self.timeout(self.n_events):.0f}s: {p.log_tail(8)}")
+            time.sleep(0.02)
+
+    def case_mtga_kcat_consume(self) -> dict:
+        kcat = shutil.which("kcat")
+        if not kcat:
+            raise Skip("kcat is not installed (Debian: apt-get install kcat; or scripts/ensure-tools)")
+        topic, n = self.event_topic, self.n_events
+        d = self.tmp("mtga_kcat_consume")
+        out = d / "out"
+        out.mkdir()
+        with open(out / "topic.jsonl", "wb") as f:
+            p = Proc([kcat, "-C", "-b", self.kafka.bootstrap, "-t", topic, "-e", "-o", "beginning", "-q"],
+                     stdout=f)
+        deadline = time.monotonic() + self.timeout(n)
+        t_first = self._first_output(p, out, deadline, "kcat -C")
+        try:
+            rc = p.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.stop(signal.SIGKILL)
+            raise BenchError("kcat -C did not reach the end of the topic in time") from None
+        if rc != 0:
+            raise BenchError(f"kcat -C exited with {rc}")
+        got = _count_lines(out)
+        shutil.rmtree(d, ignore_errors=True)
+        return {"items": n, "seconds": p.ended - t_first, "seconds_total": round(p.ended - p.t0, 3),
+                "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "check": "ok" if got == n else f"{got} lines read, expected {n}"}
+
+    def _mtga(self, workers: int, profile_name: str) -> dict:
+        topic, n = self.event_topic, self.n_events
+        highs = self._event_highs
+        d = self.tmp(profile_name)
+        import yaml
+
+        conf = {
+            "kafka": {"bootstrap_servers": self.kafka.bootstrap, "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                      "topics": [topic], "auto_offset_reset": "earliest"},
+            "state_dir": str(d / "state"),
+            "settings_dir": str(self.settings),
+            "output": {"dir": str(d / "out")},
+            "checkpoint": {"interval_s": 0.5},
+            "workers": workers,
+            "log": {"file": str(d / "mtga.log"), "level": "info"},
+        }
+        (d / "mtga.yml").write_text(yaml.safe_dump(conf))
+        cmd = self.profiled(profile_name, [self.exe("mtga"), "start", "-c", d / "mtga.yml"])
+        p = Proc(cmd, log=d / "stdout.log", env=self.env)
+        deadline = time.monotonic() + self.timeout(n)
+        try:
+            t_first = self._first_output(p, d / "out", deadline, "mtga")
+            wall_first = time.time() - (time.monotonic() - t_first)
+            while True:
+                if not p.alive():
+                    raise BenchError(f"mtga exited with {p.rc}:\n{_tail(d / 'mtga.log')}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"mtga did not store all offsets in {self.timeout(n):.0f}s "
+                                     f"(stored {mtga_stored(d / 'state' / 'db', topic)})")
+                stored = mtga_stored(d / "state" / "db", topic)
+                if all(stored.get(part, 0) >= hi for part, hi in highs.items()):
+                    t_done = time.monotonic()
+                    break
+                time.sleep(0.1)
+        finally:
+            p.stop(signal.SIGTERM, 60)
+        # after it stopped: the last write (max mtime), what was written, what failed
+        last_write = max((f.stat().st_mtime for f in (d / "out").rglob("log.*")), default=wall_first)
+        got = _count_lines(d / "out")
+        failed = mtga_failures(d / "state" / "db")
+        check = "ok"
+        if got != n or failed:
+            check = f"{got} lines written, {failed} failed, expected {n} lines"
+        if p.rc != 0:
+            check = f"mtga exited with {p.rc} after SIGTERM; " + check
+        r = {"items": n, "seconds": t_done - t_first, "seconds_total": round(t_done - p.t0, 3),
+             "seconds_to_last_write": round(max(0.0, last_write - wall_first), 3),
+             "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s, "workers": workers, "check": check}
+        if not self.args.keep_work:
+            shutil.rmtree(d / "out", ignore_errors=True)
+        return r
+
+    def case_mtga(self) -> dict:
+        return self._mtga(1, "mtga")
+
+    def case_mtga_2_workers(self) -> dict:
+        return self._mtga(2, "mtga_2_workers")
+
+    def case_mtga_naive(self) -> dict:
+        topic, n = self.event_topic, self.n_events
+        d = self.tmp("mtga_naive")
+        out = d / "out"
+        cmd = [sys.executable, HERE / "naive.py", "--bootstrap", self.kafka.bootstrap, "--topic", topic,
+               "--group", f"bench-naive-{uuid.uuid4().hex[:8]}", "--count", str(n), "--out", out,
+               "--timeout", str(self.timeout(n))]
+        p = Proc(cmd, log=d / "naive.log", env=self.env)
+        deadline = time.monotonic() + self.timeout(n)
+        try:
+            t_first = self._first_output(p, out, deadline, "naive consumer")
+            rc = p.wait(max(1.0, deadline - time.monotonic()) + 10)
+        except subprocess.TimeoutExpired:
+            raise BenchError("the naive consumer did not finish in time") from None
+        finally:
+            p.stop(signal.SIGKILL)
+        if rc != 0:
+            raise BenchError(f"the naive consumer exited with {rc}: {p.log_tail(5)}")
+        got = _count_lines(out)
+        shutil.rmtree(d, ignore_errors=True)
+        return {"items": n, "seconds": p.ended - t_first, "seconds_total": round(p.ended - p.t0, 3),
+                "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "check": "ok" if got == n else f"{got} lines written, expected {n}"}
+
+    # transform ---------------------------------------------------------------
+    def _transform(self, mode: str) -> dict:
+        n = self.n_events
+        d = self.tmp("transform_" + mode)
+        cmd = [sys.executable, HERE / "transform_loop.py", "--mode", mode, "--data", self.envelopes,
+               "--count", str(n), "--settings", self.settings]
+        cmd = self.profiled("transform" if mode == "transform" else "transform_naive", cmd)
+        with open(d / "result.json", "wb") as f:
+            p = Proc(cmd, stdout=f, env=self.env)
+        try:
+            rc = p.wait(self.timeout(n))
+        except subprocess.TimeoutExpired:
+            p.stop(signal.SIGKILL)
+            raise BenchError(f"the transform loop did not finish in {self.timeout(n):.0f}s") from None
+        text = (d / "result.json").read_text(errors="replace")
+        try:
+            r = json.loads(text.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise BenchError(f"the transform loop exited with {rc}: {text[-500:]}") from None
+        check = "ok" if r["ok"] == n else f"{r['ok']} of {n} ok; first failure: {r['first_failure']}"
+        return {"items": r["items"], "seconds": r["seconds"], "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "check": check}
+
+    def case_transform(self) -> dict:
+        return self._transform("transform")
+
+    def case_transform_naive(self) -> dict:
+        return self._transform("naive")
+
+    # profiling ---------------------------------------------------------------
+    def profiled(self, name: str, cmd: list) -> list:
+        if name not in self.args.profile:
+            return cmd
+        prof = BIN / "pyinstrument"
+        if not prof.exists():
+            raise BenchError("--profile needs pyinstrument (pip install -e '.[dev]')")
+        outdir = WORK / "profiles"
+        outdir.mkdir(parents=True, exist_ok=True)
+        target = outdir / f"{name}.txt"
+        say(f"profiling {name} with pyinstrument into {target.relative_to(REPO)} (its figures are slowed down)")
+        return [prof, "-r", "text", "--show-all", "-o", target, *cmd]
+
+    def close(self) -> None:
+        for p in list(LIVE):
+            p.stop(signal.SIGKILL, 10)
+        try:
+            self.kafka.cleanup()
+        finally:
+            if not self.args.keep_work:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def rsyslog_conf(d: Path, path: Path, topic: str, bootstrap: str) -> str:
+    brokers = ", ".join(f'"{b.strip()}"' for b in bootstrap.split(","))
+    return f"""# private rsyslogd for the benchmark: imfile -> omkafka, nothing else
+global(workDirectory="{d}" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+module(load="omkafka")
+template(name="bench_raw" type="string" string="%msg%")
+ruleset(name="bench_kafka") {{
+  action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bench_raw"
+         partitions.auto="on" confParam=["compression.codec=snappy"])
+}}
+input(type="imfile" file="{path}" tag="bench" ruleset="bench_kafka" freshStartTail="off")
+# rsyslogd's own messages
+action(type="omfile" file="{d}/internal.log")
+"""
+
+
+def shipper_delivered(db: Path) -> int:
+    from offsets import FilePositions, StateDB, StateError
+
+    if not (db / "CURRENT").exists():
+        return 0
+    try:
+        with StateDB(db, "shipper", read_only=True) as s:
+            return sum(p.offset for p in FilePositions(s).all())
+    except StateError:
+        return 0
+
+
+def mtga_stored(db: Path, topic: str) -> dict[int, int]:
+    from offsets import PartitionOffsets, StateDB, StateError
+
+    if not (db / "CURRENT").exists():
+        return {}
+    try:
+        with StateDB(db, "mtga", read_only=True) as s:
+            return {p: o for (t, p), o in PartitionOffsets(s).all().items() if t == topic}
+    except StateError:
+        return {}
+
+
+def mtga_failures(db: Path) -> int:
+    from offsets import FailureQueue, StateDB, StateError
+
+    try:
+        with StateDB(db, "mtga", read_only=True) as s:
+            return FailureQueue(s).count()
+    except StateError:
+        return -1
+
+
+def _any_bytes(folder: Path) -> bool:
+    try:
+        for e in os.scandir(folder):
+            if e.is_dir(follow_symlinks=False):
+                if _any_bytes(Path(e.path)):
+                    return True
+            elif e.stat(follow_symlinks=False).st_size > 0:
+                return True
+    except OSError:
+        pass
+    return False
+
+
+def _count_lines(folder: Path) -> int:
+    n = 0
+    for f in folder.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    n += block.count(b"\n")
+    return n
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ output
+
+
+def table(report: dict) -> str:
+    head = ("case", "items", "seconds", "rate/s", "peak RSS MB", "reference", "ratio")
+    rows = []
+    for r in report["cases"]:
+        if r.get("skipped") or r.get("error"):
+            note = f"skipped: {r['skipped']}" if r.get("skipped") else f"ERROR: {r['error'].splitlines()[0]}"
+            rows.append((r["case"], "-", "-", "-", "-", r["reference"] or "-", note))
+            continue
+        rows.append((r["case"], f"{r['items']:,}", f"{r['seconds']:.2f}", f"{r['rate']:,.0f}",
+                     f"{r['peak_rss_mb']:.0f}", r["reference"] or "-",
+                     "-" if r["ratio"] is None else f"{r['ratio']:.2f}"))
+    w = [max(len(h), *(len(row[i]) for row in rows if len(row[i]) < 40)) if rows else len(h)
+         for i, h in enumerate(head)]
+    right = {1, 2, 3, 4, 6}
+
+    def fmt(row):
+        return "  ".join(c.rjust(w[i]) if i in right and not c.startswith(("skipped", "ERROR")) else c.ljust(w[i])
+                         for i, c in enumerate(row)).rstrip()
+
+    lines = [fmt(head), fmt(tuple("-" * x for x in w))] + [fmt(r) for r in rows]
+    extra = []
+    for r in report["cases"]:
+        notes = []
+        if r.get("seconds_total") is not None:
+            notes.append(f"{r['seconds_total']:.2f}s including start-up")
+        if r.get("seconds_in_kafka") is not None:
+            notes.append(f"all lines in Kafka after {r['seconds_in_kafka']:.2f}s")
+        if r.get("seconds_to_last_write") is not None:
+            notes.append(f"last line written {r['seconds_to_last_write']:.2f}s after the first")
+        if r.get("cpu_s") is not None:
+            notes.append(f"{r['cpu_s']:.1f} CPU s")
+        if r.get("check") not in (None, "ok"):
+            notes.append(f"CHECK: {r['check']}")
+        if notes:
+            extra.append(f"  {r['case']}: " + "; ".join(notes))
+    hdr = (f"{report['cores']} cores, rev {report['rev']}{' (dirty)' if report.get('dirty') else ''}, "
+           f"{report['events']:,} events / {report['lines']:,} lines{', quick' if report['quick'] else ''}")
+    return "\n".join([hdr, ""] + lines + ([""] + extra if extra else []))
+
+
+def save(report: dict, full: bool) -> Path:
+    folder = RESULTS if full else WORK / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"{stamp}-{report['rev']}.json"
+    text = json.dumps(report, indent=1) + "\n"
+    path.write_text(text)
+    (folder / "latest.json").write_text(text)
+    return path
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"small data ({QUICK['events']:,} events, {QUICK['lines']:,} lines): seconds, not figures")
+    ap.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    ap.add_argument("--cases", help="comma-separated cases to run (default all): " + ",".join(CASES))
+    ap.add_argument("--events", type=int, help="events for the mtga and transform cases")
+    ap.add_argument("--lines", type=int, help="lines for the shipper cases")
+    ap.add_argument("--profile", default="",
+                    help="comma-separated cases to run under pyinstrument (mtga, mtga_2_workers, shipper, transform); "
+                         "text reports go to bench/work/profiles/")
+    ap.add_argument("--keep-broker", action="store_true", help="leave a broker this run started running")
+    ap.add_argument("--keep-work", action="store_true", help="keep bench/work/run-*/ (configs, logs, outputs)")
+    args = ap.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    args.events = args.events or size["events"]
+    args.lines = args.lines or size["lines"]
+    if args.events < 1 or args.lines < 1:
+        ap.error("--events and --lines must be at least 1")
+    if args.cases:
+        args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+        bad = [c for c in args.cases if c not in CASES]
+        if bad:
+            ap.error(f"unknown case(s) {', '.join(bad)}; known: {', '.join(CASES)}")
+    else:
+        args.cases = list(CASES)
+    args.profile = [c.strip() for c in args.profile.split(",") if c.strip()]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import confluent_kafka  # noqa: F401
+        import msgspec  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as e:
+        say(f"{e.name} is not importable by {sys.executable}: run it with the project's virtualenv "
+            f"(`make bench`, or .venv/bin/python bench/run.py)")
+        return 2
+    sys.path.insert(0, str(REPO))
+    rev, dirty = git_rev()
+    cluster = None
+    bench = None
+    started = dt.datetime.now(dt.timezone.utc)
+    load_before = os.getloadavg()
+    try:
+        bootstrap, cluster = start_broker()
+        bench = Bench(args, bootstrap)
+        bench.run(args.cases)
+    except BenchError as e:
+        say(str(e))
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        if bench is not None:
+            bench.close()
+        if cluster is not None and not args.keep_broker:
+            say("stopping the broker this run started (--keep-broker keeps it)")
+            cluster.stop()
+    report = {
+        "cores": os.cpu_count(),
+        "rev": rev,
+        "dirty": dirty,
+        "quick": args.quick,
+        "events": args.events,
+        "lines": args.lines,
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "cases": [bench.results[c] for c in CASES if c in bench.results],
+    }
+    full = not args.quick and set(args.cases) == set(CASES) and not args.profile \
+        and args.events == FULL["events"] and args.lines == FULL["lines"]
+    path = save(report, full)
+    print(table(report))
+    print(f"\nsaved {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
+    bad = [r["case"] for r in report["cases"] if r.get("error") or r.get("check") not in (None, "ok")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

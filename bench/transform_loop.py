@@ -1,0 +1,77 @@
+"""The pure transform, timed without Kafka: one process, one core.
+
+Run by bench/run.py as ``python bench/transform_loop.py --mode transform|naive
+--data FILE --count N --settings DIR``. Reads the envelopes in chunks of 10,000
+(so memory stays that of the transform, not of the data set) and times only the
+calls: ``sink.transform.Transformer(SettingsStore(DIR).get)`` called as
+``tr(payload, None, topic, partition, offset)`` for ``transform``, or
+``naive.naive_line`` for ``naive``. Prints one JSON object:
+``{"items": N, "seconds": S, "ok": N, "failed": N, "first_failure": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+CHUNK = 10_000
+TOPIC = "mulog_clean_bench"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", choices=("transform", "naive"), required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--settings", required=True)
+    a = ap.parse_args(argv)
+
+    if a.mode == "transform":
+        from sink.settings import SettingsStore
+        from sink.transform import OK, Transformer
+
+        tr = Transformer(SettingsStore(Path(a.settings)).get)
+    else:
+        from naive import naive_line
+
+    n = ok = failed = 0
+    first_failure = None
+    spent = 0.0
+    perf = time.perf_counter
+    with open(a.data, "rb") as f:
+        while n < a.count:
+            chunk = [ln.rstrip(b"\n") for ln in itertools.islice(f, min(CHUNK, a.count - n))]
+            if not chunk:
+                break
+            base = n
+            if a.mode == "transform":
+                t0 = perf()
+                res = [tr(p, None, TOPIC, 0, base + i) for i, p in enumerate(chunk)]
+                spent += perf() - t0
+                for r in res:
+                    if r[0] == OK:
+                        ok += 1
+                    else:
+                        failed += 1
+                        first_failure = first_failure or r[2]
+            else:
+                t0 = perf()
+                res = [naive_line(p, TOPIC, 0, base + i) for i, p in enumerate(chunk)]
+                spent += perf() - t0
+                ok += len(res)
+            n += len(chunk)
+            del res
+    print(json.dumps({"items": n, "seconds": spent, "ok": ok, "failed": failed, "first_failure": first_failure}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
