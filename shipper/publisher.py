@@ -68,6 +68,7 @@ class Publisher:
         self.inflight_bytes = 0
         self.down_since: float | None = None
         self.last_error = ""
+        self.fatal = ""
         self.producer = Producer(conf, logger=kafka_log)
         self._produce = self.producer.produce
 
@@ -93,7 +94,7 @@ class Publisher:
         except KafkaException as e:
             err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else KafkaError(KafkaError._FAIL, str(e))
             if err.fatal():
-                self.on_fatal(f"fatal Kafka producer error: {err.str()}")
+                self._fatal(err.str())
             ack(err, None)  # the chunk counts as failed: the tailer goes back and sends it again
             return
         self.stats.lines_sent += n
@@ -158,7 +159,7 @@ class Publisher:
     def _wait_room(self) -> None:
         self.stats.queue_full += 1
         while True:
-            served = self.producer.poll(0.05)
+            served = self.poll(0.05)
             if self.should_stop():
                 raise Stopping()
             if served:
@@ -178,16 +179,46 @@ class Publisher:
 
     # --------------------------------------------------------------- polling
     def poll(self, timeout: float = 0.0) -> int:
-        return self.producer.poll(timeout)
+        """Serve delivery reports and errors (a fatal error may surface here as an
+        exception: it is reported through ``on_fatal``)."""
+        try:
+            return self.producer.poll(timeout)
+        except (KafkaException, SystemError) as e:
+            self._raised(e)
+            return 0
 
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for acknowledgements; returns messages left."""
         deadline = time.monotonic() + timeout
         left = len(self.producer)
         while left and time.monotonic() < deadline:
-            self.producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+            try:
+                self.producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+            except (KafkaException, SystemError) as e:
+                self._raised(e)
+                if self.fatal:
+                    break
             left = len(self.producer)
         return left
+
+    def _raised(self, e: Exception) -> None:
+        err = e.args[0] if isinstance(e, KafkaException) and e.args else None
+        cause = e.__cause__ or e.__context__
+        if err is None and isinstance(cause, KafkaException) and cause.args:
+            err = cause.args[0]
+        if isinstance(err, KafkaError):
+            if err.fatal():
+                self._fatal(err.str())
+            else:
+                log.warning("Kafka: %s", err.str())
+        else:
+            self._fatal(str(e))
+
+    def _fatal(self, text: str) -> None:
+        if not self.fatal:
+            self.fatal = f"fatal Kafka producer error: {text}"
+            log.error("%s", self.fatal)
+            self.on_fatal(self.fatal)
 
     def queued(self) -> int:
         return len(self.producer)
@@ -195,9 +226,7 @@ class Publisher:
     def _on_error(self, err: KafkaError) -> None:
         code = err.code()
         if err.fatal():
-            msg = f"fatal Kafka producer error: {err.str()}"
-            log.error(msg)
-            self.on_fatal(msg)
+            self._fatal(err.str())
             return
         if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
                     KafkaError._TIMED_OUT):
@@ -216,7 +245,7 @@ class Publisher:
         try:
             self.producer.purge(in_queue=True, in_flight=True, blocking=False)
             self.producer.poll(0)
-        except (KafkaException, RuntimeError):
+        except (KafkaException, RuntimeError, SystemError):
             pass
 
 

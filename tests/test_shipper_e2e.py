@@ -296,3 +296,58 @@ def test_cli_mistakes_are_one_line(tmp_path, kafka):
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(30) == 0
+
+
+def test_a_line_kafka_refuses_stops_the_shipper_cleanly_and_loses_nothing(kafka, tmp_path):
+    """A line bigger than the topic's max.message.bytes is refused by the broker.
+    The shipper stops with exit code 1 and one clear error line (no traceback),
+    its position stays before the refused line; once max_line_bytes is lowered,
+    a restart ships the rest, the long line cut, nothing lost."""
+    import base64
+    import uuid
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"small_{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka})
+    # max.message.bytes bounds a (compressed) record batch
+    admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "20000"})])[topic].result(30)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    f = logs / "log_big.log"
+    big = base64.b64encode(os.urandom(45000))  # 60 KB that snappy cannot shrink below 20000 bytes
+    f.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(50)) + big + b"\n"
+                  + b"".join(b'{"n": %d}\n' % n for n in range(50, 100)))
+    big_at = f.read_bytes().index(big)
+    inp = {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 1, "log_name": "big"}
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[inp])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        assert sh.proc.wait(60) == 1
+    finally:
+        sh.kill_if_alive()
+    log = sh.log()
+    assert "Traceback" not in log
+    fatal = [ln for ln in log.splitlines() if "ERROR shipper.publisher: fatal Kafka producer error" in ln]
+    assert len(fatal) == 1 and "too large" in fatal[0], log
+    (row,) = status(state) or [{"delivered": 0}]
+    assert row["delivered"] <= big_at  # never past the refused line
+
+    inp["max_line_bytes"] = 4000
+    write_conf(conf, bootstrap=kafka, state=state, inputs=[inp])
+    sh2 = ShipperProc(conf, tmp_path / "shipper2.log").start()
+    try:
+        wait_for(lambda: all_delivered(state, [f]), 30, "the file delivered after the restart")
+        assert sh2.stop() == 0
+    finally:
+        sh2.kill_if_alive()
+    vals = [m.value for m in read_topic(kafka, topic)]
+    assert big[:4000] in vals and big not in vals
+    numbered = Counter(json.loads(v)["n"] for v in vals if v.startswith(b'{"n"'))
+    assert set(numbered) == set(range(100))
+    # repeats only of lines at or after the position saved before the refusal
+    first_after = f.read_bytes()[:row["delivered"]].count(b"\n")  # lines before the saved position
+    assert all(n >= first_after for n, k in numbered.items() if k > 1)
+    print(f"\nrefused line: shipper stopped with exit 1 at position {row['delivered']} (refused line at {big_at}); "
+          f"after the fix {len(vals)} messages, {sum(k - 1 for k in numbered.values())} repeated")

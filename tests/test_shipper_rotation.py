@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from shipper_helpers import (ShipperProc, all_delivered, by_writer, join_all, line, read_topic, topic_total, wait_for,
-                             write_conf)
+from shipper_helpers import (ShipperProc, all_delivered, by_writer, join_all, line, read_topic, status, topic_total,
+                             wait_for, write_conf)
 
 pytestmark = pytest.mark.kafka
 
@@ -221,15 +221,16 @@ def test_delete_after_rotate(kafka, topic_factory, tmp_path):
 
 
 def test_deleted_files_are_let_go(kafka, topic_factory, tmp_path):
-    """After a deleted file is drained, the shipper holds no descriptor on it."""
+    """After a deleted file is drained, the shipper holds no descriptor on it, and
+    its stored position is forgotten after forget_after_s."""
     topic = topic_factory(partitions=1)
     logs = tmp_path / "logs"
     logs.mkdir()
     f = logs / "log_x.log"
     f.write_bytes(b"".join(line("dx", n) + b"\n" for n in range(200)))
     state = tmp_path / "state"
-    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=0.5, inputs=[
-        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_x"}])
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=0.5, forget_after_s=1,
+                      inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_x"}])
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
         wait_for(lambda: topic_total(kafka, topic) == 200, 30, "200 lines")
@@ -242,6 +243,8 @@ def test_deleted_files_are_let_go(kafka, topic_factory, tmp_path):
                     if str(f) in os.readlink(os.path.join(fds, x))]
 
         wait_for(lambda: not held(), 10, "the descriptor closed")
+        sh.wait_log("forgot the positions of 1 files gone for more than 1s")
+        wait_for(lambda: status(state) == [], 10, "the position forgotten")
         assert sh.stop() == 0
     finally:
         sh.kill_if_alive()
