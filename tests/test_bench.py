@@ -1,0 +1,84 @@
+"""bench/run.py --quick runs against the suite's broker and reports every case.
+
+Only the report's shape is checked: timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "bench" / "run.py"
+
+CASES = {
+    "shipper": "shipper_kcat",
+    "shipper_kcat": None,
+    "shipper_rsyslog": "shipper_kcat",
+    "mtga": "mtga_kcat_consume",
+    "mtga_kcat_consume": None,
+    "mtga_naive": "mtga_kcat_consume",
+    "mtga_2_workers": "mtga",
+    "transform": "transform_naive",
+    "transform_naive": None,
+}
+NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
+
+
+def test_quick_run_reports_every_case(kafka):
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka)
+    r = subprocess.run([sys.executable, str(RUN), "--quick", "--json"], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=REPO)
+    assert r.returncode == 0, f"bench/run.py exited with {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+
+    assert report["cores"] == os.cpu_count()
+    assert isinstance(report["rev"], str) and report["rev"]
+    assert report["quick"] is True
+    by_name = {c["case"]: c for c in report["cases"]}
+    assert len(by_name) == len(report["cases"])
+    assert set(by_name) == set(CASES)
+
+    for name, ref in CASES.items():
+        c = by_name[name]
+        assert c["reference"] == ref, name
+        for k in (*NUMBERS, "ratio"):
+            assert k in c, (name, k)
+        if c.get("skipped"):
+            # only the optional rsyslog reference may be missing, and it says why
+            assert name == "shipper_rsyslog", c
+            assert isinstance(c["skipped"], str) and c["skipped"]
+            assert all(c[k] is None for k in (*NUMBERS, "ratio")), c
+            continue
+        assert "error" not in c, c
+        assert c["check"] == "ok", c
+        for k in NUMBERS:
+            assert isinstance(c[k], (int, float)) and c[k] > 0, (name, k, c[k])
+        assert c["rate"] == pytest.approx(c["items"] / c["seconds"], rel=0.01), c
+        if name.startswith("mtga"):
+            assert c["seconds_total"] >= c["seconds"] > 0, c
+        if ref is None:
+            assert c["ratio"] is None, c
+        else:
+            assert c["ratio"] == pytest.approx(c["rate"] / by_name[ref]["rate"], rel=0.01), c
+
+    # the table is printed too, one row per case
+    table = r.stdout.strip().splitlines()[:-1]
+    for name in CASES:
+        assert any(line.split()[:1] == [name] for line in table), name
+
+
+def test_unknown_case_is_a_clear_error():
+    r = subprocess.run([sys.executable, str(RUN), "--cases", "shipper,nope"], capture_output=True, text=True,
+                       timeout=60, cwd=REPO)
+    assert r.returncode == 2
+    assert "unknown case(s) nope" in r.stderr
+    assert "Traceback" not in r.stderr
