@@ -3,6 +3,7 @@ exit code, never a traceback."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -22,6 +23,18 @@ class UserError(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR):
         super().__init__(message)
         self.code = code
+
+
+def process_age() -> float:
+    """Seconds since this process was started (so a time budget includes start-up)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(") ", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def run(app: typer.Typer, prog: str) -> Callable[[], None]:

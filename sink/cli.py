@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from mulog import logs
-from mulog.cli import EXIT_TIMEOUT, UserError, run
+from mulog.cli import EXIT_TIMEOUT, UserError, process_age, run
 
 from . import config, daemon
 
@@ -159,7 +159,8 @@ def _ask(s: config.MtgaSettings, cmd: str, **args):
         return None
     t = s.conf.control.timeout_s
     try:
-        return request(s.socket_path, cmd, t, **args)
+        # the budget counts from the command's start, not from here
+        return request(s.socket_path, cmd, max(0.5, t - process_age()), **args)
     except ControlTimeout:
         raise UserError(f"mtga (pid {pid}) did not answer on {s.socket_path} within {t:.0f}s; it may be stuck "
                         f"or overloaded (see {s.log_file})", code=EXIT_TIMEOUT) from None

@@ -95,6 +95,7 @@ class Service:
         self.local_offsets: dict[TP, int] = self.po.all()
         self.lags: dict[TP, int] = {}
         self.commands: queue.Queue = queue.Queue()
+        self.inflight: collections.deque = collections.deque()  # (items, workers.Pending)
 
     # ------------------------------------------------------------------ kafka
     def _consumer(self) -> Consumer:
@@ -154,6 +155,7 @@ class Service:
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in parts]
         log.info("revoked %s; storing their offsets first", ", ".join(f"{t}[{p}]" for t, p in keys))
+        self._drain(everything=True)
         self.checkpoint(sync_commit=True)
         self._forget(keys)
 
@@ -161,6 +163,7 @@ class Service:
         keys = [(tp.topic, tp.partition) for tp in parts]
         log.warning("lost %s without revocation; stored locally, not committed to the group",
                     ", ".join(f"{t}[{p}]" for t, p in keys))
+        self._drain(everything=True)
         self.checkpoint(commit=False)
         self._forget(keys)
 
@@ -188,9 +191,11 @@ class Service:
         batch = c.kafka.batch_size
         try:
             while not self.stop_event.is_set():
-                msgs = self.consumer.consume(batch, 0.2)
+                # with batches in the workers, poll briefly so their results are written promptly
+                msgs = self.consumer.consume(batch, 0.02 if self.inflight else 0.2)
                 if msgs:
-                    self.process(msgs)
+                    self.submit(msgs)
+                self._drain()
                 self._run_commands()
                 now = time.monotonic()
                 self.stats.sample()
@@ -198,6 +203,7 @@ class Service:
                     self._update_lags()
                     next_lag = now + 2.0
                 if now >= next_ckpt:
+                    self._drain(everything=True)
                     self.checkpoint()
                     next_ckpt = now + interval
                 if now >= next_retry:
@@ -219,6 +225,7 @@ class Service:
         log.info("stopping: final checkpoint")
         try:
             if self.consumer is not None:
+                self._drain(everything=True)
                 self.checkpoint(sync_commit=True)
                 self.consumer.close()  # leaves the group; revocation checkpoints again (no-op)
                 self.consumer = None
@@ -230,7 +237,10 @@ class Service:
         log.info("stopped")
 
     # ------------------------------------------------------------------ batches
-    def process(self, msgs) -> None:
+    MAX_INFLIGHT = 2  # batches in the workers while the next one is consumed
+
+    def submit(self, msgs) -> None:
+        """Hand a consumed batch to the transform (in order behind those in flight)."""
         items = []
         for m in msgs:
             err = m.error()
@@ -243,11 +253,28 @@ class Service:
             return
         recheck = self._recheck_settings
         self._recheck_settings = False
-        results = self.pool.run(items, recheck=recheck)
+        self.inflight.append((items, self.pool.submit(items, recheck=recheck)))
+
+    def process(self, msgs) -> None:
+        """Consume-to-disk for one batch, synchronously."""
+        self.submit(msgs)
+        self._drain(everything=True)
+
+    def _drain(self, everything: bool = False) -> None:
+        """Deliver transformed batches in order: those ready, one more if too many
+        are in flight, or all of them."""
+        q = self.inflight
+        while q and (everything or q[0][1].ready() or len(q) > self.MAX_INFLIGHT):
+            items, pending = q.popleft()
+            self._apply(items, pending.get())
+
+    def _apply(self, items, results) -> None:
         try:
             self._deliver(items, results)
         except Exception as e:  # neither the files nor the failure queue took the batch
-            self._stall(items, e)
+            later = [it for batch, _ in self.inflight for it in batch]
+            self.inflight.clear()  # their events come again after the rewind
+            self._stall(items + later, e)
             return
         self.stalled = None
         self._stall_backoff = 1.0
@@ -256,31 +283,18 @@ class Service:
             nxt[(it[2], it[3])] = it[4] + 1
         self.stats.consumed += len(items)
 
-    def _deliver(self, items, results, on_failed=None) -> tuple[list, list]:
-        """Write OK results per app and push failures; returns (ok indexes, failed indexes)."""
-        per_app: dict[str, tuple[list, list]] = {}
-        failures: list[FailedEvent] = []
-        filtered = 0
-        for i, r in enumerate(results):
-            kind = r[0]
-            if kind == OK:
-                bucket = per_app.get(r[1])
-                if bucket is None:
-                    bucket = per_app[r[1]] = ([], [])
-                bucket[0].append(r[2])
-                bucket[1].append(i)
-            elif kind == FILTERED:
-                filtered += 1
-            else:
-                it = items[i]
-                failures.append(FailedEvent(it[0], r[2], it[2], it[3], it[4], it[1]))
+    def _deliver(self, items, out) -> None:
+        """Write a transformed batch (a workers.Outcome): one write per app; events
+        the transform failed, or whose app's write failed, go to the failure queue."""
+        failures = [FailedEvent(items[i][0], reason, items[i][2], items[i][3], items[i][4], items[i][1])
+                    for i, _app, reason in out.failures]
         written = 0
-        for app, (lines, idx) in per_app.items():
+        for app, (blob, n, idx) in out.apps.items():
             try:
-                self.writer.write(app, lines)
-                written += len(lines)
+                self.writer.write_blob(app, blob, n)
+                written += n
             except SinkError as e:
-                log.error("%s; %d event(s) go to the failure queue", e.reason, len(lines))
+                log.error("%s; %d event(s) go to the failure queue", e.reason, n)
                 for i in idx:
                     it = items[i]
                     failures.append(FailedEvent(it[0], e.reason, it[2], it[3], it[4], it[1]))
@@ -288,9 +302,8 @@ class Service:
             self.fq.push_many(failures)
             self._fq_dirty = True
         self.stats.written += written
-        self.stats.filtered += filtered
+        self.stats.filtered += out.filtered
         self.stats.failed += len(failures)
-        return written, failures
 
     def _stall(self, items, err: Exception) -> None:
         first: dict[TP, int] = {}

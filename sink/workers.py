@@ -1,24 +1,85 @@
 """Transform workers: the pure transform run in processes, in order.
 
-``Pool.run(items)`` returns one result per item, in the items' order, so the
-output keeps per-partition order and the offset rule holds: the caller
-writes results exactly as if it had transformed them itself. With one worker
-the transform runs in the calling process (no IPC).
+A consumed batch is cut into one contiguous chunk per worker. A chunk travels
+as a few flat objects (the payloads joined into one bytes object with their
+lengths, partitions and offsets as arrays) rather than thousands of tuples,
+and comes back already grouped: per app, the output lines joined into one
+bytes object ready for a single write, and the indexes of failed events with
+their reasons. Chunks are merged back in order, so the output keeps
+per-partition order and the caller's offset rule is unchanged. With one
+worker (or a small batch) the same work runs in the calling process.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import signal
-from typing import Sequence
+from array import array
+from typing import Optional, Sequence
 
 from .settings import SettingsStore
-from .transform import Transformer
+from .transform import FILTERED, OK, Transformer
 
 Item = tuple  # (payload, headers, topic, partition, offset)
 
-_tr: Transformer | None = None
-_store: SettingsStore | None = None
+
+class Outcome:
+    """A transformed batch: ``apps`` maps app id -> [lines joined with newlines,
+    line count, indexes of the events]; ``failures`` lists (index, app, reason)."""
+
+    __slots__ = ("apps", "failures", "filtered")
+
+    def __init__(self, apps: dict, failures: list, filtered: int):
+        self.apps, self.failures, self.filtered = apps, failures, filtered
+
+
+def summarize(results: list, base: int = 0) -> Outcome:
+    groups: dict = {}
+    failures = []
+    filtered = 0
+    for i, r in enumerate(results, base):
+        kind = r[0]
+        if kind == OK:
+            g = groups.get(r[1])
+            if g is None:
+                g = groups[r[1]] = ([], array("I"))
+            g[0].append(r[2])
+            g[1].append(i)
+        elif kind == FILTERED:
+            filtered += 1
+        else:
+            failures.append((i, r[1], r[2]))
+    apps = {app: [b"\n".join(lines) + b"\n", len(lines), idx] for app, (lines, idx) in groups.items()}
+    return Outcome(apps, failures, filtered)
+
+
+def merge(parts: list) -> Outcome:
+    """Outcomes of consecutive chunks -> one outcome, app blobs concatenated in order."""
+    if len(parts) == 1:
+        return parts[0]
+    apps: dict = {}
+    failures = []
+    filtered = 0
+    for o in parts:
+        for app, (blob, n, idx) in o.apps.items():
+            cur = apps.get(app)
+            if cur is None:
+                apps[app] = [[blob], n, idx]
+            else:
+                cur[0].append(blob)
+                cur[1] += n
+                cur[2].extend(idx)
+        failures.extend(o.failures)
+        filtered += o.filtered
+    for v in apps.values():
+        v[0] = b"".join(v[0])
+    return Outcome(apps, failures, filtered)
+
+
+# --------------------------------------------------------------- in a worker
+
+_tr: Optional[Transformer] = None
+_store: Optional[SettingsStore] = None
 
 
 def _init(settings_dir: str, uuid: bool) -> None:
@@ -31,12 +92,47 @@ def _init(settings_dir: str, uuid: bool) -> None:
     _tr = Transformer(_store.get, uuid=uuid)
 
 
-def _run_chunk(args) -> list:
-    items, recheck = args
-    if recheck:
-        _store.invalidate()
-    return _tr.run_batch(items)
+def _pack(items: Sequence[Item], base: int, recheck: bool) -> tuple:
+    lens = array("I")
+    parts = array("i")
+    offs = array("q")
+    for it in items:
+        lens.append(len(it[0]))
+        parts.append(it[3])
+        offs.append(it[4])
+    headers = [it[1] for it in items]
+    if not any(headers):
+        headers = None
+    topics = [it[2] for it in items]
+    one_topic = topics[0] if all(t == topics[0] for t in topics) else None
+    return (b"".join(it[0] for it in items), lens.tobytes(), headers, one_topic or topics,
+            parts.tobytes(), offs.tobytes(), base, recheck)
 
+
+def _unpack(chunk: tuple) -> list:
+    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck = chunk
+    lens = array("I")
+    lens.frombytes(lens_b)
+    parts = array("i")
+    parts.frombytes(parts_b)
+    offs = array("q")
+    offs.frombytes(offs_b)
+    items = []
+    pos = 0
+    for i, n in enumerate(lens):
+        items.append((blob[pos:pos + n], headers[i] if headers else None,
+                      topics if type(topics) is str else topics[i], parts[i], offs[i]))
+        pos += n
+    return items
+
+
+def _run_chunk(chunk: tuple) -> Outcome:
+    if chunk[-1]:
+        _store.invalidate()
+    return summarize(_tr.run_batch(_unpack(chunk)), chunk[6])
+
+
+# ------------------------------------------------------------ in the parent
 
 class Pool:
     def __init__(self, settings_dir, workers: int, uuid: bool = True):
@@ -49,21 +145,42 @@ class Pool:
             self._pool = ctx.Pool(self.workers, initializer=_init, initargs=(str(settings_dir), uuid))
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:
-        """Transform ``items``; ``recheck`` makes settings files be checked again first."""
-        if self._pool is None or len(items) < 64:
-            if recheck:
-                self.store.invalidate()
-            return self.local.run_batch(items)
+        """Transform ``items`` here and now; one result per item (for retries)."""
+        if recheck:
+            self.store.invalidate()
+        return self.local.run_batch(items)
+
+    def submit(self, items: Sequence[Item], recheck: bool = False) -> "Pending":
+        """Start transforming a batch; ``Pending.get()`` gives its Outcome."""
+        if self._pool is None or len(items) < 256:
+            return Pending(summarize(self.run(items, recheck)))
         n = self.workers
         size = (len(items) + n - 1) // n
-        chunks = [(items[i:i + size], recheck) for i in range(0, len(items), size)]
-        out = []
-        for part in self._pool.map(_run_chunk, chunks, chunksize=1):
-            out.extend(part)
-        return out
+        chunks = [_pack(items[i:i + size], i, recheck) for i in range(0, len(items), size)]
+        return Pending(self._pool.map_async(_run_chunk, chunks, chunksize=1))
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
             self._pool = None
+
+
+class Pending:
+    """A batch being transformed: ``ready()`` without waiting, ``get()`` the Outcome."""
+
+    __slots__ = ("_done", "_async")
+
+    def __init__(self, done_or_async):
+        if isinstance(done_or_async, Outcome):
+            self._done, self._async = done_or_async, None
+        else:
+            self._done, self._async = None, done_or_async
+
+    def ready(self) -> bool:
+        return self._async is None or self._async.ready()
+
+    def get(self) -> Outcome:
+        if self._async is not None:
+            self._done, self._async = merge(self._async.get()), None
+        return self._done

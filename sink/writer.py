@@ -122,7 +122,10 @@ class LogBusWriter:
         """Append ``lines`` (each without newline) for ``app`` with one write call."""
         if not lines:
             return 0
-        data = b"\n".join(lines) + b"\n"
+        return self.write_blob(app, b"\n".join(lines) + b"\n", len(lines))
+
+    def write_blob(self, app: str, data: bytes, nlines: int) -> int:
+        """Append ``nlines`` newline-terminated lines, already joined, with one write call."""
         o = self._target(app, len(data))
         start = o.size
         view = memoryview(data)
@@ -139,7 +142,7 @@ class LogBusWriter:
         o.size = start + len(data)
         o.dirty = True
         self.bytes_written += len(data)
-        self.lines_written += len(lines)
+        self.lines_written += nlines
         self.last_error = None
         return len(data)
 
