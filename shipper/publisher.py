@@ -119,7 +119,7 @@ class Publisher:
                         off += len(line) + 1
                         line = None
                     for line in it:
-                        hdrs[3] = ("offset", b"%d" % off)
+                        hdrs["offset"] = str(off)
                         produce(topic, line, key, -1, None, None, 0, hdrs)
                         off += len(line) + 1
                     break
@@ -135,7 +135,7 @@ class Publisher:
                         produce(topic, item[0], key, -1, None, None, 0, hdrs)
                         item = None
                     for item in it:
-                        hdrs[3] = ("offset", b"%d" % item[1])
+                        hdrs["offset"] = str(item[1])
                         produce(topic, item[0], key, -1, None, None, 0, hdrs)
                     break
                 except BufferError:
@@ -148,7 +148,7 @@ class Publisher:
             t.cut_lines += len(frame.cuts)
             self.stats.cut_lines += len(frame.cuts)
             self.stats.empty_lines += frame.empty
-        hdrs[3] = ("offset", b"%d" % last_off)
+        hdrs["offset"] = str(last_off)
         while True:
             try:
                 produce(topic, lines[-1], key, -1, ack, None, 0, hdrs)
