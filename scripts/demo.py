@@ -1,4 +1,4 @@
-"""`make demo`: sample game logs -> shipper -> local Kafka, end to end.
+"""`make demo`: sample game logs -> shipper -> local Kafka -> mtga -> LogBus files.
 
 Starts the local broker (scripts/kafka_local.py), then runs the stages in
 ``STAGES`` in order. Each stage is a function taking the shared ``Demo``
@@ -174,9 +174,76 @@ def stage_shipper(d: Demo) -> None:
         raise DemoError(f"{written} lines written but {arrived} arrived")
 
 
+# ------------------------------------------------------------------ stage: mtga
+
+MTGA_CONF = REPO / "conf" / "mtga.yml"
+
+
+def mtga(d: Demo, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "mtga"), *args, "-c", str(MTGA_CONF)], capture_output=True, text=True,
+                          env=d.env, timeout=timeout)
+
+
+def stage_mtga(d: Demo) -> None:
+    from sink import config
+
+    from sink import queries
+
+    conf = config.load(MTGA_CONF)
+    shutil.rmtree(conf.state_dir, ignore_errors=True)
+    shutil.rmtree(conf.output_dir, ignore_errors=True)
+    # without local state mtga resumes from the group's committed offsets (or the earliest)
+    k = conf.conf.kafka
+    admin = queries.admin_client(d.bootstrap)
+    deadline = time.monotonic() + 30
+    tps = queries.partitions(admin, list(k.topics), k.topic_pattern, deadline)
+    wm = queries.watermarks(admin, tps, deadline)
+    group = queries.group_offsets(admin, k.group_id, tps, deadline)
+    expected = sum(wm[tp][1] - group.get(tp, wm[tp][0]) for tp in tps)
+    r = mtga(d, "start", "--daemon")
+    if r.returncode != 0:
+        raise DemoError(f"mtga did not start: {r.stderr.strip()}")
+    say(f"started: mtga start --daemon -c {MTGA_CONF.relative_to(REPO)} ({r.stdout.strip()})")
+    try:
+        t0 = time.monotonic()
+        while True:
+            r = mtga(d, "offset-checker", "--json")
+            rows = json.loads(r.stdout) if r.returncode == 0 else []
+            if rows and all(x["source"] == "local" and x["lag"] == 0 for x in rows):
+                break
+            if time.monotonic() - t0 > 120:
+                raise DemoError(f"mtga did not catch up within 120 s; see {conf.log_file}")
+            time.sleep(1)
+        say(f"mtga consumed everything and stored its offsets ({time.monotonic() - t0:.1f}s, "
+            f"checkpoints every {conf.conf.checkpoint.interval_s:g}s):")
+        print(mtga(d, "offset-checker").stdout.rstrip())
+        print(mtga(d, "status").stdout.rstrip())
+    finally:
+        r = mtga(d, "stop")
+        say(r.stdout.strip() or r.stderr.strip())
+    written = 0
+    say(f"output folder {conf.output_dir.relative_to(REPO)} (read by ThinkingData's LogBus):")
+    for f in sorted(conf.output_dir.rglob("*")):
+        if f.is_file():
+            n = f.read_bytes().count(b"\n")
+            written += n
+            print(f"  {f.relative_to(conf.output_dir)}  {n} lines, {f.stat().st_size:,} bytes")
+    first = next(f for f in sorted(conf.output_dir.rglob("log.*")) if f.is_file())
+    say(f"the first two lines of {first.relative_to(REPO)}:")
+    with open(first, "rb") as fh:
+        for _ in range(2):
+            line = fh.readline()
+            print("  " + json.dumps(json.loads(line), ensure_ascii=False)[:400] + " ...")
+    fq = mtga(d, "failure-queue-count").stdout.strip()
+    say(f"{written} track lines written (this run's {sum(d.written.values())} lines plus "
+        f"{expected - sum(d.written.values())} left unconsumed in the topic by earlier runs); failure queue: {fq}")
+    if written != expected or fq != "0":
+        raise DemoError(f"{expected} events to consume but {written} track lines written, failure queue {fq}")
+
+
 # ------------------------------------------------------------------------- main
 
-STAGES: list[Callable[[Demo], None]] = [stage_logs, stage_shipper]
+STAGES: list[Callable[[Demo], None]] = [stage_logs, stage_shipper, stage_mtga]
 
 
 def main() -> int:
