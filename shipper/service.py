@@ -146,7 +146,7 @@ class Shipper:
 
     def shutdown(self) -> int:
         c = self.conf
-        waiting = self.publisher.queued()
+        waiting = self.publisher.inflight_msgs
         if self.fatal:
             log.error("stopping after a fatal error; positions are saved up to the last acknowledged line")
             left = self.publisher.flush(min(2.0, c.shutdown_timeout_s))
@@ -158,7 +158,7 @@ class Shipper:
         n = self.checkpoint(sync=True)
         if left:
             log.warning("%d lines were not acknowledged by Kafka in time; they will be sent again at the "
-                        "next start", left)
+                        "next start", self.publisher.inflight_msgs)
         self.publisher.close()
         for t in self.tailers.values():
             t.close()

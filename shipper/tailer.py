@@ -31,6 +31,8 @@ import zlib
 from collections import deque
 from typing import TYPE_CHECKING
 
+from confluent_kafka import KafkaError
+
 from offsets import FINGERPRINT_BYTES, FilePosition, file_identity, fingerprint
 
 from .framing import Frame, Framer
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipper.tailer")
 
 READ_CHUNK = 1 << 20  # bytes per read() call
+_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
 # states
 ACTIVE = "active"  # at a matching path: read as it grows
@@ -248,6 +251,8 @@ class Tailer:
                 self.delivered = a.end
 
     def chunk_failed(self, ack: Ack, err) -> None:
+        if err.code() in _PURGED:  # dropped from the queue at the stop: sent again at the next start
+            return
         if self.failed_at is None:
             log.error("Kafka refused lines of %s (offsets up to %d): %s; they will be sent again",
                       self.path, ack.end, err)

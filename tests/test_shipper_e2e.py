@@ -351,3 +351,35 @@ def test_a_line_kafka_refuses_stops_the_shipper_cleanly_and_loses_nothing(kafka,
     assert all(n >= first_after for n, k in numbered.items() if k > 1)
     print(f"\nrefused line: shipper stopped with exit 1 at position {row['delivered']} (refused line at {big_at}); "
           f"after the fix {len(vals)} messages, {sum(k - 1 for k in numbered.values())} repeated")
+
+
+def test_a_new_file_is_read_within_a_second_by_inotify(kafka, topic_factory, tmp_path):
+    """With the periodic rescan 30 s away, only the inotify watch can find new
+    files: in the watched folder, and (with `**`) in a sub-folder made later."""
+    from datetime import datetime
+
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rescan_interval_s=30, inputs=[
+        {"paths": [str(logs / "**" / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_new"}])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    delays = []
+    try:
+        sh.wait_log("shipper starting")
+        targets = [logs / "a.log", logs / "b.log", logs / "day1" / "c.log", logs / "day1" / "deeper" / "d.log"]
+        for i, f in enumerate(targets):
+            f.parent.mkdir(parents=True, exist_ok=True)
+            t0 = time.time()
+            f.write_bytes(line("new", i) + b"\n")
+            wait_for(lambda: topic_total(kafka, topic) == i + 1, 10, f"the line of {f.name}")
+            in_kafka = time.time() - t0
+            stamp = next(ln for ln in sh.log().splitlines() if f"reading {f} (" in ln)[:23]
+            read_after = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() - t0
+            delays.append((f.name, round(read_after, 3), round(in_kafka, 3)))
+            assert read_after < 1.0, delays
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    print(f"\nnew files (name, s until read, s until in Kafka): {delays}")
