@@ -1,12 +1,12 @@
 """Durable local state on RocksDB (rocksdict): nothing else opens RocksDB."""
 
-from .db import Batch, StateDB, StateError, StateLocked, StateMissing, ensure_private_dir
+from .db import Batch, StateDB, StateError, StateLocked, StateMissing, StateWriteError, ensure_private_dir
 from .failures import Entry, FailedEvent, FailureQueue, reason_code
 from .files import FINGERPRINT_BYTES, FilePosition, FilePositions, file_identity, fingerprint
 from .partitions import PartitionOffsets
 
 __all__ = [
-    "Batch", "StateDB", "StateError", "StateLocked", "StateMissing", "ensure_private_dir",
+    "Batch", "StateDB", "StateError", "StateLocked", "StateMissing", "StateWriteError", "ensure_private_dir",
     "Entry", "FailedEvent", "FailureQueue", "reason_code",
     "FINGERPRINT_BYTES", "FilePosition", "FilePositions", "file_identity", "fingerprint",
     "PartitionOffsets",

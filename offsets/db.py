@@ -34,6 +34,10 @@ class StateMissing(StateError):
     """No database at the path (read-only open of a store never written)."""
 
 
+class StateWriteError(StateError):
+    """A write failed (a full disk, say); the database reopens itself on the next write."""
+
+
 def ensure_private_dir(path: Path) -> list[str]:
     """Create ``path`` (and parents) as 0700; tighten it if it is looser.
 
@@ -88,6 +92,14 @@ class StateDB:
         self._wo.sync = sync
         self._sync_wo = WriteOptions()
         self._sync_wo.sync = True
+        self._broken: str | None = None
+        self.db = None
+        self.created = False
+        self._open(first=True)
+
+    def _open(self, first: bool = False) -> None:
+        role = self.role
+        read_only = self.read_only
         opts = Options(raw_mode=True)
         if read_only:
             if not (self.path / "CURRENT").exists():
@@ -97,8 +109,11 @@ class StateDB:
             except Exception as e:  # rocksdict raises plain Exception
                 raise StateError(f"cannot read the {role} state at {self.path}: {e}") from None
         else:
-            self.notes += ensure_private_dir(self.path.parent)
+            if first:
+                self.notes += ensure_private_dir(self.path.parent)
             fresh = not (self.path / "CURRENT").exists()
+            if first:
+                self.created = fresh  # a new, empty store (first start, or the folder was removed)
             opts.create_if_missing(True)
             try:
                 self.db = Rdict(str(self.path), opts)
@@ -133,10 +148,14 @@ class StateDB:
 
     # -- access used by the typed stores ---------------------------------------
     def get(self, key: bytes) -> bytes | None:
+        if self.db is None:
+            self._reopen()
         return self.db.get(key)
 
     def scan(self, prefix: bytes, start: bytes | None = None):
         """Yield (key, value) for keys starting with ``prefix``, in key order."""
+        if self.db is None:
+            self._reopen()
         it = self.db.iter()
         it.seek(start if start is not None else prefix)
         while it.valid():
@@ -147,23 +166,55 @@ class StateDB:
             it.next()
 
     def write(self, batch: Batch, sync: bool = False) -> None:
+        """Apply ``batch`` atomically. After a failed write (RocksDB keeps refusing
+        writes once its log could not be appended, even when space returns) the
+        database is closed and opened again before the next write."""
         if self.read_only:
             raise StateError(f"{self.path} is open read-only")
+        if self._broken is not None:
+            self._reopen()
         if batch.wb.len():
-            self.db.write(batch.wb, self._sync_wo if sync else self._wo)
+            try:
+                self.db.write(batch.wb, self._sync_wo if sync else self._wo)
+            except Exception as e:
+                self._broken = str(e)
+                raise StateWriteError(f"cannot write the {self.role} state at {self.path}: {e}") from None
         for fn in batch.after:
             fn()
+
+    def _reopen(self) -> None:
+        old, self.db = self.db, None
+        if old is not None:
+            try:
+                old.close()
+            except Exception:
+                pass  # the handle is released even when close reports the earlier error
+        try:
+            self._open()
+        except StateError as e:
+            raise StateWriteError(f"{self.path} is still not writable: {e}") from None
+        self._broken = None
 
     def flush(self) -> None:
         """Persist the write-ahead log to disk (fsync)."""
         if not self.read_only:
-            self.db.flush_wal(True)
+            if self._broken is not None or self.db is None:
+                self._reopen()
+            try:
+                self.db.flush_wal(True)
+            except Exception as e:
+                self._broken = str(e)
+                raise StateWriteError(f"cannot sync the {self.role} state at {self.path}: {e}") from None
 
     def close(self) -> None:
         db = getattr(self, "db", None)
         if db is not None:
             self.db = None
-            db.close()
+            try:
+                db.close()
+            except Exception:
+                if self._broken is None:
+                    raise
 
     def __enter__(self):
         return self
