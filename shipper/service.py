@@ -142,6 +142,9 @@ class Shipper:
                     self.wake.clear()
         except Stopping:
             pass
+        except Exception as e:  # a bug or an unexpected OS error: stop cleanly, positions stay safe
+            log.exception("unexpected error, stopping: %s", e)
+            self.fatal = f"unexpected error: {e}"
         return self.shutdown()
 
     def shutdown(self) -> int:

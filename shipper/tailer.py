@@ -264,12 +264,14 @@ class Tailer:
         if self.failed_at is None:
             return False
         p = self.pending
-        while p and (p[0].done or p[0].failed):
-            a = p.popleft()
-            if a.done and not a.failed and a.gen == self.gen and not any(x.failed for x in p):
+        if any(not (a.done or a.failed) for a in p):
+            return False  # wait until every chunk sent has its report
+        for a in p:  # the position moves over the chunks acknowledged before the first failed one
+            if a.failed:
+                break
+            if a.gen == self.gen:
                 self.delivered = a.end
-        if p:
-            return False
+        p.clear()
         if not self.retry_at:
             self.retry_at = now + self.backoff
             self.backoff = min(self.backoff * 2, 60.0)

@@ -231,3 +231,58 @@ def test_max_line_must_fit_in_a_kafka_message(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.load(f)
     assert "inputs[0].max_line_bytes" in str(e.value) and "at most 95904" in str(e.value)
+
+
+def _tailer(tmp_path, data: bytes):
+    from shipper.config import Input
+    from shipper.tailer import Tailer
+
+    p = tmp_path / "t.log"
+    p.write_bytes(data)
+    fd = os.open(p, os.O_RDONLY)
+    st = os.fstat(fd)
+    inp = Input(paths=[str(p)], topic="t", app_id=1, log_name="x")
+    return Tailer(st.st_dev, st.st_ino, str(p), fd, inp, "x", 0, (0, 0), "host")
+
+
+def test_a_refused_chunk_holds_the_position_and_is_read_again(tmp_path):
+    """Chunks A, B, C are sent; B is refused, A and C acknowledged (in whatever
+    order): the position stops after A, and once every report is in (and the
+    back-off has passed) the tailer reads again from there."""
+    from confluent_kafka import KafkaError
+
+    from shipper.tailer import Ack
+
+    t = _tailer(tmp_path, b"a\nb\nc\n")
+    try:
+        acks = [Ack(t, t.gen, end, 1, 2, None) for end in (2, 4, 6)]
+        t.pending.extend(acks)
+        t.read_pos = 6
+        acks[2](None, None)
+        assert t.delivered == 0  # C alone moves nothing
+        acks[1](KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), None)
+        acks[0](None, None)
+        assert t.delivered == 2 and t.failed_at is not None and not t.readable
+        assert t.try_recover(100.0) is False  # back-off starts
+        assert t.try_recover(100.5) is False
+        assert t.try_recover(101.5) is True
+        assert (t.delivered, t.read_pos, t.framer.pos) == (2, 2, 2) and t.readable
+        fr = t.read(102.0)
+        assert fr.lines == [b"b", b"c"] and fr.start == 2
+    finally:
+        t.close()
+
+
+def test_acknowledgements_move_the_position_in_order_only(tmp_path):
+    from shipper.tailer import Ack
+
+    t = _tailer(tmp_path, b"a\nb\n")
+    try:
+        a, b = Ack(t, t.gen, 2, 1, 2, None), Ack(t, t.gen, 4, 1, 2, None)
+        t.pending.extend([a, b])
+        b(None, None)
+        assert t.delivered == 0
+        a(None, None)
+        assert t.delivered == 4 and not t.pending
+    finally:
+        t.close()
