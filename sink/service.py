@@ -76,6 +76,13 @@ class Service:
         self.db = StateDB(s.state_dir / "db", "mtga")
         for note in self.db.notes:
             log.warning("%s", note)
+        if self.db.created:
+            earlier = s.output_dir.exists() and any(s.output_dir.glob("*/*log.*"))
+            (log.warning if earlier else log.info)(
+                "new state store at %s%s: each partition resumes from the consumer group's committed offset "
+                "where it has one, else from auto_offset_reset=%s", s.state_dir / "db",
+                " while the output folder already holds files (was the state folder removed?)" if earlier else "",
+                c.kafka.auto_offset_reset)
         self.po = PartitionOffsets(self.db)
         self.fq = FailureQueue(self.db)
         self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes)

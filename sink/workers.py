@@ -12,6 +12,8 @@ worker (or a small batch) the same work runs in the calling process.
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import multiprocessing as mp
 import signal
 from array import array
@@ -82,12 +84,18 @@ _tr: Optional[Transformer] = None
 _store: Optional[SettingsStore] = None
 
 
-def _init(settings_dir: str, uuid: bool) -> None:
+def _init(settings_dir: str, uuid: bool, log_queue, level: int) -> None:
     global _tr, _store
     # the parent decides when to stop; a Ctrl-C or SIGTERM to the group must
     # not kill a worker in the middle of a batch
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # log records (a settings file that broke, say) go to the parent's log
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(logging.handlers.QueueHandler(log_queue))
+    root.setLevel(level)
     _store = SettingsStore(settings_dir)
     _tr = Transformer(_store.get, uuid=uuid)
 
@@ -140,9 +148,15 @@ class Pool:
         self.store = SettingsStore(settings_dir)
         self.local = Transformer(self.store.get, uuid=uuid)
         self._pool = None
+        self._listener = None
         if self.workers > 1:
             ctx = mp.get_context("forkserver")
-            self._pool = ctx.Pool(self.workers, initializer=_init, initargs=(str(settings_dir), uuid))
+            q = ctx.Queue()
+            root = logging.getLogger()
+            self._listener = logging.handlers.QueueListener(q, *root.handlers, respect_handler_level=True)
+            self._listener.start()
+            self._pool = ctx.Pool(self.workers, initializer=_init,
+                                  initargs=(str(settings_dir), uuid, q, root.getEffectiveLevel()))
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:
         """Transform ``items`` here and now; one result per item (for retries)."""
@@ -164,6 +178,9 @@ class Pool:
             self._pool.close()
             self._pool.join()
             self._pool = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
 
 
 class Pending:

@@ -84,3 +84,36 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 60, input: str
     exe = Path(sys.executable).parent / args[0]
     return subprocess.run([str(exe), *args[1:]], capture_output=True, text=True, timeout=timeout, env=e,
                           input=input)
+
+
+class SmallDisk:
+    """A size-limited tmpfs mounted on ``path`` (needs root, as on the CI machines)."""
+
+    def __init__(self, path: Path, size: str):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(self.path)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs for the disk-full test (root needed): {r.stderr.strip()}")
+
+    def resize(self, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
+
+    def umount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(name, size)`` mounts a tmpfs of ``size`` at tmp_path/name."""
+    disks = []
+
+    def make(name: str, size: str) -> SmallDisk:
+        d = SmallDisk(tmp_path / name, size)
+        disks.append(d)
+        return d
+
+    yield make
+    for d in disks:
+        d.umount()

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Producer
 
-from offsets import FailureQueue, PartitionOffsets, StateDB
+from offsets import FailureQueue, PartitionOffsets, StateDB, StateMissing
 from sink.transform import event_uuid
 
 MTGA = str(Path(sys.executable).parent / "mtga")
@@ -152,8 +152,12 @@ def uuid_counts(out: Path) -> Counter:
 
 
 def stored_offsets(state: Path) -> dict:
-    with StateDB(state / "db", "mtga", read_only=True) as db:
-        return PartitionOffsets(db).all()
+    """Offsets in the store ({} while the daemon has not created it yet)."""
+    try:
+        with StateDB(state / "db", "mtga", read_only=True) as db:
+            return PartitionOffsets(db).all()
+    except StateMissing:
+        return {}
 
 
 def failure_entries(state: Path) -> list:
