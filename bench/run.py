@@ -51,6 +51,10 @@ CASES: dict[str, tuple[str | None, str]] = {
                 "delivered offset == file size"),
     "shipper_kcat": (None, "`kcat -P -z snappy -l FILE` into a fresh 3-partition topic: from spawn to exit "
                            "(kcat exits once every message is acknowledged)"),
+    "shipper_kcat_headers": ("shipper_kcat",
+                             "as shipper_kcat, but with the Kafka key and the six headers shipper sends (host, path, "
+                             "file, offset, app_id, log_name; static values of the same sizes): what the message "
+                             "format costs kcat (ratio = cost factor)"),
     "shipper_rsyslog": ("shipper_kcat",
                         "private `rsyslogd -n` with imfile + omkafka (snappy) on the same file, fresh 3-partition "
                         "topic: from spawn until the topic's high watermarks add up to N"),
@@ -70,7 +74,9 @@ CASES: dict[str, tuple[str | None, str]] = {
     "transform_naive": (None, "bench/naive.py's naive_line on every envelope, no Kafka, one process: only the "
                               "calls are timed"),
 }
-RUN_ORDER = ["transform_naive", "transform", "shipper_kcat", "shipper", "shipper_rsyslog",
+# a second comparison reported as an extra field, e.g. shipper's "ratio_shipper_kcat_headers"
+ALSO = {"shipper": "shipper_kcat_headers"}
+RUN_ORDER = ["transform_naive", "transform", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
              "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive"]
 
 
@@ -555,6 +561,9 @@ class Bench:
             ref = self.results.get(r["reference"]) if r["reference"] else None
             if r["rate"] and ref and ref.get("rate"):
                 r["ratio"] = round(r["rate"] / ref["rate"], 3)
+            also = self.results.get(ALSO.get(name, ""))
+            if r["rate"] and also and also.get("rate"):
+                r[f"ratio_{also['case']}"] = round(r["rate"] / also["rate"], 3)
             if r["rate"] is not None:
                 r["rate"] = round(r["rate"], 1)
             if r["seconds"] is not None:
@@ -566,13 +575,30 @@ class Bench:
 
     # shipper side ------------------------------------------------------------
     def case_shipper_kcat(self) -> dict:
+        return self._kcat_produce("shipper_kcat", [])
+
+    def case_shipper_kcat_headers(self) -> dict:
+        import socket
+        import zlib
+
+        path = self.lines
+        st = path.stat()
+        with open(path, "rb") as f:
+            ident = f"{st.st_dev:x}:{st.st_ino:x}:{zlib.crc32(f.read(1024)):08x}"
+        extra = ["-k", ident]
+        for k, v in (("host", socket.gethostname()), ("path", str(path)), ("file", ident),
+                     ("offset", str(st.st_size)), ("app_id", "24"), ("log_name", "log_item")):
+            extra += ["-H", f"{k}={v}"]
+        return self._kcat_produce("shipper_kcat_headers", extra)
+
+    def _kcat_produce(self, name: str, extra: list) -> dict:
         kcat = shutil.which("kcat")
         if not kcat:
             raise Skip("kcat is not installed (Debian: apt-get install kcat; or scripts/ensure-tools)")
         path, n = self.lines, self.n_lines
-        topic = self.kafka.topic("kcat_p", 3)
-        d = self.tmp("shipper_kcat")
-        p = Proc([kcat, "-P", "-b", self.kafka.bootstrap, "-t", topic, "-z", "snappy", "-l", path],
+        topic = self.kafka.topic(name, 3)
+        d = self.tmp(name)
+        p = Proc([kcat, "-P", "-b", self.kafka.bootstrap, "-t", topic, "-z", "snappy", *extra, "-l", path],
                  log=d / "kcat.log")
         try:
             rc = p.wait(self.timeout(n))
@@ -949,6 +975,9 @@ def table(report: dict) -> str:
         notes = []
         if r.get("seconds_total") is not None:
             notes.append(f"{r['seconds_total']:.2f}s including start-up")
+        for k, v in r.items():
+            if k.startswith("ratio_") and v is not None:
+                notes.append(f"{v:.2f} x {k[len('ratio_'):]}")
         if r.get("seconds_in_kafka") is not None:
             notes.append(f"all lines in Kafka after {r['seconds_in_kafka']:.2f}s")
         if r.get("seconds_to_last_write") is not None:

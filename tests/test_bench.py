@@ -21,6 +21,7 @@ RUN = REPO / "bench" / "run.py"
 CASES = {
     "shipper": "shipper_kcat",
     "shipper_kcat": None,
+    "shipper_kcat_headers": "shipper_kcat",
     "shipper_rsyslog": "shipper_kcat",
     "mtga": "mtga_kcat_consume",
     "mtga_kcat_consume": None,
@@ -65,6 +66,9 @@ def test_quick_run_reports_every_case(kafka):
         assert c["rate"] == pytest.approx(c["items"] / c["seconds"], rel=0.01), c
         if name.startswith("mtga"):
             assert c["seconds_total"] >= c["seconds"] > 0, c
+        if name == "shipper" and by_name["shipper_kcat_headers"].get("rate"):
+            assert c["ratio_shipper_kcat_headers"] == pytest.approx(
+                c["rate"] / by_name["shipper_kcat_headers"]["rate"], rel=0.01), c
         if ref is None:
             assert c["ratio"] is None, c
         else:
