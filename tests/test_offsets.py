@@ -197,3 +197,30 @@ def test_sigkill_writer_loses_nothing_and_duplicates_nothing(tmp_path):
             unreported = present - pushed
             pushed |= unreported
     assert len(pushed) > 1000
+
+
+def test_store_recovers_after_disk_full(small_disk):
+    """RocksDB refuses every write after its log could not be appended, even when
+    space returns; the store reopens itself and goes on, with nothing lost."""
+    from offsets import StateWriteError
+
+    disk = small_disk("fs", "2m")
+    db = StateDB(disk.path / "db", "mtga")
+    fq = FailureQueue(db)
+    po = PartitionOffsets(db)
+    pushed = 0
+    with pytest.raises(StateWriteError) as ei:
+        while True:
+            fq.push(FailedEvent(os.urandom(2000), "x: y"))
+            pushed += 1
+    assert "No space left on device" in str(ei.value)
+    with pytest.raises(StateWriteError):
+        po.put("t", 0, 1)
+    disk.resize("64m")
+    po.put("t", 0, 1)
+    fq.push(FailedEvent(b"after", "x: y"))
+    assert fq.count() == pushed + 1 == len(list(fq))
+    db.close()
+    with StateDB(disk.path / "db", "mtga") as db2:
+        assert FailureQueue(db2).count() == pushed + 1
+        assert PartitionOffsets(db2).get("t", 0) == 1
