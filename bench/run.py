@@ -747,6 +747,11 @@ class Bench:
             "workers": workers,
             "log": {"file": str(d / "mtga.log"), "level": "info"},
         }
+        for path, value in self.args.mtga_set:
+            node = conf
+            for k in path[:-1]:
+                node = node.setdefault(k, {})
+            node[path[-1]] = yaml.safe_load(value)
         (d / "mtga.yml").write_text(yaml.safe_dump(conf))
         cmd = self.profiled(profile_name, [self.exe("mtga"), "start", "-c", d / "mtga.yml"])
         p = Proc(cmd, log=d / "stdout.log", env=self.env)
@@ -1017,6 +1022,9 @@ def parse_args(argv):
     ap.add_argument("--profile", default="",
                     help="comma-separated cases to run under pyinstrument (mtga, mtga_2_workers, shipper, transform); "
                          "text reports go to bench/work/profiles/")
+    ap.add_argument("--mtga-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the mtga cases' configuration, e.g. kafka.batch_size=10000 or "
+                         "kafka.consumer.queued.max.messages.kbytes=16384 (repeatable; the value is read as YAML)")
     ap.add_argument("--keep-broker", action="store_true", help="leave a broker this run started running")
     ap.add_argument("--keep-work", action="store_true", help="keep bench/work/run-*/ (configs, logs, outputs)")
     args = ap.parse_args(argv)
@@ -1033,6 +1041,17 @@ def parse_args(argv):
     else:
         args.cases = list(CASES)
     args.profile = [c.strip() for c in args.profile.split(",") if c.strip()]
+    sets = []
+    for item in args.mtga_set:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            ap.error(f"--mtga-set expects KEY=VALUE, got {item!r}")
+        key = key.strip()
+        if key.startswith("kafka.consumer."):  # librdkafka keys hold dots themselves
+            sets.append((["kafka", "consumer", key[len("kafka.consumer."):]], value))
+        else:
+            sets.append((key.split("."), value))
+    args.mtga_set = sets
     return args
 
 
@@ -1083,7 +1102,9 @@ def main(argv=None) -> int:
         "machine": f"{platform.system()} {platform.machine()}",
         "cases": [bench.results[c] for c in CASES if c in bench.results],
     }
-    full = not args.quick and set(args.cases) == set(CASES) and not args.profile \
+    if args.mtga_set:
+        report["mtga_set"] = {".".join(k): v for k, v in args.mtga_set}
+    full = not args.quick and set(args.cases) == set(CASES) and not args.profile and not args.mtga_set \
         and args.events == FULL["events"] and args.lines == FULL["lines"]
     path = save(report, full)
     print(table(report))
