@@ -96,12 +96,36 @@ class LogBusWriter:
         except OSError as e:
             self._error(e, f"cannot open {folder / name}")
         size = os.fstat(fd).st_size
+        if size:
+            size = self._cut_partial_line(fd, path, size)
         o = self._open[app] = _Open(name, path, fd, size)
         if self.max_bytes > 0 and size > 0 and size + incoming > self.max_bytes:
             # the file we resumed is full already: move on to the next index
             self._index[(app, base)] = int(name.rsplit("_", 1)[1]) + 1
             return self._target(app, incoming)
         return o
+
+    def _cut_partial_line(self, fd: int, path: Path, size: int) -> int:
+        """A process killed in the middle of a write can leave half a line at the
+        end of a file; its events were not checkpointed and come again, so the
+        fragment is cut off before anything is appended after it."""
+        if os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            chunk = os.pread(fd, end - start, start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            end = start
+        else:
+            keep = 0
+        os.ftruncate(fd, keep)
+        log.warning("%s ended with %d bytes of a line cut short by an interrupted write; removed them "
+                    "(the events come again from Kafka)", path, size - keep)
+        return keep
 
     def _retire(self, app: str) -> None:
         o = self._open.pop(app)

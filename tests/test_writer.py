@@ -108,3 +108,22 @@ def test_unwritable_folder_is_a_sink_error(tmp_path):
     with pytest.raises(SinkError) as ei:
         w.write("24", [b"{}"])
     assert ei.value.reason.startswith("sink_write: cannot open")
+
+
+def test_half_line_left_by_a_killed_process_is_cut_on_reopen(tmp_path, caplog):
+    folder = tmp_path / "24"
+    folder.mkdir()
+    f = folder / "log.2026-11-21"
+    f.write_bytes(b'{"a":1}\n{"a":2}\n{"a":3, "cut sho')
+    w = LogBusWriter(tmp_path, clock=lambda: T)
+    w.write("24", [b'{"a":4}'])
+    w.close()
+    assert f.read_bytes() == b'{"a":1}\n{"a":2}\n{"a":4}\n'
+    assert "cut short by an interrupted write" in caplog.text
+    g = tmp_path / "25" / "log.2026-11-21"
+    g.parent.mkdir()
+    g.write_bytes(b"x" * 100_000)  # no newline at all
+    w = LogBusWriter(tmp_path, clock=lambda: T)
+    w.write("25", [b"{}"])
+    w.close()
+    assert g.read_bytes() == b"{}\n"
