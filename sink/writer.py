@@ -92,7 +92,7 @@ class LogBusWriter:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as e:
             self._error(e, f"cannot open {folder / name}")
         size = os.fstat(fd).st_size
