@@ -75,6 +75,7 @@ class Shipper:
         self.publisher = Publisher(settings.bootstrap_servers, settings.producer, self.stats,
                                    lambda: self.stopping, self._on_fatal)
         self.watcher = Watcher(self.wake)
+        self.metrics = None
         self._config_sig = self._config_signature()
 
     # ------------------------------------------------------------ control
@@ -101,6 +102,16 @@ class Shipper:
         c = self.conf
         log.info("shipper starting: %d input(s), Kafka at %s, host %s", len(self.inputs),
                  self.settings.bootstrap_servers, self.host)
+        if c.metrics.enabled:
+            from .metrics import DEFAULT_PORT, serve
+
+            try:
+                self.metrics = serve(self, c.metrics.host, c.metrics.port)
+            except OSError as e:
+                log.error("cannot serve metrics on %s:%d: %s", c.metrics.host, c.metrics.port or DEFAULT_PORT,
+                          e.strerror or e)
+                self.fatal = f"metrics: {e}"
+                return self.shutdown()
         self.watcher.plan(self.inputs)
         self.rescan(periodic=True)
         now = time.monotonic()
@@ -163,6 +174,9 @@ class Shipper:
             log.warning("%d lines were not acknowledged by Kafka in time; they will be sent again at the "
                         "next start", self.publisher.inflight_msgs)
         self.publisher.close()
+        if self.metrics is not None:
+            self.metrics.shutdown()
+            self.metrics = None
         for t in self.tailers.values():
             t.close()
         self.db.close()
@@ -388,6 +402,8 @@ class Shipper:
         if (new.bootstrap_servers, new.producer, new.state_dir) != (old.bootstrap_servers, old.producer,
                                                                     old.state_dir):
             log.warning("kafka and state_dir changes take effect at the next restart")
+        if new.conf.metrics != old.conf.metrics:
+            log.warning("metrics changes take effect at the next restart")
         merged: list[Input] = []
         added: list[Input] = []
         for i in new.inputs:  # unchanged inputs keep their running objects
@@ -407,14 +423,21 @@ class Shipper:
 
     # ------------------------------------------------------------ stats
     def file_stats(self) -> list[FileStat]:
+        """Size and delivered offset of each followed file. Also called from the
+        metrics server's thread: it only reads (a snapshot of the table; the size
+        from the open descriptor when it still is that file's)."""
         out = []
-        for t in self.tailers.values():
-            if t.fd >= 0:
+        for t in list(self.tailers.values()):
+            size = t.size_seen
+            fd = t.fd
+            if fd >= 0:
                 try:
-                    t.size_seen = os.fstat(t.fd).st_size
+                    st = os.fstat(fd)
+                    if (st.st_dev, st.st_ino) == (t.dev, t.ino):  # not a descriptor number reused meanwhile
+                        size = st.st_size
                 except OSError:
                     pass
-            out.append(FileStat(t.path, t.identity, t.size_seen, t.delivered))
+            out.append(FileStat(t.path, t.identity, size, t.delivered))
         return out
 
     def log_stats(self) -> None:
