@@ -19,13 +19,19 @@ CONSUMER_DEFAULTS: dict[str, Scalar] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "enable.partition.eof": False,
-    "fetch.max.bytes": 52_428_800,
-    "max.partition.fetch.bytes": 4_194_304,
-    "queued.max.messages.kbytes": 65_536,
+    # bounded prefetch (RSS stays well under 400 MB at any backlog); a short
+    # backoff when the prefetch queue is full keeps the fetcher from idling
+    "fetch.max.bytes": 8_388_608,
+    "max.partition.fetch.bytes": 2_097_152,
+    "queued.max.messages.kbytes": 16_384,
+    "fetch.queue.backoff.ms": 10,
     "session.timeout.ms": 30_000,
     "max.poll.interval.ms": 300_000,
     "partition.assignment.strategy": "cooperative-sticky",
 }
+# each worker holds its own settings and a batch in flight (~40 MB); the cap keeps
+# the default within mtga's 400 MB on many-core hosts
+MAX_AUTO_WORKERS = 4
 CONSUMER_FIXED = ("enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers")
 
 
@@ -137,7 +143,8 @@ class MtgaSettings:
 
     @property
     def workers(self) -> int:
-        return self.conf.workers or (os.cpu_count() or 1)
+        """Transform processes: as configured, or one per core up to MAX_AUTO_WORKERS."""
+        return self.conf.workers or min(MAX_AUTO_WORKERS, os.cpu_count() or 1)
 
 
 def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaSettings:

@@ -96,7 +96,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
-        self.thread = threading.Thread(target=self.serve_forever, name="control", daemon=True)
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="control",
+                                       daemon=True)
 
     def start(self) -> None:
         self.thread.start()
