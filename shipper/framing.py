@@ -6,7 +6,8 @@ the newline itself is not part of the line. A line longer than ``max_line``
 bytes is cut to its first ``max_line`` bytes; the rest of it, up to its
 newline, is skipped (never sent as further lines) and the cut is reported with
 its offset and full length. Empty lines carry no event and are skipped (they
-still count in the offsets).
+still count in the offsets); so is a lone ``\r``, the empty line of a file
+written with CRLF line endings.
 
 Offsets are byte positions in the file: a line's offset is where its first
 byte is, and ``Frame.end`` is the position just after the last newline framed,
@@ -89,7 +90,8 @@ class Framer:
         self.pos = end
         self.partial_len = len(rest)
         self.partial = rest if len(rest) <= mx else rest[:mx]
-        if full <= mx and (len(data) <= mx or max(map(len, lines)) <= mx) and b"" not in lines:
+        if full <= mx and (len(data) <= mx or max(map(len, lines)) <= mx) and b"" not in lines \
+                and b"\r" not in lines:
             return Frame(lines, start, end)
         return self._slow(lines, start, end, full)
 
@@ -103,7 +105,7 @@ class Framer:
         off = start
         for i, line in enumerate(lines):
             n = first_full if (i == 0 and first_full >= 0) else len(line)
-            if n == 0:
+            if n == 0 or (n == 1 and line == b"\r"):
                 empty += 1
             else:
                 if n > mx:

@@ -96,6 +96,16 @@ def test_empty_lines_are_skipped_but_counted_in_offsets():
     assert fr.lines == [b"a", b"bb"] and fr.offsets == [0, 4] and fr.empty == 3 and fr.end == 8
 
 
+def test_empty_crlf_lines_are_skipped_too():
+    fr = Framer(0, 100).feed(b'{"a":1}\r\n\r\n{"b":2}\r\n')
+    assert fr.lines == [b'{"a":1}\r', b'{"b":2}\r'] and fr.offsets == [0, 11] and fr.empty == 1 and fr.end == 20
+    # the "\r" of an empty CRLF line arriving in two chunks
+    f = Framer(0, 100)
+    assert f.feed(b"x\n\r") is not None
+    fr = f.feed(b"\ny\n")
+    assert fr.lines == [b"y"] and fr.offsets == [4] and fr.empty == 1 and fr.end == 6
+
+
 def test_payload_bytes_are_untouched():
     data = b'{"k": "caf\xc3\xa9"}\r\n\x00\xff binary\n'
     fr = Framer(0, 100).feed(data)
