@@ -11,6 +11,13 @@ Runtime files live in a home folder (``$KAFKA_LOCAL_HOME`` or ``.kafka-local``
 in the repository): ``bootstrap`` (the bootstrap address), ``cluster.json``
 (pids and ports), and one ``node-<id>/`` folder per broker with its
 ``server.properties``, data and ``server.log``.
+
+``start --brokers N`` runs N combined broker+controller nodes (one KRaft
+quorum of N voters), each with its own listener and controller ports and data
+folder; topics are created with replication factor min(3, N) and, from three
+nodes on, ``min.insync.replicas=2``. Kafka's own ``kafka-consumer-groups`` and
+``kafka-topics`` run from the same jars plus ``kafka-tools`` (fetched on first
+use into ``<cache>/tools``).
 """
 
 from __future__ import annotations
@@ -102,6 +109,48 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def tools_dir() -> Path:
+    return cache_dir() / "tools"
+
+
+def ensure_tools() -> Path:
+    """Return the folder holding Kafka's command-line tools jar (kafka-tools), fetching
+    it with Maven when missing. Its dependencies are the broker's jars (ensure_jars)."""
+    ensure_jars()
+    d = tools_dir()
+    if any(d.glob("kafka-tools-*.jar")):
+        return d
+    if shutil.which("mvn") is None:
+        raise KafkaLocalError("Maven (mvn) is not installed; it is needed to fetch Kafka's tools jar")
+    log(f"fetching org.apache.kafka:kafka-tools:{KAFKA_VERSION} from Maven Central into {d}")
+    tmp = cache_dir() / "tools.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = ["mvn", "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+           f"-Dartifact=org.apache.kafka:kafka-tools:{KAFKA_VERSION}", f"-DoutputDirectory={tmp}"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0 or not any(tmp.glob("kafka-tools-*.jar")):
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        raise KafkaLocalError(f"could not fetch kafka-tools from Maven Central; Maven said:\n{tail}")
+    shutil.rmtree(d, ignore_errors=True)
+    tmp.rename(d)
+    return d
+
+
+TOOLS = {
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "topics": "org.apache.kafka.tools.TopicCommand",
+}
+
+
+def tool_command(tool: str, *args: str) -> list[str]:
+    """The java command line of one of Kafka's tools (as kafka-<tool>.sh runs it)."""
+    libs = ensure_jars()
+    tools = ensure_tools()
+    return ["java", "-Xmx256m", "-Djava.awt.headless=true", "-cp", f"{libs / '*'}:{tools / '*'}",
+            TOOLS[tool], *args]
+
+
 # ------------------------------------------------------------------------ cluster
 
 
@@ -109,6 +158,41 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _distinct_ports(brokers: int, first: int | None = None) -> list[tuple[int, int]]:
+    """(listener port, controller port) per node, all distinct: ``first``,
+    ``first+1``, ... for the listeners when given, free ports otherwise."""
+    used: set[int] = set()
+    listeners = []
+    for i in range(brokers):
+        if first:
+            p = first + i
+            if not _port_free(p):
+                raise KafkaLocalError(f"port {p} on 127.0.0.1 is in use")
+        else:
+            p = free_port()
+            while p in used:
+                p = free_port()
+        used.add(p)
+        listeners.append(p)
+    out = []
+    for p in listeners:
+        cp = free_port()
+        while cp in used:
+            cp = free_port()
+        used.add(cp)
+        out.append((p, cp))
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -208,18 +292,19 @@ class Cluster:
                 log(f"reusing the running broker(s) at {st.bootstrap}")
                 return st
             raise KafkaLocalError(f"processes run for {st.bootstrap} but the cluster does not answer")
+        st = self.load()
+        if st and any(n.pid and _alive(n.pid) for n in st.nodes):
+            if len(st.nodes) != brokers:
+                raise KafkaLocalError(
+                    f"a {len(st.nodes)}-broker cluster partly runs at {st.bootstrap}; stop it first to start {brokers}"
+                )
+            return self._restart_missing(st)
+        if brokers < 1:
+            raise KafkaLocalError(f"--brokers: expected at least 1, got {brokers}")
         self._cleanup_stale()
         libs = ensure_jars()
-        ports = [port] if (port and brokers == 1) else []
-        if port and brokers > 1:
-            ports = [port + i for i in range(brokers)]
-        nodes = []
-        for i in range(brokers):
-            p = ports[i] if ports else free_port()
-            cp = free_port()
-            while cp == p:
-                cp = free_port()
-            nodes.append(Node(id=i + 1, port=p, controller_port=cp))
+        nodes = [Node(id=i + 1, port=p, controller_port=cp)
+                 for i, (p, cp) in enumerate(_distinct_ports(brokers, port))]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         st = State(KAFKA_VERSION, cluster_id, nodes)
         t0 = time.monotonic()
@@ -236,6 +321,25 @@ class Cluster:
         log(f"{brokers} broker(s) ready at {st.bootstrap} in {time.monotonic() - t0:.1f}s "
             f"(Apache Kafka {KAFKA_VERSION}, jars from {libs})")
         return st
+
+    def _restart_missing(self, st: State) -> State:
+        """Some nodes of the cluster run and others died: start the dead ones again
+        on their ports and data (a cluster is never wiped while part of it runs)."""
+        dead = [n.id for n in st.nodes if not (n.pid and _alive(n.pid))]
+        log(f"node(s) {', '.join(map(str, dead))} of the cluster at {st.bootstrap} are not running; starting them")
+        for node_id in dead:
+            self.start_node(node_id, wait=False)
+        st = self.load()
+        if not self.wait_ready(st, timeout=START_TIMEOUT_S):
+            tails = "\n".join(self._log_tail(n) for n in st.nodes if n.id in dead)
+            raise KafkaLocalError(f"node(s) {dead} did not come back within {START_TIMEOUT_S:.0f}s\n{tails}")
+        log(f"{len(st.nodes)} broker(s) ready at {st.bootstrap}")
+        return st
+
+    def nodes_alive(self) -> list[tuple[Node, bool]]:
+        """Every node of the saved cluster with whether its process runs."""
+        st = self.load()
+        return [(n, bool(n.pid and _alive(n.pid))) for n in (st.nodes if st else [])]
 
     def _cleanup_stale(self) -> None:
         st = self.load()
@@ -372,12 +476,19 @@ class Cluster:
         st = self.load()
         if not st:
             return False
-        for n in st.nodes:
-            if n.pid and _alive(n.pid):
-                os.kill(n.pid, signal.SIGTERM)
-        for n in st.nodes:
-            if n.pid:
-                _terminate(n.pid)
+        pids = [n.pid for n in st.nodes if n.pid and _alive(n.pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        # one deadline for all: the last nodes of a quorum may wait for controllers already gone
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for pid in pids:
+            if not _wait_gone(pid, max(0.1, deadline - time.monotonic())):
+                log(f"pid {pid} did not stop in {STOP_TIMEOUT_S:.0f}s; killing it")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                _wait_gone(pid, 5)
         if not keep_data:
             for n in st.nodes:
                 shutil.rmtree(self.node_dir(n.id), ignore_errors=True)
@@ -437,9 +548,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, help="listener port (default: a free one)")
     s.add_argument("--brokers", type=int, default=1, help="number of brokers (default 1)")
     sub.add_parser("stop", help="stop the local broker(s) and remove their data")
-    sub.add_parser("status", help="say whether it runs and where")
-    sub.add_parser("fetch", help="only fetch the broker jars from Maven Central")
-    args = ap.parse_args(argv)
+    sub.add_parser("status", help="say whether it runs and where, node by node")
+    sub.add_parser("fetch", help="only fetch the broker and tools jars from Maven Central")
+    for tool in TOOLS:
+        t = sub.add_parser(tool, help=f"run Kafka's kafka-{tool} tool (--bootstrap-server defaults to this cluster)")
+        t.add_argument("args", nargs="*", help=f"arguments of kafka-{tool}, e.g. --describe --group mtga")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # a tool's own arguments go to it verbatim, in their order
+    at = next((i for i, a in enumerate(argv) if a in TOOLS and (i == 0 or argv[i - 1] != "--home")), None)
+    tool_args = argv[at + 1:] if at is not None else []
+    args = ap.parse_args(argv[:at + 1] if at is not None else argv)
     cl = Cluster(args.home)
     try:
         if args.cmd == "start":
@@ -452,14 +570,30 @@ def main(argv: list[str] | None = None) -> int:
                 print("not running")
         elif args.cmd == "status":
             st = cl.running()
+            nodes = cl.nodes_alive()
             if st:
                 pids = ",".join(str(n.pid) for n in st.nodes)
                 print(f"running: {len(st.nodes)} broker(s) at {st.bootstrap} (pids {pids}, Kafka {st.version})")
+            elif any(up for _, up in nodes):
+                down = [n.id for n, up in nodes if not up]
+                print(f"partly running: {len(nodes) - len(down)} of {len(nodes)} broker(s); "
+                      f"node(s) {','.join(map(str, down))} down ('start --brokers {len(nodes)}' restarts them)")
             else:
                 print("not running")
                 return 1
+            if len(nodes) > 1 or not st:
+                for n, up in nodes:
+                    print(f"  node {n.id}: {n.address} (controller port {n.controller_port}) "
+                          f"{'pid ' + str(n.pid) if up else 'DOWN'}, data {cl.node_dir(n.id) / 'data'}")
+            return 0 if st else 2
         elif args.cmd == "fetch":
             print(ensure_jars())
+            print(ensure_tools())
+        elif args.cmd in TOOLS:
+            rest = tool_args[1:] if tool_args[:1] == ["--"] else tool_args
+            if "--bootstrap-server" not in rest and not any(a.startswith("--bootstrap-server=") for a in rest):
+                rest = ["--bootstrap-server", cl.bootstrap(), *rest]
+            return subprocess.call(tool_command(args.cmd, *rest))
     except KafkaLocalError as e:
         log(str(e))
         return 1
