@@ -72,6 +72,9 @@ class Shipper:
         stored = self.positions.all()
         self.known_paths = {p.path for p in stored}
         log.info("state in %s: %d file positions stored", settings.state_dir, len(stored))
+        # a new store (first start, or the state folder was removed): files that already
+        # have content are listed at the first scan, so the re-read (or skip) is said
+        self.new_store: list[tuple[str, int, int]] | None = [] if self.db.created else None
         self.publisher = Publisher(settings.bootstrap_servers, settings.producer, self.stats,
                                    lambda: self.stopping, self._on_fatal)
         self.watcher = Watcher(self.wake)
@@ -114,6 +117,7 @@ class Shipper:
                 return self.shutdown()
         self.watcher.plan(self.inputs)
         self.rescan(periodic=True)
+        self._report_new_store()
         now = time.monotonic()
         next_scan = now + c.rescan_interval_s
         next_ckpt = now + c.checkpoint_interval_s
@@ -324,12 +328,35 @@ class Shipper:
                 how = "new file"
         if start == 0:
             fp = fingerprint(fd, 0)
+        if initial and stored is None and size > 0 and self.new_store is not None:
+            self.new_store.append((f.path, size, start))
         os.lseek(fd, start, os.SEEK_SET)
         t = Tailer(key[0], key[1], f.path, fd, inp, log_name, start, fp, self.host, size=size)
         self.tailers[key] = t
         self.known_paths.add(f.path)
         log.info("reading %s (%s, %s) from offset %d of %d -> topic %s, log_name %s",
                  f.path, t.identity, how, start, size, inp.topic, log_name)
+
+    def _report_new_store(self) -> None:
+        """With a new position store, say what happens to files that already have
+        content: read again from their beginning (start_at: beginning, as Filebeat
+        and Vector do without their registry) or skipped to their end (start_at: end)."""
+        found, self.new_store = self.new_store, None
+        if not found:
+            return
+        reread = [(p, size) for p, size, start in found if start == 0]
+        skipped = [(p, size, start) for p, size, start in found if start > 0]
+        names = ", ".join(p for p, *_ in found[:3]) + (", ..." if len(found) > 3 else "")
+        parts = []
+        if reread:
+            parts.append(f"{len(reread)} read from their beginning ({sum(s for _, s in reread)} bytes; lines an "
+                         f"earlier run shipped are sent again, with the same file and offset headers, so mtga "
+                         f"gives them the same #uuid)")
+        if skipped:
+            parts.append(f"{len(skipped)} skipped to their end (start_at: end; {sum(st for *_, st in skipped)} "
+                         f"bytes not sent)")
+        log.warning("new position store at %s (first start, or the state folder was removed): %d existing "
+                    "file(s) with content (%s): %s", self.settings.db_path, len(found), names, "; ".join(parts))
 
     # ------------------------------------------------------------ positions
     def checkpoint(self, sync: bool = False) -> int:
