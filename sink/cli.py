@@ -245,7 +245,8 @@ def offset_checker(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = 
     # the Markdown box draws blank top and bottom edges: print only the table's lines
     typer.echo("\n".join(line.rstrip() for line in con.file.getvalue().splitlines() if line.strip()))
     if grouped:
-        typer.echo("* no local offset: Current is the consumer group's committed offset")
+        typer.echo("* Current is the consumer group's committed offset (no local offset, or an older one: "
+                   "another host of the group has worked on the partition since)")
 
 
 @app.command("kafka-lag")

@@ -79,8 +79,12 @@ def offset_rows(bootstrap: str, group: str, topics: list[str], pattern: Optional
                 timeout: float, admin: Optional[AdminClient] = None) -> list[dict]:
     """One row per partition of the consumed topics.
 
-    ``current`` is the locally stored offset; without one, the group's committed
-    offset (``source`` says which: local, group or none). ``lag`` is
+    ``current`` is the offset this host would resume the partition from: the newer
+    of the locally stored offset and the group's committed offset (``source`` says
+    which: local, group or none), the rule applied on assignment. With several
+    hosts in a group, a host's local offsets of partitions another host took over
+    are stale; the group's then wins, so every host shows the same rows as the
+    group's view (``kafka-consumer-groups --describe``). ``lag`` is
     ``high - current`` (``high - low`` when nothing was consumed yet).
     """
     deadline = time.monotonic() + timeout
@@ -92,10 +96,11 @@ def offset_rows(bootstrap: str, group: str, topics: list[str], pattern: Optional
     rows = []
     for i, (t, p) in enumerate(tps):
         low, high = wm[(t, p)]
-        if (t, p) in local:
-            cur, src = local[(t, p)], "local"
-        elif (t, p) in group_off:
-            cur, src = group_off[(t, p)], "group"
+        mine, theirs = local.get((t, p)), group_off.get((t, p))
+        if mine is not None and (theirs is None or mine >= theirs):
+            cur, src = mine, "local"
+        elif theirs is not None:
+            cur, src = theirs, "group"
         else:
             cur, src = None, "none"
         base = cur if cur is not None else low
