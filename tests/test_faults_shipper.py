@@ -1,0 +1,415 @@
+"""Faults for `shipper tail` (and the whole pipeline): a broker SIGKILLed under
+load with shipper and mtga running, a rotation storm, lost or corrupt state, a
+broken configuration on reload, an open state folder. Real broker, real
+processes; each test bounded in time. The figures (lines in, out, duplicated,
+lost) are printed for the record."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import threading
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import mtga_helpers
+from conftest import kafka_local, run_cli
+from shipper_helpers import (ShipperProc, Writer, all_delivered, join_all, line, read_topic, topic_total, wait_for,
+                             write_conf)
+
+pytestmark = pytest.mark.kafka
+
+MARK = re.compile(rb'^\{"w":"([^"]+)","n":(\d+),')
+
+
+def report(name: str, n_in: int, out: int, distinct: int, lost: int, **more) -> None:
+    extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in more.items())
+    print(f"\n{name}: in {n_in}, out {out} ({distinct} distinct), duplicated {out - distinct}, lost {lost}{extra}")
+
+
+def topic_markers(bootstrap: str, topic: str, timeout: float = 90) -> tuple[Counter, list]:
+    """Counter of (writer tag, line number) over every message of ``topic``, and
+    the messages whose content is not the line its marker names."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "fault-tests", "enable.auto.commit": False})
+    seen: Counter = Counter()
+    wrong = []
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        high = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        done = {p: 0 for p in parts}
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        deadline = time.monotonic() + timeout
+        while any(done[p] < high[p] for p in parts):
+            assert time.monotonic() < deadline, "timed out reading the topic back"
+            for m in c.consume(num_messages=10000, timeout=1):
+                assert m.error() is None, m.error()
+                done[m.partition()] = m.offset() + 1
+                v = m.value()
+                mk = MARK.match(v)
+                if mk is None:
+                    wrong.append(v[:80])
+                    continue
+                tag, n = mk.group(1).decode(), int(mk.group(2))
+                if v != line(tag, n):
+                    wrong.append(v[:80])
+                seen[(tag, n)] += 1
+    finally:
+        c.close()
+    return seen, wrong
+
+
+# --------------------------------------------------------------- broker killed
+
+PER_WRITER = 37_500
+
+
+@pytest.mark.slow
+def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
+    """A private one-broker cluster; two game servers write about 3,000 lines/s in
+    all for about 25 s; shipper ships them, mtga turns them into LogBus lines. The broker is
+    SIGKILLed, stays down 10 s and starts again (same port, same data). Every
+    line must reach mtga's output; duplicates (same #uuid) are counted."""
+    cl = kafka_local.Cluster(tmp_path / "k")
+    bootstrap = cl.start(brokers=1).bootstrap
+    sh = m = None
+    writers = []
+    app_id = 31
+    topic = f"mulog_clean_{app_id}"
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(timeout=30)
+        del admin  # its client would complain on stderr through the outage
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        state = tmp_path / "state"
+        conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state, inputs=[
+            {"paths": [str(logs / "*.log")], "topic": topic, "app_id": app_id, "log_name": "log_item"}])
+        mdir = tmp_path / "mtga"
+        mdir.mkdir()
+        mtga_helpers.write_settings(mdir / "settings", apps=(app_id,))
+        mconf = mtga_helpers.write_conf(mdir, bootstrap, topic, f"g-{topic}", checkpoint={"interval_s": 2},
+                                        retry={"initial_backoff_s": 0.5, "max_backoff_s": 2})
+        out = mdir / "out"
+        sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+        m = mtga_helpers.Mtga(mconf).start()
+        sh.wait_log("shipper starting")
+        # two servers, about 1,500 lines/s each, for about 25 s
+        writers = [Writer(logs / f"log_k{i}.log", f"k{i}", PER_WRITER, burst=30, pause=0.02) for i in range(2)]
+        for w in writers:
+            w.start()
+        wait_for(lambda: mtga_helpers.count_lines(out) > 3000, 60, "lines through the whole pipeline")
+
+        cl.stop_node(1, signal.SIGKILL)
+        t_kill = time.monotonic()
+        written_at_kill = sum(w.written for w in writers)
+        sh.wait_log("Kafka unreachable", timeout=30)
+        while time.monotonic() - t_kill < 10:  # the outage: both programs must stay up meanwhile
+            assert sh.alive(), sh.log()[-3000:]
+            assert m.alive(), (mdir / "mtga.log").read_text()[-3000:]
+            time.sleep(0.2)
+        written_during = sum(w.written for w in writers) - written_at_kill
+        cl.start_node(1)
+        assert cl.bootstrap() == bootstrap
+        t_up = time.monotonic()
+        sh.wait_log("Kafka reachable again", timeout=60)
+        join_all(writers, timeout=120)
+        total = sum(w.count for w in writers)
+
+        def in_output():
+            return len({json.loads(x)["#uuid"] for x in mtga_helpers.output_lines(out)}) >= total
+
+        wait_for(lambda: all_delivered(state, [w.path for w in writers]), 120, "every line in Kafka")
+        in_kafka = time.monotonic() - t_up
+        wait_for(in_output, 120, "every line in mtga's output", every=1)
+        through = time.monotonic() - t_up
+        assert sh.stop() == 0
+        assert m.term() == 0
+        msgs = read_topic(bootstrap, topic)
+        fq = mtga_helpers.failure_count(mdir / "state")
+    finally:
+        for w in writers:
+            w.join(1)
+        if sh is not None:
+            sh.kill_if_alive()
+        if m is not None and m.alive():
+            m.kill()
+        cl.stop()
+
+    # Kafka: every line of each file, by (file, offset)
+    by_pos = Counter((mm.headers["file"], int(mm.headers["offset"])) for mm in msgs)
+    kafka_marks = Counter(tuple(MARK.match(mm.value).groups()) for mm in msgs)
+    want = {(f"k{i}".encode(), str(n).encode()) for i in range(2) for n in range(PER_WRITER)}
+    assert set(kafka_marks) == want, f"{len(want - set(kafka_marks))} lines lost on the way to Kafka"
+    # mtga output: every line, a duplicate always with the same #uuid as its original
+    rows = [json.loads(x) for x in mtga_helpers.output_lines(out)]
+    uuids = Counter(r["#uuid"] for r in rows)
+    marker_of = {}
+    for r in rows:
+        mk = (r["properties"]["w"], r["properties"]["n"])
+        assert marker_of.setdefault(r["#uuid"], mk) == mk, "one #uuid for two different lines"
+    marks = set(marker_of.values())
+    lost = total - len(marks & {(f"k{i}", n) for i in range(2) for n in range(PER_WRITER)})
+    assert fq == 0, f"{fq} events in mtga's failure queue"
+    assert len(uuids) == len(marks) == total
+    assert lost == 0
+    log = sh.log()
+    assert "Traceback" not in log
+    report("broker SIGKILL 10 s (shipper -> Kafka)", total, len(msgs), len(by_pos), total - len(kafka_marks),
+           lines_written_while_down=written_during, s_from_restart_to_all_in_kafka=round(in_kafka, 1))
+    report("broker SIGKILL 10 s (Kafka -> mtga output)", total, len(rows), len(uuids), lost,
+           failure_queue=fq, s_from_restart_to_all_in_output=round(through, 1))
+
+
+# --------------------------------------------------------------- rotation storm
+
+
+class StormWriter(threading.Thread):
+    """``rate`` lines/s into ``path`` for ``seconds``; every ``every`` s the file
+    is renamed to ``<path>.<k>`` (outside the glob), a few more lines go into the
+    renamed file (the server has not reopened yet), then a new file is created."""
+
+    def __init__(self, path, tag, rate, seconds, every):
+        super().__init__(daemon=True)
+        self.path, self.tag, self.rate, self.seconds, self.every = path, tag, rate, seconds, every
+        self.total = rate * seconds
+        self.n = 0
+        self.rotations = 0
+        self.error = None
+        self.late = 0
+
+    def run(self):
+        try:
+            f = open(self.path, "ab", buffering=0)
+            t0 = time.monotonic()
+            next_rot = t0 + self.every
+            while self.n < self.total:
+                now = time.monotonic()
+                due = min(self.total, int((now - t0) * self.rate))
+                if due > self.n:
+                    f.write(b"".join(line(self.tag, i) + b"\n" for i in range(self.n, due)))
+                    self.n = due
+                if now >= next_rot and self.n < self.total:
+                    self.rotations += 1
+                    os.rename(self.path, f"{self.path}.{self.rotations}")
+                    late = min(self.total, self.n + 20)  # written after the rename, before the reopen
+                    f.write(b"".join(line(self.tag, i) + b"\n" for i in range(self.n, late)))
+                    self.late += late - self.n
+                    self.n = late
+                    f.close()
+                    f = open(self.path, "ab", buffering=0)
+                    next_rot += self.every
+                time.sleep(0.005)
+            f.close()
+        except BaseException as e:
+            self.error = e
+            raise
+
+
+@pytest.mark.slow
+def test_rotation_storm_100_per_minute_at_5000_lines_per_second(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=3)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_storm"}])
+    w = StormWriter(logs / "storm.log", "storm", rate=5000, seconds=60, every=60 / 101)  # 100 in the minute
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        sh.wait_log("shipper starting")
+        t0 = time.monotonic()
+        w.start()
+        w.join(120)
+        assert not w.is_alive() and w.error is None, w.error
+        took = time.monotonic() - t0
+        # every rotated file read to its end and closed, the current one delivered
+        sh.wait_log("rotated or deleted) at offset", count=w.rotations, timeout=60)
+        wait_for(lambda: all_delivered(state, [w.path]), 60, "the current file delivered")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    seen, wrong = topic_markers(kafka, topic)
+    assert not wrong, f"{len(wrong)} messages are not a line as written: {wrong[:3]}"
+    missing = sorted(n for n in range(w.total) if ("storm", n) not in seen)
+    assert set(seen) <= {("storm", n) for n in range(w.total)}
+    out = sum(seen.values())
+    report(f"rotation storm ({w.rotations} rotations in {took:.0f}s, {w.late} lines written after a rename)",
+           w.total, out, len(seen), len(missing))
+    assert w.rotations == 100 and w.total == 300_000
+    assert not missing, f"{len(missing)} lines lost, first {missing[:10]}"
+    log = sh.log()
+    assert log.count("rotated: ") >= w.rotations and "Traceback" not in log
+
+
+# ------------------------------------------------------------- state removed
+
+
+def test_state_removed_while_stopped_rereads_from_the_beginning_and_says_so(kafka, topic_factory, tmp_path):
+    """Decision: without its position store the shipper reads existing files from
+    their beginning (start_at: beginning, as Filebeat and Vector do), with a
+    warning at start that says so. The lines sent again carry the same host, file
+    and offset headers, so mtga gives them the same #uuid."""
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    f = logs / "log_r.log"
+    f.write_bytes(b"".join(line("r", n) + b"\n" for n in range(500)))
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_r"}])
+    sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
+    try:
+        wait_for(lambda: all_delivered(state, [f]), 30, "the file delivered")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    size1 = f.stat().st_size
+    # a restart with the store in place repeats nothing and warns of nothing
+    sh = ShipperProc(conf, tmp_path / "shipper2.log").start()
+    try:
+        sh.wait_log("resuming")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    assert "new position store" not in sh.log()
+    shutil.rmtree(state)
+    with open(f, "ab") as fh:
+        fh.write(b"".join(line("r", n) + b"\n" for n in range(500, 600)))
+    sh = ShipperProc(conf, tmp_path / "shipper3.log").start()
+    try:
+        wait_for(lambda: all_delivered(state, [f]), 30, "the file delivered again")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    warn = [ln for ln in sh.log().splitlines() if "WARNING" in ln and "new position store" in ln]
+    assert len(warn) == 1, sh.log()
+    assert f"new position store at {state / 'db'} (first start, or the state folder was removed)" in warn[0]
+    assert f"1 existing file(s) with content ({f})" in warn[0]
+    assert f"1 read from their beginning ({f.stat().st_size} bytes;" in warn[0] and "same #uuid" in warn[0]
+    assert "new position store" in (tmp_path / "shipper1.log").read_text()  # the first start said it too
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+    msgs = read_topic(kafka, topic)
+    pos = Counter((m.headers["host"], m.headers["file"], int(m.headers["offset"])) for m in msgs)
+    marks = Counter(MARK.match(m.value).groups() for m in msgs)
+    assert set(marks) == {(b"r", str(n).encode()) for n in range(600)}, "lines lost"
+    assert len(pos) == 600, "a line sent again under other headers (it would get another #uuid)"
+    again = sorted(off for (_, _, off), k in pos.items() if k == 2)
+    assert len(again) == 500 and max(again) < size1 and max(pos.values()) == 2  # exactly the old lines, once more
+    report("state folder removed while stopped", 600, len(msgs), len(pos), 600 - len(marks),
+           re_read_with_the_same_uuid=len(again))
+
+
+def test_state_corrupted_while_stopped_refuses_to_start_in_one_line(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    f = logs / "log_c.log"
+    f.write_bytes(b"".join(line("c", n) + b"\n" for n in range(100)))
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_c"}])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        wait_for(lambda: all_delivered(state, [f]), 30, "the file delivered")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    for damage in ("CURRENT", "MANIFEST"):
+        broken = tmp_path / f"state_{damage}"
+        shutil.copytree(state, broken)
+        db = broken / "db"
+        if damage == "CURRENT":
+            (db / "CURRENT").write_text("MANIFEST-999999\n")
+        else:
+            (db / (db / "CURRENT").read_text().strip()).write_bytes(b"\x00garbage" * 10)
+        before = {p.name: p.read_bytes() for p in db.iterdir() if p.is_file() and not p.name.startswith("LOG")}
+        r = run_cli("shipper", "tail", "-c", str(conf), "--state-dir", str(broken), timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith(f"shipper: cannot open the shipper state at {db}: "), r.stderr
+        assert "Move the folder aside to start with empty state." in r.stderr
+        after = {p.name: p.read_bytes() for p in db.iterdir() if p.is_file() and not p.name.startswith("LOG")}
+        assert after == before, f"{damage}: the damaged store was changed"
+        print(f"\nstate {damage} damaged: exit {r.returncode}: {r.stderr.strip()}")
+    assert topic_total(kafka, topic) == 100  # nothing was sent by the refused starts
+
+
+# ------------------------------------------------------------- config reload
+
+
+def test_config_syntax_error_on_reload_keeps_the_last_good_one(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    f = logs / "log_y.log"
+    f.write_bytes(line("y", 0) + b"\n")
+    inputs = [{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_y"}]
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=inputs)
+    good = conf.read_text()
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        wait_for(lambda: topic_total(kafka, topic) == 1, 30, "the first line")
+        conf.write_text("inputs:\n  - paths: [unclosed\n    topic: x\n")
+        sh.wait_log("configuration not reloaded")
+        with open(f, "ab") as fh:
+            fh.write(line("y", 1) + b"\n")
+        wait_for(lambda: topic_total(kafka, topic) == 2, 30, "a line shipped under the last good configuration")
+        conf.write_text(good.replace('"log_y"', '"log_y2"'))
+        sh.wait_log("configuration reloaded")
+        with open(f, "ab") as fh:
+            fh.write(line("y", 2) + b"\n")
+        wait_for(lambda: topic_total(kafka, topic) == 3, 30, "a line under the repaired configuration")
+        assert sh.alive()
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    err = [ln for ln in sh.log().splitlines() if "configuration not reloaded" in ln]
+    assert len(err) == 1 and "ERROR" in err[0], err
+    assert f"keeping the running one: {conf}: YAML syntax error at line " in err[0], err[0]
+    names = [m.headers["log_name"] for m in read_topic(kafka, topic)]
+    assert names == ["log_y", "log_y", "log_y2"]
+
+
+# ------------------------------------------------------------------ security
+
+
+def test_open_state_folder_is_made_private_and_said(kafka, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": "t_private", "app_id": 24, "log_name": "x"}])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        sh.wait_log("shipper starting")
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        assert stat.S_IMODE((state / "db").stat().st_mode) == 0o700
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    notes = [ln for ln in sh.log().splitlines() if "was open to other users" in ln]
+    assert notes == [notes[0]] and f"WARNING shipper: {state}: mode 0755 was open to other users; set to 0700" \
+        in notes[0], sh.log()
+
+
+def test_state_folder_of_another_user_is_refused(kafka, tmp_path):
+    """Needs root (as on the CI machines, like the disk-full tests) to give the folder away."""
+    assert os.getuid() == 0, "this test gives a folder to another user: run the suite as root"
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4321, 4321)
+    r = run_cli("shipper", "tail", "--path", str(tmp_path / "*.log"), "--topic", "t", "--app-id", "1",
+                "--log-name", "x", "--state-dir", str(state), "--bootstrap-servers", kafka)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{state}: owned by uid 4321, not by this user (0); refusing to use it" in r.stderr
+    assert not (state / "db").exists()
