@@ -53,6 +53,7 @@ REASONS = {
 
 _BOM = b"\xef\xbb\xbf"
 _TIME_STR = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{3})?$")
+_TOO_DEEP = "invalid_json: nested too deeply to decode (arrays or objects inside one another)"
 _I64 = 2**63
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -316,7 +317,10 @@ class Transformer:
         except msgspec.ValidationError as e:
             msg = str(e)
             if "missing required field" in msg or "Expected `object`" in msg:
-                top = _safe_decode(payload)
+                try:
+                    top = _safe_decode(payload)
+                except RecursionError:
+                    raise Fail(_TOO_DEEP) from None
                 if type(top) is not dict:
                     raise Fail(f"not_object: the event is a JSON {_json_type(top)}, expected an object") from None
                 raise Fail("no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} "
@@ -326,6 +330,8 @@ class Transformer:
             raise Fail(f"invalid_json: {e}") from None
         except UnicodeDecodeError as e:
             raise Fail(f"invalid_utf8: byte {e.start} of the event") from None
+        except RecursionError:
+            raise Fail(_TOO_DEEP) from None
         if type(logs) is not dict:
             raise Fail(f"not_object: the event is a JSON {_json_type(logs)}, expected an object")
 

@@ -209,6 +209,12 @@ def test_nulls_are_left_out(tmp_path):
     (b'{"a": "\xff"}', [("app_id", b"24"), ("log_name", b"x")], "invalid_utf8"),
     (b'{"role_id": NaN}', [("app_id", b"24"), ("log_name", b"x")], "invalid_json"),
     (b"", [("app_id", b"24"), ("log_name", b"x")], "invalid_json"),
+    # nesting beyond what the decoder can follow is a failure, not an exception out of the transform
+    (b"[" * 100_000 + b"]" * 100_000, None, "invalid_json"),
+    (b'{"role_id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", [("app_id", b"24"), ("log_name", b"x")],
+     "invalid_json"),
+    (b'{"headers": {"app_id": 24, "log_name": "x"}, "logs": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001, None,
+     "invalid_json"),
 ])
 def test_bad_events_fail_with_a_named_reason(tmp_path, payload, headers, code):
     tr = Transformer(make_settings(tmp_path).get)
