@@ -13,6 +13,7 @@ import stat
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -413,3 +414,28 @@ def test_state_folder_of_another_user_is_refused(kafka, tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert f"{state}: owned by uid 4321, not by this user (0); refusing to use it" in r.stderr
     assert not (state / "db").exists()
+
+
+def test_shell_syntax_in_file_names_lines_and_config_is_only_data(kafka, topic_factory, tmp_path):
+    """File names, lines and configuration values with shell syntax travel as
+    bytes: nothing is run (tests/test_no_shell.py checks the code for shell use)."""
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    mark = f"pwned_{os.getpid()}"
+    name = f"a$(touch {mark}_name);`touch {mark}_tick`.log"
+    f = logs / name
+    payload = b'{"cmd":"$(touch %s_line); rm -rf /nonexistent | sh"}' % mark.encode()
+    f.write_bytes(payload + b"\n")
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=tmp_path / "state", inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": f"$(touch {mark}_conf)"}])
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        wait_for(lambda: all_delivered(tmp_path / "state", [f]), 30, "the line delivered")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    (m,) = read_topic(kafka, topic)
+    assert m.value == payload and m.headers["path"] == str(f) and m.headers["log_name"] == f"$(touch {mark}_conf)"
+    for folder in (tmp_path, logs, Path.cwd(), Path("/")):
+        assert not list(folder.glob(f"{mark}*")), f"a command ran in {folder}"
