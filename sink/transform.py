@@ -335,10 +335,13 @@ class Transformer:
         if type(logs) is not dict:
             raise Fail(f"not_object: the event is a JSON {_json_type(logs)}, expected an object")
 
-        key = (app_id, log_name)
-        hit = rules.get(key)
-        if hit is None:
-            hit = rules[key] = self._resolve(app_id, log_name)
+        if type(app_id) in _PLAIN and type(log_name) in _PLAIN:
+            key = (app_id, log_name)
+            hit = rules.get(key)
+            if hit is None:
+                hit = rules[key] = self._resolve(app_id, log_name)
+        else:  # 24.0 == 24 and True == 1 must not share a cached rule; a list is not even hashable
+            hit = self._resolve(app_id, log_name)
         app, settings, rule = hit
         if rule is None:
             _fail_app(app, settings)  # settings holds the reason
@@ -429,6 +432,7 @@ class Transformer:
         return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
 
 
+_PLAIN = frozenset((str, bytes, int))  # app_id / log_name types whose equal values mean the same app / log
 _LINE = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
          b'"properties":%s}')
 _LINE_UUID = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'

@@ -223,6 +223,18 @@ def test_bad_events_fail_with_a_named_reason(tmp_path, payload, headers, code):
     assert r[2].split(":", 1)[0] == code, r[2]
 
 
+def test_app_ids_equal_in_value_but_not_in_type_do_not_share_a_rule(tmp_path):
+    """In one batch, a cached (24, log) rule must not serve app_id 24.0 or true; lists must not crash it."""
+    tr = Transformer(make_settings(tmp_path).get)
+    env = lambda app, ln="log_item": json.dumps({"headers": {"app_id": app, "log_name": ln}, "logs": SPEC_LOGS}).encode()
+    out = tr.run_batch([(env(24), None, "t", 0, 0), (env(24.0), None, "t", 0, 1), (env(True), None, "t", 0, 2),
+                        (env([24]), None, "t", 0, 3), (env(24, {"a": 1}), None, "t", 0, 4),
+                        (env(24, ["log_item"]), None, "t", 0, 5), (env("24"), None, "t", 0, 6)])
+    assert [(r[0], r[2].split(":")[0] if r[0] == FAILED else None) for r in out] == [
+        (OK, None), (FAILED, "bad_app_id"), (FAILED, "bad_app_id"), (FAILED, "bad_app_id"),
+        (FAILED, "no_log_name"), (FAILED, "no_log_name"), (OK, None)]
+
+
 def test_bom_crlf_and_duplicate_keys(tmp_path):
     tr = Transformer(make_settings(tmp_path).get)
     h = [("app_id", b"24"), ("log_name", b"log_item")]
