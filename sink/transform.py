@@ -317,14 +317,7 @@ class Transformer:
         except msgspec.ValidationError as e:
             msg = str(e)
             if "missing required field" in msg or "Expected `object`" in msg:
-                try:
-                    top = _safe_decode(payload)
-                except RecursionError:
-                    raise Fail(_TOO_DEEP) from None
-                if type(top) is not dict:
-                    raise Fail(f"not_object: the event is a JSON {_json_type(top)}, expected an object") from None
-                raise Fail("no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} "
-                           "give app_id") from None
+                raise Fail(_not_envelope(payload)) from None
             raise Fail(f"invalid_json: {msg}") from None
         except msgspec.DecodeError as e:
             raise Fail(f"invalid_json: {e}") from None
@@ -374,6 +367,8 @@ class Transformer:
                 return (app, "no_log_name: the log_name header is not UTF-8", None)
         elif type(log_name) is not str:
             return (app, f"no_log_name: log_name is a {type(log_name).__name__}, expected a string", None)
+        if not log_name:
+            return (app, "no_log_name: log_name is empty", None)
         settings = self.lookup(app)
         if type(settings) is Problem:
             return (app, settings.reason, None)
@@ -459,6 +454,8 @@ def _app_key(app_id) -> str:
     t = type(app_id)
     if t is int and app_id >= 0:
         return str(app_id)
+    if app_id is None:
+        raise Fail("no_app_id: the envelope's headers have no app_id")
     if t is bytes:
         try:
             app_id = app_id.decode()
@@ -470,11 +467,24 @@ def _app_key(app_id) -> str:
     raise Fail(f"bad_app_id: {_short(app_id)} is not a non-negative integer")
 
 
-def _safe_decode(payload: bytes):
+def _not_envelope(payload: bytes) -> str:
+    """The reason for a payload without Kafka headers that is no envelope."""
     try:
-        return _decode(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
+        top = _decode(payload)
+    except msgspec.DecodeError as e:  # e.g. trailing bytes after a first object
+        return f"invalid_json: {e}"
+    except UnicodeDecodeError as e:
+        return f"invalid_utf8: byte {e.start} of the event"
+    except RecursionError:
+        return _TOO_DEEP
+    if type(top) is not dict:
+        return f"not_object: the event is a JSON {_json_type(top)}, expected an object"
+    h = top.get("headers")
+    if "headers" in top and type(h) is not dict:
+        return f"no_app_id: the envelope's headers is a JSON {_json_type(h)}, expected an object with app_id"
+    if "headers" in top and "logs" in top:
+        return f"not_object: the envelope's logs is a JSON {_json_type(top['logs'])}, expected an object"
+    return "no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} give app_id"
 
 
 def _json_type(v) -> str:

@@ -215,12 +215,32 @@ def test_nulls_are_left_out(tmp_path):
      "invalid_json"),
     (b'{"headers": {"app_id": 24, "log_name": "x"}, "logs": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001, None,
      "invalid_json"),
+    # no headers, a first object that is no envelope, then more bytes: invalid JSON, not "a JSON null"
+    (b'{"role_id": 1}{"role_id": 2}', None, "invalid_json"),
+    (b'{"headers": {"app_id": 24, "log_name": "x"}, "logs": [1]}', None, "not_object"),
+    (b'{"headers": {"app_id": 24, "log_name": "x"}, "logs": null}', None, "not_object"),
+    (b'{"headers": {"log_name": "x"}, "logs": {"role_id": 1}}', None, "no_app_id"),
+    (b'{"headers": {"app_id": null, "log_name": "x"}, "logs": {"role_id": 1}}', None, "no_app_id"),
+    (b'{"headers": {"app_id": 24, "log_name": ""}, "logs": {"role_id": 1}}', None, "no_log_name"),
+    (b'{"role_id": 1}', [("app_id", b"24"), ("log_name", b"")], "no_log_name"),
 ])
 def test_bad_events_fail_with_a_named_reason(tmp_path, payload, headers, code):
     tr = Transformer(make_settings(tmp_path).get)
     r = tr(payload, headers, "t", 0, 0)
     assert r[0] == FAILED, r
     assert r[2].split(":", 1)[0] == code, r[2]
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b'{"headers": {"app_id": 24, "log_name": "x"}, "logs": [1]}', "the envelope's logs is a JSON array"),
+    (b'{"headers": [24], "logs": {"role_id": 1}}', "the envelope's headers is a JSON array"),
+    (b'{"role_id": 1}{"role_id": 2}', "trailing characters"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+])
+def test_reasons_name_what_is_wrong(tmp_path, payload, words):
+    tr = Transformer(make_settings(tmp_path).get)
+    kind, _, reason = tr(payload, None, "t", 0, 0)
+    assert kind == FAILED and words in reason, reason
 
 
 def test_app_ids_equal_in_value_but_not_in_type_do_not_share_a_rule(tmp_path):
