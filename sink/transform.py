@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import time
 from typing import Annotated, Callable, Optional, Union
@@ -176,6 +177,8 @@ def _coerce(v, typ: str, key: str):
             if type(v) in (int, float) and type(v) is not bool:
                 return v
             f = float(v)
+            if not math.isfinite(f):  # "nan", "inf", "1e400": no JSON number holds them
+                raise ValueError
             return int(f) if f.is_integer() and "." not in str(v) else f
         if typ == "bool":
             if type(v) is bool:

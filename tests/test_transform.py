@@ -243,6 +243,16 @@ def test_reasons_name_what_is_wrong(tmp_path, payload, words):
     assert kind == FAILED and words in reason, reason
 
 
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", "1e400"])
+def test_number_coercion_refuses_what_json_cannot_hold(tmp_path, value):
+    meta = dict(BASE_META, properties={"types": {"price": "number"}})
+    tr = Transformer(make_settings(tmp_path, meta).get)
+    kind, _, reason = run(tr, {"role_id": 1, "price": value})
+    assert kind == FAILED and reason == f"property_type: 'price' = {value!r} cannot be coerced to number"
+    kind, _, line = run(tr, {"role_id": 1, "price": "1e3"})
+    assert kind == OK and json.loads(line)["properties"]["price"] == 1000 and violations(line) == []
+
+
 def test_app_ids_equal_in_value_but_not_in_type_do_not_share_a_rule(tmp_path):
     """In one batch, a cached (24, log) rule must not serve app_id 24.0 or true; lists must not crash it."""
     tr = Transformer(make_settings(tmp_path).get)
