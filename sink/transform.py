@@ -53,7 +53,7 @@ REASONS = {
 }
 
 _BOM = b"\xef\xbb\xbf"
-_TIME_STR = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{3})?$")
+_TIME_STR = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3})?$")
 _TOO_DEEP = "invalid_json: nested too deeply to decode (arrays or objects inside one another)"
 _I64 = 2**63
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -142,7 +142,7 @@ def event_time(rule: Rule, logs: dict, now: float) -> bytes:
     if t is int and unit == "s":
         return fmt(v)
     if unit == "string":
-        if t is str and _TIME_STR.match(v):
+        if t is str and _TIME_STR.match(v) and (v[8:10] < "29" or _is_date(v)):
             return v.encode()
         raise Fail(f"time: field {f!r} = {_short(v)} is not 'YYYY-MM-DD HH:MM:SS[.mmm]'")
     if t is str and v.isdigit():
@@ -488,6 +488,15 @@ def _not_envelope(payload: bytes) -> str:
     if "headers" in top and "logs" in top:
         return f"not_object: the envelope's logs is a JSON {_json_type(top['logs'])}, expected an object"
     return "no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} give app_id"
+
+
+def _is_date(text: str) -> bool:
+    """True when the YYYY-MM-DD at the start of ``text`` is a day of the calendar."""
+    try:
+        dt.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+        return True
+    except ValueError:
+        return False
 
 
 def _json_type(v) -> str:

@@ -253,6 +253,22 @@ def test_number_coercion_refuses_what_json_cannot_hold(tmp_path, value):
     assert kind == OK and json.loads(line)["properties"]["price"] == 1000 and violations(line) == []
 
 
+@pytest.mark.parametrize("text, ok", [
+    ("2020-12-17 13:50:43", True), ("2024-02-29 23:59:59.999", True), ("2020-12-31 00:00:00", True),
+    ("2020-13-45 25:61:61", False), ("2020-00-10 10:00:00", False), ("2020-12-00 10:00:00", False),
+    ("2020-12-17 24:00:00", False), ("2020-12-17 13:60:00", False), ("2023-02-29 10:00:00", False),
+    ("2020-04-31 10:00:00", False),
+])
+def test_time_text_must_be_a_real_time(tmp_path, text, ok):
+    meta = dict(BASE_META, time={"field": "t", "unit": "string"})
+    tr = Transformer(make_settings(tmp_path, meta).get)
+    kind, _, out = run(tr, {"role_id": 1, "t": text})
+    if ok:
+        assert kind == OK and json.loads(out)["#time"] == text
+    else:
+        assert kind == FAILED and out.startswith("time: field 't'"), out
+
+
 def test_app_ids_equal_in_value_but_not_in_type_do_not_share_a_rule(tmp_path):
     """In one batch, a cached (24, log) rule must not serve app_id 24.0 or true; lists must not crash it."""
     tr = Transformer(make_settings(tmp_path).get)
