@@ -324,8 +324,8 @@ class Transformer:
             raise Fail(f"invalid_json: {msg}") from None
         except msgspec.DecodeError as e:
             raise Fail(f"invalid_json: {e}") from None
-        except UnicodeDecodeError as e:
-            raise Fail(f"invalid_utf8: byte {e.start} of the event") from None
+        except UnicodeDecodeError:
+            raise Fail(_not_utf8(payload)) from None
         except RecursionError:
             raise Fail(_TOO_DEEP) from None
         if type(logs) is not dict:
@@ -476,8 +476,8 @@ def _not_envelope(payload: bytes) -> str:
         top = _decode(payload)
     except msgspec.DecodeError as e:  # e.g. trailing bytes after a first object
         return f"invalid_json: {e}"
-    except UnicodeDecodeError as e:
-        return f"invalid_utf8: byte {e.start} of the event"
+    except UnicodeDecodeError:
+        return _not_utf8(payload)
     except RecursionError:
         return _TOO_DEEP
     if type(top) is not dict:
@@ -488,6 +488,17 @@ def _not_envelope(payload: bytes) -> str:
     if "headers" in top and "logs" in top:
         return f"not_object: the envelope's logs is a JSON {_json_type(top['logs'])}, expected an object"
     return "no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} give app_id"
+
+
+def _not_utf8(payload: bytes) -> str:
+    """The reason for a payload that is not UTF-8, with the offset of the first bad byte.
+
+    (The decoder's own error counts from the start of the string value it was reading.)"""
+    try:
+        payload.decode()
+    except UnicodeDecodeError as e:
+        return f"invalid_utf8: byte {e.start} of the event ({payload[e.start:e.start + 4]!r}) is not UTF-8"
+    return "invalid_utf8: the event is not UTF-8"
 
 
 def _is_date(text: str) -> bool:

@@ -236,6 +236,9 @@ def test_bad_events_fail_with_a_named_reason(tmp_path, payload, headers, code):
     (b'{"headers": [24], "logs": {"role_id": 1}}', "the envelope's headers is a JSON array"),
     (b'{"role_id": 1}{"role_id": 2}', "trailing characters"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    # the offset of the bad byte in the event, not in the string value that holds it
+    (b'{"headers": {"app_id": 24, "log_name": "x"}, "logs": {"role_id": "caf\xe9"}}',
+     "invalid_utf8: byte 69 of the event (b'\\xe9\"}}') is not UTF-8"),
 ])
 def test_reasons_name_what_is_wrong(tmp_path, payload, words):
     tr = Transformer(make_settings(tmp_path).get)
