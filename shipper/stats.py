@@ -1,5 +1,5 @@
-"""Counters of the shipper, in one small object (the stats log line reads them,
-and so can a Prometheus endpoint later)."""
+"""Counters of the shipper, in one small object (the stats log line and the
+Prometheus metrics in shipper/metrics.py read them; only the loop writes them)."""
 
 from __future__ import annotations
 
