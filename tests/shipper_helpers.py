@@ -119,6 +119,24 @@ def write_conf(path: Path, *, bootstrap: str, state: Path, inputs: list[dict], *
     return path
 
 
+def scrape(port: int) -> dict:
+    """One scrape of ``shipper tail``'s metrics: {(sample name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in out, f"duplicate series {key}"
+            out[key] = s.value
+    return out
+
+
 def status(state: Path) -> list[dict]:
     r = subprocess.run([str(EXE), "status", "--state-dir", str(state), "--json"], capture_output=True, text=True,
                        timeout=30)

@@ -21,8 +21,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import mtga_helpers
 from conftest import kafka_local, run_cli
-from shipper_helpers import (ShipperProc, Writer, all_delivered, join_all, line, read_topic, topic_total, wait_for,
-                             write_conf)
+from shipper_helpers import (ShipperProc, Writer, all_delivered, join_all, line, read_topic, scrape, topic_total,
+                             wait_for, write_conf)
 
 pytestmark = pytest.mark.kafka
 
@@ -89,7 +89,9 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         logs = tmp_path / "logs"
         logs.mkdir()
         state = tmp_path / "state"
-        conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state, inputs=[
+        port = kafka_local.free_port()
+        conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state,
+                          metrics={"enabled": True, "port": port}, inputs=[
             {"paths": [str(logs / "*.log")], "topic": topic, "app_id": app_id, "log_name": "log_item"}])
         mdir = tmp_path / "mtga"
         mdir.mkdir()
@@ -110,10 +112,16 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         t_kill = time.monotonic()
         written_at_kill = sum(w.written for w in writers)
         sh.wait_log("Kafka unreachable", timeout=30)
+        # the metrics show the outage: Kafka down, lines waiting, bytes behind growing
+        down = wait_for(lambda: (x := scrape(port))[("shipper_kafka_up", ())] == 0
+                        and x[("shipper_producer_queue_lines", ())] > 0 and x, 8, "the outage in the metrics")
+        behind = [down[("shipper_bytes_behind", ())]]
         while time.monotonic() - t_kill < 10:  # the outage: both programs must stay up meanwhile
             assert sh.alive(), sh.log()[-3000:]
             assert m.alive(), (mdir / "mtga.log").read_text()[-3000:]
             time.sleep(0.2)
+        behind.append(scrape(port)[("shipper_bytes_behind", ())])
+        assert behind[-1] > behind[0] > 0, behind
         written_during = sum(w.written for w in writers) - written_at_kill
         cl.start_node(1)
         assert cl.bootstrap() == bootstrap
@@ -127,6 +135,9 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
 
         wait_for(lambda: all_delivered(state, [w.path for w in writers]), 120, "every line in Kafka")
         in_kafka = time.monotonic() - t_up
+        after = wait_for(lambda: (x := scrape(port))[("shipper_bytes_behind", ())] == 0 and x, 10, "0 bytes behind")
+        assert after[("shipper_kafka_up", ())] == 1 and after[("shipper_producer_queue_lines", ())] == 0
+        assert after[("shipper_lines_acked_total", ())] >= total
         wait_for(in_output, 120, "every line in mtga's output", every=1)
         through = time.monotonic() - t_up
         assert sh.stop() == 0
@@ -162,7 +173,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
     log = sh.log()
     assert "Traceback" not in log
     report("broker SIGKILL 10 s (shipper -> Kafka)", total, len(msgs), len(by_pos), total - len(kafka_marks),
-           lines_written_while_down=written_during, s_from_restart_to_all_in_kafka=round(in_kafka, 1))
+           lines_written_while_down=written_during, bytes_behind_at_restart=int(behind[-1]), s_from_restart_to_all_in_kafka=round(in_kafka, 1))
     report("broker SIGKILL 10 s (Kafka -> mtga output)", total, len(rows), len(uuids), lost,
            failure_queue=fq, s_from_restart_to_all_in_output=round(through, 1))
 

@@ -1,29 +1,13 @@
 """`shipper tail` Prometheus metrics, scraped over HTTP from a real process."""
 
 import socket
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import kafka_local
-from shipper_helpers import ShipperProc, line, topic_total, wait_for, write_conf
+from shipper_helpers import ShipperProc, line, scrape, topic_total, wait_for, write_conf
 
 pytestmark = pytest.mark.kafka
-
-
-def scrape(port: int) -> dict:
-    """{(sample name, labels as a sorted tuple): value} of one scrape."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        assert r.status == 200
-        text = r.read().decode()
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            assert key not in out, f"duplicate series {key}"
-            out[key] = s.value
-    return out
 
 
 def per_file(m: dict, name: str) -> dict:
