@@ -91,6 +91,8 @@ class Service:
         self.next: dict[TP, int] = {}  # next offset to process, per assigned partition
         self.stored: dict[TP, int] = {}  # what RocksDB holds
         self.origin: dict[TP, str] = {}  # where the start offset came from: local, group, reset
+        # the partitions the group gave this host, consumed from or not yet (replaced, never mutated)
+        self.assigned: frozenset = frozenset()
         self.consumer: Optional[Consumer] = None
         self.stop_event = threading.Event()
         self.stalled: Optional[str] = None  # why batches cannot be stored anywhere durable
@@ -154,6 +156,7 @@ class Service:
             log.info("assigned %s[%d] from %s offset %s%s", tp.topic, tp.partition, origin,
                      off if off >= 0 else self.s.conf.kafka.auto_offset_reset,
                      f" (local {local}, group {g})" if origin == "group" and local is not None else "")
+        self.assigned = self.assigned | {(tp.topic, tp.partition) for tp in parts}
         if self.cooperative:
             consumer.incremental_assign(chosen)
         else:
@@ -175,6 +178,7 @@ class Service:
         self._forget(keys)
 
     def _forget(self, keys) -> None:
+        self.assigned = self.assigned - set(keys)
         for k in keys:
             self.next.pop(k, None)
             self.stored.pop(k, None)
@@ -475,7 +479,7 @@ class Service:
             "filtered": st.filtered,
             "failed": st.failed,
             "retried_ok": st.retried_ok,
-            "partitions": sorted(f"{t}[{p}]" for t, p in list(self.next)),
+            "partitions": sorted(f"{t}[{p}]" for t, p in self.assigned),
             "last_checkpoint": st.last_checkpoint or None,
             "failure_queue": self.fq._count,
             "stalled": self.stalled,
