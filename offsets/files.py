@@ -13,7 +13,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Union
 
 import msgspec
 
@@ -34,7 +34,7 @@ def fingerprint(fd_or_path, length: int = FINGERPRINT_BYTES) -> tuple[int, int]:
 
 
 class _Rec(msgspec.Struct, array_like=True):
-    path: str
+    path: Any  # str; bytes (as os.fsencode gives them) for a file name that is not UTF-8
     offset: int
     fp_len: int
     fp_crc: int
@@ -64,6 +64,18 @@ def _key(dev: int, ino: int) -> bytes:
     return _PREFIX + struct.pack(">QQ", dev, ino)
 
 
+def _stored_path(path: str) -> Union[str, bytes]:
+    try:
+        path.encode()
+        return path
+    except UnicodeEncodeError:  # not UTF-8: Python keeps its bytes as surrogate escapes
+        return os.fsencode(path)
+
+
+def _path(v: Union[str, bytes]) -> str:
+    return v if type(v) is str else os.fsdecode(v)
+
+
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(_Rec)
 
@@ -77,12 +89,13 @@ class FilePositions:
         if v is None:
             return None
         r = _dec.decode(v)
-        return FilePosition(dev, ino, r.fp_len, r.fp_crc, r.path, r.offset, r.updated_at)
+        return FilePosition(dev, ino, r.fp_len, r.fp_crc, _path(r.path), r.offset, r.updated_at)
 
     def put_many(self, positions: Iterable[FilePosition], batch: Batch | None = None, sync: bool = False) -> None:
         b = batch or Batch()
         for p in positions:
-            b.put(_key(p.dev, p.ino), _enc.encode(_Rec(p.path, p.offset, p.fp_len, p.fp_crc, p.updated_at)))
+            b.put(_key(p.dev, p.ino), _enc.encode(_Rec(_stored_path(p.path), p.offset, p.fp_len, p.fp_crc,
+                                                       p.updated_at)))
         if batch is None:
             self.db.write(b, sync=sync)
 
@@ -99,5 +112,5 @@ class FilePositions:
         for k, v in self.db.scan(_PREFIX):
             dev, ino = struct.unpack(">QQ", k[len(_PREFIX):])
             r = _dec.decode(v)
-            out.append(FilePosition(dev, ino, r.fp_len, r.fp_crc, r.path, r.offset, r.updated_at))
+            out.append(FilePosition(dev, ino, r.fp_len, r.fp_crc, _path(r.path), r.offset, r.updated_at))
         return out

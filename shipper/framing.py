@@ -132,6 +132,19 @@ def log_name_for(path: str, log_name: str | None, pattern: re.Pattern | None) ->
     return m.group("log_name") or None
 
 
+def utf8_text(s: str | None) -> str | None:
+    """``s`` made valid UTF-8 for a Kafka header: bytes of a file name that are
+    not UTF-8 (kept by Python as surrogate escapes) become ``\\xNN``, which
+    would otherwise make every produce() of the file's lines raise."""
+    if s is None:
+        return s
+    try:
+        s.encode()
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 # ---------------------------------------------------------------------- globs
 
 

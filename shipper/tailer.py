@@ -35,7 +35,7 @@ from confluent_kafka import KafkaError
 
 from offsets import FINGERPRINT_BYTES, FilePosition, file_identity, fingerprint
 
-from .framing import Frame, Framer
+from .framing import Frame, Framer, utf8_text
 
 if TYPE_CHECKING:
     from shipper.config import Input
@@ -154,8 +154,8 @@ class Tailer:
         ident = self.identity
         self.key = ident.encode()
         # "offset" is rewritten for every line by the publisher (a dict: cheaper than a list of tuples)
-        self.headers = {"host": self.host, "path": self.path, "file": ident, "offset": "0",
-                        "app_id": str(self.input.app_id), "log_name": self.log_name}
+        self.headers = {"host": utf8_text(self.host), "path": utf8_text(self.path), "file": ident, "offset": "0",
+                        "app_id": str(self.input.app_id), "log_name": utf8_text(self.log_name)}
 
     def set_input(self, inp: "Input", log_name: str) -> None:
         if inp is self.input and log_name == self.log_name:

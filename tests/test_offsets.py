@@ -47,6 +47,18 @@ def test_file_positions(tmp_path):
         assert fp.get(st.st_dev, st.st_ino) is None
 
 
+def test_file_positions_keep_a_file_name_that_is_not_utf8(tmp_path):
+    f = tmp_path / os.fsdecode(b"bad_\xff\xfe.log")
+    f.write_bytes(b"hello\n")
+    st = f.stat()
+    with StateDB(tmp_path / "s", "shipper") as db:
+        fp = FilePositions(db)
+        p = FilePosition(st.st_dev, st.st_ino, 6, 0, str(f), 6, time.time())
+        fp.put(p)
+        assert fp.get(st.st_dev, st.st_ino) == p and fp.all() == [p]
+        assert os.stat(fp.all()[0].path).st_ino == st.st_ino  # the same file, found by its stored name
+
+
 def test_fingerprint_tells_a_reused_inode_apart(tmp_path):
     a = tmp_path / "a"
     a.write_bytes(b"first file\n")

@@ -10,7 +10,7 @@ import pytest
 from mulog.config import ConfigError
 from offsets import FINGERPRINT_BYTES, fingerprint
 from shipper import config
-from shipper.framing import Framer, log_name_for, watch_root
+from shipper.framing import Framer, log_name_for, utf8_text, watch_root
 from shipper.tailer import identity_crc, last_line_end
 
 
@@ -104,6 +104,12 @@ def test_empty_crlf_lines_are_skipped_too():
     assert f.feed(b"x\n\r") is not None
     fr = f.feed(b"\ny\n")
     assert fr.lines == [b"y"] and fr.offsets == [4] and fr.empty == 1 and fr.end == 6
+
+
+def test_header_text_of_a_file_name_that_is_not_utf8():
+    assert utf8_text(os.fsdecode(b"/logs/bad_\xff\xfe.log")) == "/logs/bad_\\xff\\xfe.log"
+    assert utf8_text("/logs/caf\u00e9.log") == "/logs/caf\u00e9.log"
+    assert utf8_text(None) is None
 
 
 def test_payload_bytes_are_untouched():
