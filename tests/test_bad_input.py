@@ -21,6 +21,7 @@ in = transformed + filtered + failed + skipped.
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections import Counter
 from dataclasses import dataclass
@@ -175,6 +176,8 @@ CASES: list[Case] = [
          check=lambda d: props(d) == logs(n=21)),
     Case("file: a CRLF line of only whitespace", b"   ", FAILED, "invalid_json", "truncated", via="file:crlf.log",
          eol=b"\r\n"),
+    Case("file: a line of a file whose name is not UTF-8", line_of(n=40), TRANSFORMED,
+         via="file:" + os.fsdecode(b"bad_name_\xff.log"), check=lambda d: props(d) == logs(n=40)),
     Case("file: a complete line before an unterminated one", line_of(n=30), TRANSFORMED, via="file:partial.log",
          check=lambda d: props(d) == logs(n=30)),
     Case("file: an unterminated last line (held back until its newline)", b'{"role_id":1,"n":', SKIPPED,
@@ -221,6 +224,12 @@ CASES: list[Case] = [
          FAILED, "not_object", "logs is a JSON array"),
     Case("envelope whose logs is null", js({"headers": {"app_id": 24, "log_name": "log_item"}, "logs": None}),
          FAILED, "not_object", "logs is a JSON null"),
+    Case("shipper headers on a produced event: #uuid from file and offset", line_of(n=192), TRANSFORMED,
+         headers=H24 + [("host", b"h1"), ("file", b"9:9:9"), ("offset", b"77")],
+         check=lambda d: d["#uuid"] == UuidMaker()(b"f|h1|9:9:9", 77).decode()),
+    Case("shipper headers with a non-numeric offset: #uuid from the Kafka position", line_of(n=193), TRANSFORMED,
+         headers=H24 + [("host", b"h1"), ("file", b"9:9:9"), ("offset", b"77x")],
+         check=lambda d: props(d) == logs(n=193)),
     Case("envelope with an extra top-level key", env(logs(n=116), extra=1), TRANSFORMED,
          check=lambda d: props(d) == logs(n=116)),
     Case("envelope sent with headers too (bare path)", env(logs(n=117)), TRANSFORMED, headers=H24,
@@ -406,6 +415,11 @@ def write_files(folder: Path, cases: list[Case]) -> dict:
     return at
 
 
+def header_path(path: str) -> str:
+    """The shipper's ``path`` header of a file: valid UTF-8, bytes that are not UTF-8 as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def mtga_status(conf: Path) -> dict:
     r = run_cli("mtga", "status", "-c", str(conf), "--json", timeout=30)
     return json.loads(r.stdout) if r.returncode == 0 else {}
@@ -460,22 +474,27 @@ def test_bad_input_corpus_through_shipper_and_mtga(kafka, topic_factory, tmp_pat
         wait_for(delivered, 60, "the shipper to deliver every complete line (shipper status)")
         shipped = read_topic(kafka, ship_topic)
         sent = {(m.headers["path"], int(m.headers["offset"])): m for m in shipped}
-        want_sent = {k for k, c in at.items() if c.expect != SKIPPED}
+        at_h = {(header_path(p), off): c for (p, off), c in at.items()}
+        want_sent = {k for k, c in at_h.items() if c.expect != SKIPPED}
         assert set(sent) == want_sent, "the shipper sent other lines than the non-skipped ones"
         assert len(shipped) == len(sent)
         uuids = UuidMaker()
         by_uuid: dict = {}  # #uuid -> case (None for a filler)
         for key, m in sent.items():
-            c = at[key]
+            c = at_h[key]
             by_pos[(ship_topic, m.partition, m.offset)] = c
             h = m.headers
             assert (h["app_id"], h["log_name"]) == ("24", "log_item")
             by_uuid[uuids(b"f|%s|%s" % (h["host"].encode(), h["file"].encode()), int(h["offset"])).decode()] = c
         for (t, p, o), c in by_pos.items():
             if t == direct_topic:
-                by_uuid[uuid_of(t, p, o)] = c
+                h = dict(c.headers or []) if c is not None else {}
+                if h.get("file") and h.get("offset", b"").isdigit():  # shipper headers name the line's #uuid
+                    by_uuid[uuids(b"f|%s|%s" % (h.get("host", b""), h["file"]), int(h["offset"])).decode()] = c
+                else:
+                    by_uuid[uuid_of(t, p, o)] = c
         # the cut line: the warning names the file and the offset; its first max_line_bytes bytes went to Kafka
-        cut = sent[(cut_path, cut_offset)]
+        cut = sent[(header_path(cut_path), cut_offset)]
         assert cut.value == TEN_MB_LINE[:MAX_LINE]
         shipper.wait_log(f"line cut: {cut_path} at offset {cut_offset} is {len(TEN_MB_LINE)} bytes, "
                          f"longer than max_line_bytes={MAX_LINE}; sent its first {MAX_LINE} bytes")
