@@ -69,14 +69,18 @@ CASES: dict[str, tuple[str | None, str]] = {
                    "buffered write per app: from the first output byte until it exits after N events"),
     "mtga_2_workers": ("mtga", "as mtga with workers=2 (ratio = scaling factor)"),
     "transform": ("transform_naive",
-                  "sink.transform.Transformer(SettingsStore(dir).get)(payload, None, topic, 0, offset) on every "
-                  "envelope, no Kafka, one process: only the calls are timed"),
+                  "sink.transform.Transformer(SettingsStore(dir).get).run_batch(items) on every envelope in "
+                  "batches, no Kafka, one process: only the calls are timed"),
+    "transform_2_workers": ("transform",
+                            "sink.workers.Pool(dir, 2) on batches of 5,000 (two in flight, results grouped per app) "
+                            "as mtga's loop drives it, no Kafka: wall time of the batches (ratio = scaling factor "
+                            "of the workers without the broker sharing the cores)"),
     "transform_naive": (None, "bench/naive.py's naive_line on every envelope, no Kafka, one process: only the "
                               "calls are timed"),
 }
 # a second comparison reported as an extra field, e.g. shipper's "ratio_shipper_kcat_headers"
 ALSO = {"shipper": "shipper_kcat_headers"}
-RUN_ORDER = ["transform_naive", "transform", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
+RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
              "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive"]
 
 
@@ -824,7 +828,8 @@ class Bench:
         d = self.tmp("transform_" + mode)
         cmd = [sys.executable, HERE / "transform_loop.py", "--mode", mode, "--data", self.envelopes,
                "--count", str(n), "--settings", self.settings]
-        cmd = self.profiled("transform" if mode == "transform" else "transform_naive", cmd)
+        cmd = self.profiled({"transform": "transform", "pool": "transform_2_workers"}.get(mode, "transform_naive"),
+                            cmd)
         with open(d / "result.json", "wb") as f:
             p = Proc(cmd, stdout=f, env=self.env)
         try:
@@ -839,10 +844,14 @@ class Bench:
             raise BenchError(f"the transform loop exited with {rc}: {text[-500:]}") from None
         check = "ok" if r["ok"] == n else f"{r['ok']} of {n} ok; first failure: {r['first_failure']}"
         return {"items": r["items"], "seconds": r["seconds"], "peak_rss_mb": p.peak_rss_mb,
-                "cpu_s": round(r["cpu_seconds"], 3), "cpu_s_process": p.cpu_s, "check": check}
+                "cpu_s": round(r["cpu_seconds"], 3) if r["cpu_seconds"] is not None else p.cpu_s,
+                "cpu_s_process": p.cpu_s, "check": check}
 
     def case_transform(self) -> dict:
         return self._transform("transform")
+
+    def case_transform_2_workers(self) -> dict:
+        return self._transform("pool")
 
     def case_transform_naive(self) -> dict:
         return self._transform("naive")

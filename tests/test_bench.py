@@ -28,6 +28,7 @@ CASES = {
     "mtga_naive": "mtga_kcat_consume",
     "mtga_2_workers": "mtga",
     "transform": "transform_naive",
+    "transform_2_workers": "transform",
     "transform_naive": None,
 }
 NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
