@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import threading
 import time
 from typing import Callable
@@ -30,7 +31,7 @@ from .framing import log_name_for
 from .publisher import Publisher, Stopping
 from .stats import FileStat, Stats
 from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer, last_line_end
-from .watcher import Found, Watcher, scan
+from .watcher import Found, Watcher, scan, wanted_by
 
 log = logging.getLogger("shipper")
 
@@ -239,6 +240,7 @@ class Shipper:
     # ------------------------------------------------------------ scanning
     def rescan(self, periodic: bool) -> None:
         found = scan(self.inputs)
+        self._follow_renamed(found)
         fresh_ids = self.fresh
         self.fresh = set()
         for key, f in found.items():
@@ -292,10 +294,35 @@ class Shipper:
         self.stats.files_open = sum(1 for t in self.tailers.values() if t.fd >= 0)
         self.stats.files_known = len(self.tailers)
 
-    def _open(self, key: tuple[int, int], f: Found, log_name: str, initial: bool) -> None:
+    def _follow_renamed(self, found: dict) -> None:
+        """A file renamed away from a matching name before a scan found it (rotated
+        within milliseconds of its creation) is opened under its new name, read to
+        its end and closed, like any rotated file; its lines carry the old path."""
+        moves = self.watcher.moves
+        while moves:
+            old, new = moves.popleft()
+            try:
+                st = os.stat(new)
+            except OSError:
+                continue  # gone again: nothing left to read
+            key = (st.st_dev, st.st_ino)
+            if key in found or key in self.tailers or not stat.S_ISREG(st.st_mode):
+                continue  # the usual case: known already, or still matched under its new name
+            inp = next((i for i in self.inputs if wanted_by(i, old)), None)
+            ln = log_name_of(inp, old) if inp is not None else None
+            if ln is None:
+                continue
+            self._open(key, Found(old, inp, st), ln, initial=False, at=new)
+            t = self.tailers.get(key)
+            if t is not None:
+                log.info("rotated before it was found: %s was renamed to %s; reading it to its end", old, new)
+                t.state = DRAINING
+
+    def _open(self, key: tuple[int, int], f: Found, log_name: str, initial: bool, at: str | None = None) -> None:
+        """Open the file found as ``f`` (at ``at`` when it was renamed since)."""
         inp = f.input
         try:
-            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(at or f.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             if f.path not in self.warned:
                 self.warned.add(f.path)

@@ -4,7 +4,10 @@ A watchdog (inotify) Observer watches the folder of each glob (the whole subtree
 only where a folder part of the glob has a wildcard, as with ``**``) for files
 created, moved and deleted; each such event wakes the shipper, which then scans.
 A full scan also runs every ``rescan_interval_s`` to catch what events miss (NFS,
-an overflowed inotify queue, folders that appear later).
+an overflowed inotify queue, folders that appear later). Renames are also kept
+as (old, new) names: a file renamed away from a matching name before any scan saw
+it (a rotation within milliseconds of the file's creation) is then found under its
+new name.
 
 Writes to files are not watched: the shipper reads its open files in a loop
 anyway, and a busy log written in small pieces would otherwise flood the process
@@ -19,6 +22,7 @@ import logging
 import os
 import stat
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -55,6 +59,31 @@ def excluded(inp: "Input", path: str) -> bool:
     return False
 
 
+def glob_match(pattern: str, path: str) -> bool:
+    """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` (for a
+    path that is no longer there: the old name of a renamed file)."""
+    pp, sp = pattern.split("/"), path.split("/")
+
+    def part(name: str, p: str) -> bool:
+        if name.startswith(".") and not p.startswith("."):
+            return False  # glob's wildcards leave hidden names alone
+        return fnmatch.fnmatchcase(name, p)
+
+    def m(i: int, j: int) -> bool:
+        if i == len(pp):
+            return j == len(sp)
+        if pp[i] == "**":  # zero or more folders (or anything, at the end)
+            return m(i + 1, j) or (j < len(sp) and not sp[j].startswith(".") and m(i, j + 1))
+        return j < len(sp) and part(sp[j], pp[i]) and m(i + 1, j + 1)
+
+    return m(0, 0)
+
+
+def wanted_by(inp: "Input", path: str) -> bool:
+    """Whether ``inp`` would ship the file at ``path`` (its globs, its exclusions)."""
+    return any(glob_match(p, path) for p in inp.paths) and not excluded(inp, path)
+
+
 def scan(inputs: Iterable["Input"]) -> dict[tuple[int, int], Found]:
     """Every regular file matched by an input, by (device, inode); a file matched
     by several inputs belongs to the first."""
@@ -81,6 +110,8 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event) -> None:
+        if isinstance(event, FileMovedEvent) and event.dest_path:
+            self.watcher.moves.append((os.fsdecode(event.src_path), os.fsdecode(event.dest_path)))
         self.watcher.changed.set()
         self.watcher.wake.set()
 
@@ -96,6 +127,9 @@ class Watcher:
         self.handler = _Handler(self)
         self.watches: dict[tuple[str, bool], object] = {}
         self.started = False
+        # (old, new) names of renamed files, for the loop: a file renamed away before
+        # a scan found it is still read (appended here by the observer thread)
+        self.moves: deque[tuple[str, str]] = deque(maxlen=10_000)
 
     def plan(self, inputs: Iterable["Input"]) -> None:
         """Watch what the inputs need now (folders that appeared, inputs changed)."""
