@@ -259,6 +259,60 @@ def test_rotation_storm_100_per_minute_at_5000_lines_per_second(kafka, topic_fac
     assert log.count("rotated: ") >= w.rotations and "Traceback" not in log
 
 
+def test_files_renamed_away_before_any_scan_found_them_are_read(kafka, topic_factory, tmp_path):
+    """Rotations within milliseconds of a file's creation: the file is renamed to
+    a name outside the glob before the shipper ever saw it at its matching name.
+    The rename event names both paths, so the shipper still reads it."""
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1,
+                      rescan_interval_s=30, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_fast"}])
+    p = logs / "fast.log"
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    n = 0
+    try:
+        sh.wait_log("shipper starting")
+        for k in range(60):  # 60 files of 10 lines, each renamed away at once or after 5 ms
+            with open(p, "ab") as f:
+                f.write(b"".join(line("fast", i) + b"\n" for i in range(n, n + 10)))
+            n += 10
+            if k % 2:
+                time.sleep(0.005)
+            os.rename(p, logs / f"fast.log.{k}")
+        wait_for(lambda: topic_total(kafka, topic) >= n, 30, f"{n} lines in Kafka")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    msgs = read_topic(kafka, topic)
+    seen = Counter(int(MARK.match(m.value).group(2)) for m in msgs)
+    lost = n - len(set(seen) & set(range(n)))
+    report("files renamed away before a scan found them (60 files)", n, len(msgs), len(seen), lost,
+           found_by_their_rename=sh.log().count("rotated before it was found"))
+    assert lost == 0 and len(msgs) == n
+    assert {m.headers["path"] for m in msgs} == {str(p)}  # the lines carry the name they were written under
+
+
+def test_glob_match_agrees_with_glob(tmp_path):
+    import glob as globmod
+
+    from shipper.watcher import glob_match
+
+    for rel in ("a.log", "b.txt", ".hidden.log", "d1/x.log", "d1/d2/y.log", "d1/.h/z.log", "e/f.log.1"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    files = [str(q) for q in tmp_path.rglob("*") if q.is_file()]
+    patterns = ["*.log", "**/*.log", "d1/**/*.log", "*/*.log", "d1/d?/[xy].log", "e/*.log*", "**", ".*.log",
+                "d1/**", "a.log"]
+    for pat in patterns:
+        full = str(tmp_path / pat)
+        want = {f for f in globmod.glob(full, recursive=True) if os.path.isfile(f)}
+        got = {f for f in files if glob_match(full, f)}
+        assert got == want, pat
+
+
 # ------------------------------------------------------------- state removed
 
 
