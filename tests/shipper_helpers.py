@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from mulog import sample
 
@@ -156,14 +156,29 @@ def all_delivered(state: Path, files: list[Path]) -> bool:
     return True
 
 
+_NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
 def topic_total(bootstrap: str, topic: str) -> int:
+    """Messages in ``topic`` (sum of the high watermarks). A retriable error (a
+    partition whose leader a fresh broker has not elected yet) is retried for 10 s."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "shipper-tests-wm"})
+    deadline = time.monotonic() + 10
     try:
-        md = c.list_topics(topic, timeout=10)
-        t = md.topics.get(topic)
-        if t is None or t.error is not None:
-            return 0
-        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in t.partitions)
+        while True:
+            md = c.list_topics(topic, timeout=10)
+            t = md.topics.get(topic)
+            if t is None or t.error is not None:
+                return 0
+            try:
+                return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in t.partitions)
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                if not (err is not None and (err.retriable() or err.code() in _NO_LEADER_YET)) \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         c.close()
 

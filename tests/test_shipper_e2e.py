@@ -89,7 +89,7 @@ def test_sigterm_mid_stream_then_restart_loses_and_repeats_nothing(kafka, topic_
     state = tmp_path / "state"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
         {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
-    writers = _three_writers(logs, 6000, 0.002)
+    writers = _three_writers(logs, 6000, 0.01)  # about 3 s: still writing at the stop
     for w in writers:
         w.start()
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
