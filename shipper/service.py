@@ -119,6 +119,7 @@ class Shipper:
         self.watcher.plan(self.inputs)
         self.rescan(periodic=True)
         self._report_new_store()
+        self._resume_rotated_while_stopped()
         now = time.monotonic()
         next_scan = now + c.rescan_interval_s
         next_ckpt = now + c.checkpoint_interval_s
@@ -317,6 +318,44 @@ class Shipper:
             if t is not None:
                 log.info("rotated before it was found: %s was renamed to %s; reading it to its end", old, new)
                 t.state = DRAINING
+
+    def _resume_rotated_while_stopped(self) -> None:
+        """At start: a file with a stored position that is no longer at its path
+        (renamed by a rotation while the shipper was stopped, to a name no glob
+        matches) is looked for by device + inode in its folder; when it has grown
+        past its position, it is read from there to its end (the lines keep the path
+        they were written under) and closed, like any rotated file."""
+        by_folder: dict[str, list] = {}
+        for p in self.positions.all():
+            if (p.dev, p.ino) not in self.tailers:
+                by_folder.setdefault(os.path.dirname(p.path), []).append(p)
+        for folder, positions in by_folder.items():
+            try:
+                with os.scandir(folder) as it:
+                    names = {e.inode(): e.path for e in it if e.is_file(follow_symlinks=False)}
+            except OSError:
+                continue
+            for p in positions:
+                new = names.get(p.ino)
+                if new is None or new == p.path:
+                    continue
+                try:
+                    st = os.stat(new)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key != (p.dev, p.ino) or st.st_size <= p.offset:
+                    continue  # another device, or nothing left to read
+                inp = next((i for i in self.inputs if wanted_by(i, p.path)), None)
+                ln = log_name_of(inp, p.path) if inp is not None else None
+                if ln is None:
+                    continue
+                self._open(key, Found(p.path, inp, st), ln, initial=False, at=new)
+                t = self.tailers.get(key)
+                if t is not None:
+                    log.info("rotated while stopped: %s is now %s; reading it from offset %d to its end",
+                             p.path, new, t.read_pos)
+                    t.state = DRAINING
 
     def _open(self, key: tuple[int, int], f: Found, log_name: str, initial: bool, at: str | None = None) -> None:
         """Open the file found as ``f`` (at ``at`` when it was renamed since)."""
