@@ -21,8 +21,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import mtga_helpers
 from conftest import kafka_local, run_cli
-from shipper_helpers import (ShipperProc, Writer, all_delivered, join_all, line, read_topic, scrape, topic_total,
-                             wait_for, write_conf)
+from shipper_helpers import (ShipperProc, Writer, all_delivered, join_all, line, lines_of, read_topic, scrape, status,
+                             topic_total, wait_for, write_conf)
 
 pytestmark = pytest.mark.kafka
 
@@ -293,6 +293,53 @@ def test_files_renamed_away_before_any_scan_found_them_are_read(kafka, topic_fac
            found_by_their_rename=sh.log().count("rotated before it was found"))
     assert lost == 0 and len(msgs) == n
     assert {m.headers["path"] for m in msgs} == {str(p)}  # the lines carry the name they were written under
+
+
+def test_rotation_while_the_shipper_is_dead_loses_nothing(kafka, topic_factory, tmp_path):
+    """SIGKILL under load; while the shipper is down the server writes on, the file
+    is rotated (renamed outside the glob) and a new one started. At the restart the
+    renamed file is found by its inode next to its old name and read from its
+    saved position: every line arrives, repeats only from the unsaved window."""
+    topic = topic_factory(partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
+        {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_dead"}])
+    p = logs / "dead.log"
+    w = Writer(p, "dead", 3000, burst=20, pause=0.02)  # about 3 s
+    sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
+    try:
+        sh.wait_log("shipper starting")
+        w.start()
+        wait_for(lambda: (r := status(state)) and r[0]["delivered"] > 0, 30, "a position saved")
+        assert w.is_alive(), "the writer finished before the kill"
+        assert sh.stop(signal.SIGKILL) == -signal.SIGKILL
+        (saved,) = status(state)
+        join_all([w])
+        with open(p, "ab") as f:  # still written while the shipper is dead
+            f.write(b"".join(line("dead", n) + b"\n" for n in range(3000, 3500)))
+        os.rename(p, logs / "dead.log.1")
+        p.write_bytes(b"".join(line("dead", n) + b"\n" for n in range(3500, 3800)))
+        sh = ShipperProc(conf, tmp_path / "shipper2.log").start()
+        sh.wait_log("rotated or deleted) at offset")
+        wait_for(lambda: all_delivered(state, [p]), 30, "the new file delivered")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    log = sh.log()
+    assert f"rotated while stopped: {p} is now {logs / 'dead.log.1'}; reading it from offset " in log, log
+    msgs = read_topic(kafka, topic)
+    seen = Counter(int(MARK.match(m.value).group(2)) for m in msgs)
+    lost = 3800 - len(set(seen) & set(range(3800)))
+    report("rotation while the shipper was dead (SIGKILL)", 3800, len(msgs), len(seen), lost,
+           saved_position_at_the_kill=saved["delivered"])
+    assert lost == 0 and set(seen) == set(range(3800))
+    assert f"from offset {saved['delivered']} to its end" in log
+    # repeats: only lines of the old file after its saved position (sent before the kill, not yet saved)
+    old_lines = {int(MARK.match(v).group(2)): off for off, v in lines_of(logs / "dead.log.1")}
+    dups = [n for n, k in seen.items() if k > 1]
+    assert max(seen.values()) <= 2 and all(old_lines[n] >= saved["delivered"] for n in dups)
 
 
 def test_glob_match_agrees_with_glob(tmp_path):
