@@ -346,6 +346,11 @@ class Shipper:
                 key = (st.st_dev, st.st_ino)
                 if key != (p.dev, p.ino) or st.st_size <= p.offset:
                     continue  # another device, or nothing left to read
+                try:
+                    if fingerprint(new, p.fp_len) != (p.fp_len, p.fp_crc):
+                        continue  # the inode now holds another file (a compressed copy, say)
+                except OSError:
+                    continue
                 inp = next((i for i in self.inputs if wanted_by(i, p.path)), None)
                 ln = log_name_of(inp, p.path) if inp is not None else None
                 if ln is None:
