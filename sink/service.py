@@ -90,6 +90,7 @@ class Service:
         self.stats = Stats()
         self.next: dict[TP, int] = {}  # next offset to process, per assigned partition
         self.stored: dict[TP, int] = {}  # what RocksDB holds
+        self.committed: dict[TP, int] = {}  # what the consumer group holds (its last acknowledged commit)
         self.origin: dict[TP, str] = {}  # where the start offset came from: local, group, reset
         # the partitions the group gave this host, consumed from or not yet (replaced, never mutated)
         self.assigned: frozenset = frozenset()
@@ -115,6 +116,7 @@ class Service:
             "group.id": s.conf.kafka.group_id,
             "auto.offset.reset": s.conf.kafka.auto_offset_reset,
             "error_cb": self._on_error,
+            "on_commit": self._on_commit,
             "logger": logging.getLogger("mtga.kafka"),
         })
         return Consumer(conf)
@@ -123,6 +125,17 @@ class Service:
         self.stats.kafka_errors += 1
         if self.stats.kafka_errors < 10 or self.stats.kafka_errors % 100 == 0:
             log.warning("kafka: %s (%d errors so far)", err, self.stats.kafka_errors)
+
+    def _on_commit(self, err, parts) -> None:
+        """The group's answer to a commit: remember what it holds, so a failed
+        commit (during a rebalance, say) is made again at the next checkpoint."""
+        if err is not None:
+            log.warning("mirroring offsets to the group failed (%s); retried at the next checkpoint", err)
+            return
+        for tp in parts or ():
+            key = (tp.topic, tp.partition)
+            if tp.error is None and tp.offset >= 0 and key in self.assigned:
+                self.committed[key] = tp.offset
 
     @property
     def cooperative(self) -> bool:
@@ -148,6 +161,10 @@ class Service:
             else:
                 off, origin = OFFSET_INVALID, "reset"
             self.origin[key] = origin
+            if g is not None:
+                self.committed[key] = g
+            else:
+                self.committed.pop(key, None)
             if off >= 0:
                 self.next[key] = off
                 if local is not None:
@@ -182,6 +199,7 @@ class Service:
         for k in keys:
             self.next.pop(k, None)
             self.stored.pop(k, None)
+            self.committed.pop(k, None)
             self.origin.pop(k, None)
 
     # ------------------------------------------------------------------ loop
@@ -339,6 +357,8 @@ class Service:
     def checkpoint(self, sync_commit: bool = False, commit: bool = True) -> bool:
         changed = {k: v for k, v in self.next.items() if self.stored.get(k) != v}
         if not changed and not self._fq_dirty:
+            if commit:
+                self._mirror(sync_commit)
             return True
         try:
             self.writer.flush(fsync=self.s.conf.output.fsync == "checkpoint")
@@ -363,14 +383,25 @@ class Service:
         self.checkpoint_error = None
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = time.time()
-        if changed and commit and self.consumer is not None:
-            tps = [TopicPartition(t, p, o) for (t, p), o in changed.items()]
-            try:
-                self.consumer.commit(offsets=tps, asynchronous=not sync_commit)
-            except KafkaException as e:
-                log.warning("offsets stored locally; mirroring them to the group failed: %s", e)
+        if commit:
+            self._mirror(sync_commit)
         log.debug("checkpoint: %d partition(s) stored", len(changed))
         return True
+
+    def _mirror(self, sync: bool) -> None:
+        """Commit to the group every stored offset it does not hold yet: those of
+        this checkpoint, and any whose earlier commit failed."""
+        if self.consumer is None:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in self.stored.items() if self.committed.get((t, p)) != o]
+        if not tps:
+            return
+        try:
+            res = self.consumer.commit(offsets=tps, asynchronous=not sync)
+            if sync:
+                self._on_commit(None, res)
+        except KafkaException as e:
+            log.warning("offsets stored locally; mirroring them to the group failed: %s", e)
 
     # ------------------------------------------------------------------ retries
     def backoff(self, attempts: int) -> float:
