@@ -430,12 +430,21 @@ def test_stale_local_offset_never_rereads_newer_of_local_and_group_wins(kafka, t
     req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, ends1[p]) for p in range(3)])]
     admin.alter_consumer_group_offsets(req)[group].result(timeout=30)
     assert group_offsets(kafka, group, topic, 3) == ends1
-    ends4 = feed(1500, 44)
     a_before = len(a.assigned_from(topic))
-    run_until_stored(a, ends4)
+    a.start()
+    try:
+        # nothing new to read: the next checkpoint mirrors the local offsets to the group again
+        wait_for(lambda: group_offsets(kafka, group, topic, 3) == ends3, 30, "the group to hold a's offsets again")
+        ends4 = feed(1500, 44)
+        wait_for(lambda: {p: o for (t, p), o in stored_offsets(a.state).items()} == ends4, 60,
+                 "host a to store the end of every partition")
+    finally:
+        assert a.term() == 0, a.m.output()
     back = a.assigned_from(topic)[a_before:]
     assert sorted(back) == [(p, "local", ends3[p]) for p in range(3)], back
-    print(f"group rewound to {ends1} under host a's local {ends3}: resumed from the local offsets (newer)")
+    assert group_offsets(kafka, group, topic, 3) == ends4
+    print(f"group rewound to {ends1} under host a's local {ends3}: resumed from the local offsets (newer), "
+          f"and mirrored them to the group before any new event")
 
     ca, cb = uuid_counts(a.out), uuid_counts(b.out)
     both = ca + cb
