@@ -149,9 +149,12 @@ def events(n: int, seed: int) -> list[bytes]:
     return list(sample.envelopes(n, app_ids=APPS, seed=seed))
 
 
+_ADMINS: dict[str, AdminClient] = {}
+
+
 def group_offsets(bootstrap: str, group: str, topic: str, parts: int) -> dict[int, int]:
     """The group's committed offsets from the admin API (ListConsumerGroupOffsets)."""
-    admin = queries.admin_client(bootstrap)
+    admin = _ADMINS.get(bootstrap) or _ADMINS.setdefault(bootstrap, queries.admin_client(bootstrap))
     res = queries.group_offsets(admin, group, [(topic, p) for p in range(parts)], time.monotonic() + 20)
     return {p: o for (_, p), o in res.items()}
 
