@@ -12,10 +12,14 @@ worker (or a small batch) the same work runs in the calling process.
 
 from __future__ import annotations
 
+import collections
 import logging
 import logging.handlers
 import multiprocessing as mp
+import pickle
+import queue
 import signal
+import threading
 from array import array
 from typing import Optional, Sequence
 
@@ -23,6 +27,8 @@ from .settings import SettingsStore
 from .transform import FILTERED, OK, Transformer
 
 Item = tuple  # (payload, headers, topic, partition, offset)
+
+log = logging.getLogger("mtga.workers")
 
 
 class Outcome:
@@ -140,14 +146,92 @@ def _run_chunk(chunk: tuple) -> Outcome:
     return summarize(_tr.run_batch(_unpack(chunk)), chunk[6])
 
 
+def _serve(conn, settings_dir: str, uuid: bool, log_queue, level: int) -> None:
+    """A worker process: chunks in, outcomes out, over its own pipe, until EOF."""
+    _init(settings_dir, uuid, log_queue, level)
+    recv, send, loads, dumps = conn.recv_bytes, conn.send_bytes, pickle.loads, pickle.dumps
+    while True:
+        try:
+            data = recv()
+        except (EOFError, OSError):
+            return
+        send(dumps(_run_chunk(loads(data)), pickle.HIGHEST_PROTOCOL))
+
+
 # ------------------------------------------------------------ in the parent
+
+class _Worker:
+    """One worker process and its pipe. A sender thread and a receiver thread move
+    the bytes (the GIL is free while they wait in write/read), so neither the
+    loop nor the worker waits on the other's pipe; pickling stays on the loop's
+    thread."""
+
+    def __init__(self, ctx, idx: int, args: tuple):
+        self.idx = idx
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_serve, args=(child, *args), name=f"mtga-worker-{idx}", daemon=True)
+        self.proc.start()
+        child.close()
+        self.outbox: queue.Queue = queue.Queue()
+        self.results: collections.deque = collections.deque()
+        self.arrived = threading.Condition()
+        self.dead: Optional[str] = None
+        threading.Thread(target=self._send, name=f"worker-{idx}-send", daemon=True).start()
+        threading.Thread(target=self._recv, name=f"worker-{idx}-recv", daemon=True).start()
+
+    def _send(self) -> None:
+        while True:
+            data = self.outbox.get()
+            if data is None:
+                return
+            try:
+                self.conn.send_bytes(data)
+            except OSError as e:
+                self._die(f"cannot send to the worker: {e}")
+                return
+
+    def _recv(self) -> None:
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError) as e:
+                self._die(f"the worker exited ({e or 'end of pipe'})")
+                return
+            with self.arrived:
+                self.results.append(data)
+                self.arrived.notify_all()
+
+    def _die(self, why: str) -> None:
+        with self.arrived:
+            if self.dead is None:
+                self.dead = why
+            self.arrived.notify_all()
+
+    def take(self) -> Optional[bytes]:
+        """The next result in order (waiting for it), or None if the worker died."""
+        with self.arrived:
+            while not self.results and self.dead is None:
+                self.arrived.wait()
+            return self.results.popleft() if self.results else None
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
 
 class Pool:
     def __init__(self, settings_dir, workers: int, uuid: bool = True):
         self.workers = max(1, workers)
         self.store = SettingsStore(settings_dir)
         self.local = Transformer(self.store.get, uuid=uuid)
-        self._pool = None
+        self._procs: list[_Worker] = []
         self._listener = None
         if self.workers > 1:
             ctx = mp.get_context("forkserver")
@@ -155,8 +239,8 @@ class Pool:
             root = logging.getLogger()
             self._listener = logging.handlers.QueueListener(q, *root.handlers, respect_handler_level=True)
             self._listener.start()
-            self._pool = ctx.Pool(self.workers, initializer=_init,
-                                  initargs=(str(settings_dir), uuid, q, root.getEffectiveLevel()))
+            args = (str(settings_dir), uuid, q, root.getEffectiveLevel())
+            self._procs = [_Worker(ctx, i, args) for i in range(self.workers)]
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:
         """Transform ``items`` here and now; one result per item (for retries)."""
@@ -166,38 +250,53 @@ class Pool:
 
     def submit(self, items: Sequence[Item], recheck: bool = False) -> "Pending":
         """Start transforming a batch; ``Pending.get()`` gives its Outcome."""
-        if self._pool is None or len(items) < 256:
-            return Pending(summarize(self.run(items, recheck)))
-        n = self.workers
+        live = [w for w in self._procs if w.dead is None]
+        if len(live) < 2 or len(items) < 256:
+            return Pending(self, items, recheck, done=summarize(self.run(items, recheck)))
+        n = len(live)
         size = (len(items) + n - 1) // n
-        chunks = [_pack(items[i:i + size], i, recheck) for i in range(0, len(items), size)]
-        return Pending(self._pool.map_async(_run_chunk, chunks, chunksize=1))
+        sent = []
+        for w, i in zip(live, range(0, len(items), size)):
+            w.outbox.put(pickle.dumps(_pack(items[i:i + size], i, recheck), pickle.HIGHEST_PROTOCOL))
+            sent.append((w, i, i + size))
+        return Pending(self, items, recheck, sent=sent)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
+        for w in self._procs:
+            w.close()
+        self._procs = []
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
 
 
 class Pending:
-    """A batch being transformed: ``ready()`` without waiting, ``get()`` the Outcome."""
+    """A batch being transformed: ``ready()`` without waiting, ``get()`` the Outcome.
 
-    __slots__ = ("_done", "_async")
+    If a worker died, its chunk is transformed here instead (nothing is lost;
+    the batch is only slower)."""
 
-    def __init__(self, done_or_async):
-        if isinstance(done_or_async, Outcome):
-            self._done, self._async = done_or_async, None
-        else:
-            self._done, self._async = None, done_or_async
+    __slots__ = ("pool", "items", "recheck", "sent", "_done")
+
+    def __init__(self, pool: Pool, items, recheck: bool, sent=None, done: Optional[Outcome] = None):
+        self.pool, self.items, self.recheck, self.sent, self._done = pool, items, recheck, sent, done
 
     def ready(self) -> bool:
-        return self._async is None or self._async.ready()
+        if self._done is not None:
+            return True
+        return all(w.results or w.dead is not None for w, _, _ in self.sent[:1]) and \
+            all(w.results or w.dead is not None for w, _, _ in self.sent)
 
     def get(self) -> Outcome:
-        if self._async is not None:
-            self._done, self._async = merge(self._async.get()), None
+        if self._done is None:
+            parts = []
+            for w, lo, hi in self.sent:
+                data = w.take()
+                if data is None:
+                    log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
+                    parts.append(summarize(self.pool.run(self.items[lo:hi], self.recheck), lo))
+                else:
+                    parts.append(pickle.loads(data))
+            self._done = merge(parts)
+            self.items = self.sent = None
         return self._done
