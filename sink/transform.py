@@ -50,6 +50,7 @@ REASONS = {
     "property_type": "a property value has a type ThinkingData does not take",
     "property_value": "a property value is out of range",
     "sink_write": "the output file could not be written",
+    "internal": "an unexpected error while transforming this event (a bug: please report it)",
 }
 
 _BOM = b"\xef\xbb\xbf"
@@ -192,6 +193,10 @@ def _coerce(v, typ: str, key: str):
     raise Fail(f"property_type: {key!r} = {_short(v)} cannot be coerced to {typ}")
 
 
+def _short_reason(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _short(v) -> str:
     r = repr(v)
     return r if len(r) <= 60 else r[:57] + "..."
@@ -273,6 +278,8 @@ class Transformer:
                 append(one(it[0], it[1], it[2], it[3], it[4], now, rules))
             except Fail as e:
                 append((FAILED, getattr(e, "app_id", None), str(e)))
+            except Exception as e:  # a case no rule foresaw: this event fails, the daemon goes on
+                append((FAILED, None, _short_reason(f"internal: {type(e).__name__}: {e}")))
         return out
 
     def _one(self, payload, headers, topic, partition, offset, now, rules):

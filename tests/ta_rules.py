@@ -3,6 +3,7 @@ to validate every line mtga writes."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import uuid
@@ -35,6 +36,11 @@ def violations(line: str | bytes) -> list[str]:
     t = d.get("#time")
     if not isinstance(t, str) or not TIME.match(t):
         out.append(f"#time {t!r} is not YYYY-MM-DD HH:MM:SS[.mmm]")
+    else:
+        try:
+            datetime.datetime.strptime(t[:19], "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            out.append(f"#time {t!r} is not a real date and time")
     if "#uuid" in d:
         u = d["#uuid"]
         try:

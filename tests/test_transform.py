@@ -330,3 +330,19 @@ def test_shipped_example_settings_transform_sample_events():
         assert kind in (OK, FILTERED), line
         if kind == OK:
             assert violations(line) == []
+
+
+def test_an_unforeseen_error_fails_the_event_not_the_batch(tmp_path):
+    store = make_settings(tmp_path)
+
+    def lookup(app):
+        if app == "25":
+            raise ZeroDivisionError("a bug somewhere")
+        return store.get(app)
+
+    tr = Transformer(lookup)
+    good = json.dumps({"headers": {"app_id": 24, "log_name": "log_item"}, "logs": SPEC_LOGS}).encode()
+    bad = json.dumps({"headers": {"app_id": 25, "log_name": "log_item"}, "logs": SPEC_LOGS}).encode()
+    res = tr.run_batch([(good, None, "t", 0, 0), (bad, None, "t", 0, 1), (good, None, "t", 0, 2)])
+    assert [r[0] for r in res] == [OK, FAILED, OK]
+    assert res[1][2] == "internal: ZeroDivisionError: a bug somewhere"
