@@ -125,7 +125,7 @@ class StateDB:
                         f"(only one {role} may run per state folder)"
                     ) from None
                 raise StateError(
-                    f"cannot open the {role} state at {self.path}: {msg}. "
+                    f"cannot open the {role} state at {self.path}: {msg.rstrip('. ')}. "
                     f"Move the folder aside to start with empty state."
                 ) from None
             try:
