@@ -296,6 +296,7 @@ class Service:
         while q and (everything or q[0][1].ready() or len(q) > self.MAX_INFLIGHT):
             items, pending = q.popleft()
             self._apply(items, pending.get())
+            pending.release()
 
     def _apply(self, items, results) -> None:
         try:

@@ -1,24 +1,33 @@
 """Transform workers: the pure transform run in processes, in order.
 
-A consumed batch is cut into one contiguous chunk per worker. A chunk travels
-as a few flat objects (the payloads joined into one bytes object with their
-lengths, partitions and offsets as arrays) rather than thousands of tuples,
-and comes back already grouped: per app, the output lines joined into one
-bytes object ready for a single write, and the indexes of failed events with
-their reasons. Chunks are merged back in order, so the output keeps
-per-partition order and the caller's offset rule is unchanged. With one
-worker (or a small batch) the same work runs in the calling process.
+A consumed batch is cut into one contiguous chunk per worker. A chunk's
+payloads travel joined in one block of shared memory (a file in /dev/shm,
+mapped by both processes and unlinked once mapped), with their lengths,
+partitions and offsets as arrays over the worker's pipe; the worker's output
+comes back the same way: per app, the lines joined in the shared block, ready
+for the writer, plus the indexes of failed events with their reasons. Chunks
+are merged back in order, so the output keeps per-partition order and the
+caller's offset rule is unchanged, and the caller writes an app's lines of a
+batch with one writev call straight from the shared memory. A chunk that does
+not fit its block travels inline over the pipe instead. With one worker (or a
+small batch) the same work runs in the calling process.
 """
 
 from __future__ import annotations
 
 import collections
+import fcntl
+import itertools
 import logging
 import logging.handlers
+import mmap
 import multiprocessing as mp
+import os
 import pickle
 import queue
+import secrets
 import signal
+import tempfile
 import threading
 from array import array
 from typing import Optional, Sequence
@@ -32,8 +41,9 @@ log = logging.getLogger("mtga.workers")
 
 
 class Outcome:
-    """A transformed batch: ``apps`` maps app id -> [lines joined with newlines,
-    line count, indexes of the events]; ``failures`` lists (index, app, reason)."""
+    """A transformed batch: ``apps`` maps app id -> [buffers holding the lines
+    (newline-terminated, in order), line count, indexes of the events];
+    ``failures`` lists (index, app, reason)."""
 
     __slots__ = ("apps", "failures", "filtered")
 
@@ -57,30 +67,28 @@ def summarize(results: list, base: int = 0) -> Outcome:
             filtered += 1
         else:
             failures.append((i, r[1], r[2]))
-    apps = {app: [b"\n".join(lines) + b"\n", len(lines), idx] for app, (lines, idx) in groups.items()}
+    apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
     return Outcome(apps, failures, filtered)
 
 
 def merge(parts: list) -> Outcome:
-    """Outcomes of consecutive chunks -> one outcome, app blobs concatenated in order."""
+    """Outcomes of consecutive chunks -> one outcome; an app's buffers stay in order."""
     if len(parts) == 1:
         return parts[0]
     apps: dict = {}
     failures = []
     filtered = 0
     for o in parts:
-        for app, (blob, n, idx) in o.apps.items():
+        for app, (bufs, n, idx) in o.apps.items():
             cur = apps.get(app)
             if cur is None:
-                apps[app] = [[blob], n, idx]
+                apps[app] = [list(bufs), n, idx]
             else:
-                cur[0].append(blob)
+                cur[0].extend(bufs)
                 cur[1] += n
                 cur[2].extend(idx)
         failures.extend(o.failures)
         filtered += o.filtered
-    for v in apps.values():
-        v[0] = b"".join(v[0])
     return Outcome(apps, failures, filtered)
 
 
@@ -123,7 +131,8 @@ def _pack(items: Sequence[Item], base: int, recheck: bool) -> tuple:
             parts.tobytes(), offs.tobytes(), base, recheck)
 
 
-def _unpack(chunk: tuple) -> list:
+def _unpack(chunk: tuple):
+    """The chunk's items, as (payload, headers, topic, partition, offset) tuples."""
     blob, lens_b, headers, topics, parts_b, offs_b, base, recheck = chunk
     lens = array("I")
     lens.frombytes(lens_b)
@@ -131,13 +140,11 @@ def _unpack(chunk: tuple) -> list:
     parts.frombytes(parts_b)
     offs = array("q")
     offs.frombytes(offs_b)
-    items = []
-    pos = 0
-    for i, n in enumerate(lens):
-        items.append((blob[pos:pos + n], headers[i] if headers else None,
-                      topics if type(topics) is str else topics[i], parts[i], offs[i]))
-        pos += n
-    return items
+    ends = list(itertools.accumulate(lens))
+    payloads = list(map(blob.__getitem__, map(slice, [0] + ends[:-1], ends)))
+    n = len(payloads)
+    return list(zip(payloads, headers if headers else itertools.repeat(None, n),
+                    itertools.repeat(topics, n) if type(topics) is str else topics, parts, offs))
 
 
 def _run_chunk(chunk: tuple) -> Outcome:
@@ -146,36 +153,103 @@ def _run_chunk(chunk: tuple) -> Outcome:
     return summarize(_tr.run_batch(_unpack(chunk)), chunk[6])
 
 
-def _serve(conn, settings_dir: str, uuid: bool, log_queue, level: int) -> None:
-    """A worker process: chunks in, outcomes out, over its own pipe, until EOF."""
+_PIPE_SIZE = 1 << 20
+SLOTS = 3  # chunks a worker can have in shared memory at once (two batches in flight + one being written)
+IN_BYTES = 4 << 20
+OUT_BYTES = 8 << 20
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, 1031, _PIPE_SIZE)  # F_SETPIPE_SZ (Linux)
+    except OSError:
+        pass  # the default size works, in more system calls
+
+
+def _map(path: str, size: int, create: bool) -> mmap.mmap:
+    fd = os.open(path, (os.O_RDWR | os.O_CREAT | os.O_EXCL) if create else os.O_RDWR, 0o600)
+    try:
+        if create:
+            os.ftruncate(fd, size)
+        return mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _shm_dir() -> str:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level: int) -> None:
+    """A worker process: chunks in, outcomes out, until its pipe closes."""
     _init(settings_dir, uuid, log_queue, level)
-    recv, send, loads, dumps = conn.recv_bytes, conn.send_bytes, pickle.loads, pickle.dumps
+    ins = [_map(p, IN_BYTES, False) for p in paths[:SLOTS]]
+    outs = [_map(p, OUT_BYTES, False) for p in paths[SLOTS:]]
+    recv, send, loads, dumps = down.recv_bytes, up.send_bytes, pickle.loads, pickle.dumps
+    send(b"ready")  # the parent unlinks the files now: nothing is left behind, whatever happens
     while True:
         try:
-            data = recv()
+            msg = loads(recv())
         except (EOFError, OSError):
             return
-        send(dumps(_run_chunk(loads(data)), pickle.HIGHEST_PROTOCOL))
+        if msg[0] == "inline":
+            send(dumps(("inline", _run_chunk(msg[1])), pickle.HIGHEST_PROTOCOL))
+            continue
+        _, slot, nbytes, rest = msg
+        o = _run_chunk((ins[slot][:nbytes], *rest))
+        mm = outs[slot]
+        if sum(len(v[0][0]) for v in o.apps.values()) > len(mm):
+            send(dumps(("inline", o), pickle.HIGHEST_PROTOCOL))
+            continue
+        placed = {}
+        pos = 0
+        for app, (bufs, n, idx) in o.apps.items():
+            blob = bufs[0]
+            mm[pos:pos + len(blob)] = blob
+            placed[app] = (pos, pos + len(blob), n, idx.tobytes())
+            pos += len(blob)
+        send(dumps(("shm", placed, o.failures, o.filtered), pickle.HIGHEST_PROTOCOL))
 
 
 # ------------------------------------------------------------ in the parent
 
 class _Worker:
-    """One worker process and its pipe. A sender thread and a receiver thread move
-    the bytes (the GIL is free while they wait in write/read), so neither the
-    loop nor the worker waits on the other's pipe; pickling stays on the loop's
-    thread."""
+    """One worker process, its pipes and its shared-memory slots. A sender and a
+    receiver thread move the bytes (the GIL is free while they wait in write
+    and read), so neither the loop nor the worker waits on the other's pipe."""
 
     def __init__(self, ctx, idx: int, args: tuple):
         self.idx = idx
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_serve, args=(child, *args), name=f"mtga-worker-{idx}", daemon=True)
-        self.proc.start()
-        child.close()
+        base = os.path.join(_shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
+        paths = [f"{base}-in{k}" for k in range(SLOTS)] + [f"{base}-out{k}" for k in range(SLOTS)]
+        self.ins = [_map(p, IN_BYTES, True) for p in paths[:SLOTS]]
+        self.outs = [_map(p, OUT_BYTES, True) for p in paths[SLOTS:]]
+        self.free = list(range(SLOTS))
+        # two one-way pipes, enlarged so a message moves in few system calls
+        down_r, self.down = ctx.Pipe(duplex=False)
+        self.up, up_w = ctx.Pipe(duplex=False)
+        for c in (down_r, self.down, self.up, up_w):
+            _grow_pipe(c.fileno())
+        self.proc = ctx.Process(target=_serve, args=(down_r, up_w, paths, *args), name=f"mtga-worker-{idx}",
+                                daemon=True)
+        self.dead: Optional[str] = None
+        try:
+            self.proc.start()
+            down_r.close()
+            up_w.close()
+            if not self.up.poll(60) or self.up.recv_bytes() != b"ready":
+                self.dead = "did not start"
+        except (EOFError, OSError) as e:
+            self.dead = f"did not start ({e})"
+        finally:
+            for p in paths:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
         self.outbox: queue.Queue = queue.Queue()
         self.results: collections.deque = collections.deque()
         self.arrived = threading.Condition()
-        self.dead: Optional[str] = None
         threading.Thread(target=self._send, name=f"worker-{idx}-send", daemon=True).start()
         threading.Thread(target=self._recv, name=f"worker-{idx}-recv", daemon=True).start()
 
@@ -185,7 +259,7 @@ class _Worker:
             if data is None:
                 return
             try:
-                self.conn.send_bytes(data)
+                self.down.send_bytes(data)
             except OSError as e:
                 self._die(f"cannot send to the worker: {e}")
                 return
@@ -193,7 +267,7 @@ class _Worker:
     def _recv(self) -> None:
         while True:
             try:
-                data = self.conn.recv_bytes()
+                data = self.up.recv_bytes()
             except (EOFError, OSError) as e:
                 self._die(f"the worker exited ({e or 'end of pipe'})")
                 return
@@ -207,8 +281,19 @@ class _Worker:
                 self.dead = why
             self.arrived.notify_all()
 
+    def send(self, packed: tuple) -> Optional[int]:
+        """Queue a chunk; returns the slot it occupies (None: it went inline)."""
+        blob = packed[0]
+        if self.free and len(blob) <= IN_BYTES:
+            slot = self.free.pop()
+            self.ins[slot][:len(blob)] = blob
+            self.outbox.put(pickle.dumps(("shm", slot, len(blob), packed[1:]), pickle.HIGHEST_PROTOCOL))
+            return slot
+        self.outbox.put(pickle.dumps(("inline", packed), pickle.HIGHEST_PROTOCOL))
+        return None
+
     def take(self) -> Optional[bytes]:
-        """The next result in order (waiting for it), or None if the worker died."""
+        """The next reply in order (waiting for it), or None if the worker died."""
         with self.arrived:
             while not self.results and self.dead is None:
                 self.arrived.wait()
@@ -216,14 +301,20 @@ class _Worker:
 
     def close(self) -> None:
         self.outbox.put(None)
-        try:
-            self.conn.close()
-        except OSError:
-            pass
+        for c in (self.down, self.up):
+            try:
+                c.close()
+            except OSError:
+                pass
         self.proc.join(10)
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)
+        for mm in self.ins + self.outs:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a view of it is still referenced; the mapping goes with the process
 
 
 class Pool:
@@ -257,8 +348,8 @@ class Pool:
         size = (len(items) + n - 1) // n
         sent = []
         for w, i in zip(live, range(0, len(items), size)):
-            w.outbox.put(pickle.dumps(_pack(items[i:i + size], i, recheck), pickle.HIGHEST_PROTOCOL))
-            sent.append((w, i, i + size))
+            slot = w.send(_pack(items[i:i + size], i, recheck))
+            sent.append((w, i, i + size, slot))
         return Pending(self, items, recheck, sent=sent)
 
     def close(self) -> None:
@@ -271,7 +362,9 @@ class Pool:
 
 
 class Pending:
-    """A batch being transformed: ``ready()`` without waiting, ``get()`` the Outcome.
+    """A batch being transformed: ``ready()`` without waiting, ``get()`` the
+    Outcome (whose buffers may point into shared memory: write them, then
+    ``release()``).
 
     If a worker died, its chunk is transformed here instead (nothing is lost;
     the batch is only slower)."""
@@ -284,19 +377,38 @@ class Pending:
     def ready(self) -> bool:
         if self._done is not None:
             return True
-        return all(w.results or w.dead is not None for w, _, _ in self.sent[:1]) and \
-            all(w.results or w.dead is not None for w, _, _ in self.sent)
+        return all(w.results or w.dead is not None for w, _, _, _ in self.sent)
 
     def get(self) -> Outcome:
         if self._done is None:
             parts = []
-            for w, lo, hi in self.sent:
+            for w, lo, hi, slot in self.sent:
                 data = w.take()
                 if data is None:
                     log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
                     parts.append(summarize(self.pool.run(self.items[lo:hi], self.recheck), lo))
-                else:
-                    parts.append(pickle.loads(data))
+                    continue
+                reply = pickle.loads(data)
+                if reply[0] == "inline":
+                    parts.append(reply[1])
+                    continue
+                _, placed, failures, filtered = reply
+                view = memoryview(w.outs[slot])
+                apps = {}
+                for app, (a, b, n, idx_b) in placed.items():
+                    idx = array("I")
+                    idx.frombytes(idx_b)
+                    apps[app] = [[view[a:b]], n, idx]
+                parts.append(Outcome(apps, failures, filtered))
             self._done = merge(parts)
-            self.items = self.sent = None
+            self.items = None
         return self._done
+
+    def release(self) -> None:
+        """The outcome is written: its shared-memory slots may take new chunks."""
+        self._done = None
+        if self.sent:
+            for w, _, _, slot in self.sent:
+                if slot is not None:
+                    w.free.append(slot)
+            self.sent = None

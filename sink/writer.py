@@ -146,29 +146,32 @@ class LogBusWriter:
         """Append ``lines`` (each without newline) for ``app`` with one write call."""
         if not lines:
             return 0
-        return self.write_blob(app, b"\n".join(lines) + b"\n", len(lines))
+        return self.write_blob(app, [b"\n".join(lines) + b"\n"], len(lines))
 
-    def write_blob(self, app: str, data: bytes, nlines: int) -> int:
-        """Append ``nlines`` newline-terminated lines, already joined, with one write call."""
-        o = self._target(app, len(data))
+    def write_blob(self, app: str, bufs: list, nlines: int) -> int:
+        """Append ``nlines`` newline-terminated lines, held in ``bufs`` in order,
+        with one write call (writev)."""
+        total = sum(len(b) for b in bufs)
+        o = self._target(app, total)
         start = o.size
-        view = memoryview(data)
-        done = 0
         try:
-            while done < len(data):
-                done += os.write(o.fd, view[done:])
+            done = os.writev(o.fd, bufs) if len(bufs) > 1 else os.write(o.fd, bufs[0])
+            if done < total:  # a short write: the rest, from where it stopped
+                rest = memoryview(b"".join(bufs))
+                while done < total:
+                    done += os.write(o.fd, rest[done:])
         except OSError as e:
             try:
                 os.ftruncate(o.fd, start)  # no half line left behind
             except OSError:
                 log.error("could not cut %s back to %d bytes after a failed write", o.path, start)
             self._error(e, f"cannot write {o.path}")
-        o.size = start + len(data)
+        o.size = start + total
         o.dirty = True
-        self.bytes_written += len(data)
+        self.bytes_written += total
         self.lines_written += nlines
         self.last_error = None
-        return len(data)
+        return total
 
     def flush(self, fsync: bool = True) -> None:
         """Make what was written durable (fsync), before offsets covering it are stored."""
