@@ -168,6 +168,7 @@ class Rule:
     ip_field: Optional[str]
     time_field: Optional[str]
     time_unit: str
+    seconds_field: Optional[str]  # time_field when its unit is whole seconds
     tz: dt.tzinfo
     types: dict[str, str]
     rename: dict[str, str]
@@ -226,6 +227,7 @@ class AppSettings:
             ip_field=pick("ip"),
             time_field=tconf.field,
             time_unit=tconf.unit,
+            seconds_field=tconf.field if tconf.unit == "s" else None,
             tz=(tz := parse_zone(tconf.time_zone)),
             seconds=SecondFormatter(tz),
             types=dict(props.types),

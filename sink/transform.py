@@ -99,12 +99,15 @@ class UuidMaker:
     """
 
     def __init__(self):
-        self._prefix: dict[bytes, bytes] = {}
+        self._prefix: dict[tuple, bytes] = {}
 
-    def __call__(self, stream: bytes, position: int) -> bytes:
+    def __call__(self, stream: tuple, position: int) -> bytes:
+        """``stream`` is (topic, partition) or, for shipper lines, (host, file identity)."""
         p = self._prefix.get(stream)
         if p is None:
-            x = hashlib.md5(stream).hexdigest().encode()
+            a, b = stream
+            name = b"k|%s|%d" % (a.encode(), b) if type(a) is str else b"f|%s|%s" % (a, b)
+            x = hashlib.md5(name).hexdigest().encode()
             p = b"%s-%s-8%s-" % (x[:8], x[8:12], x[13:16])
             if len(self._prefix) > 100_000:
                 self._prefix.clear()
@@ -115,7 +118,7 @@ class UuidMaker:
 
 def event_uuid(topic: str, partition: int, offset: int) -> str:
     """The ``#uuid`` of the event at ``offset`` in a partition (no shipper headers)."""
-    return UuidMaker()(b"k|%s|%d" % (topic.encode(), partition), offset).decode()
+    return UuidMaker()((topic, partition), offset).decode()
 
 
 def _ident(v, field: str) -> str:
@@ -275,7 +278,7 @@ class Transformer:
         one = self._one
         for it in items:
             try:
-                append(one(it[0], it[1], it[2], it[3], it[4], now, rules))
+                append(one(*it, now, rules))
             except Fail as e:
                 append((FAILED, getattr(e, "app_id", None), str(e)))
             except Exception as e:  # a case no rule foresaw: this event fails, the daemon goes on
@@ -299,7 +302,7 @@ class Transformer:
                 elif k == "host":
                     host = v
             if file_id is not None and pos is not None and pos.isdigit():
-                stream = b"f|%s|%s" % (host or b"", file_id)
+                stream = (host or b"", file_id)
                 offset = int(pos)  # the line's byte offset in its file names its #uuid
         if payload[:3] == _BOM:
             payload = payload[3:]
@@ -423,15 +426,23 @@ class Transformer:
             ip = _encode(ip)
         else:
             raise Fail(f"property_type: ip field {f!r} is a {type(ip).__name__}, expected a string")
-        tm = event_time(rule, logs, now)
+        f = rule.seconds_field  # the common case, inline: a time field in whole seconds
+        if f is not None and type(t := logs.get(f)) is int:
+            tm = rule.seconds(t)
+        else:
+            tm = event_time(rule, logs, now)
 
-        if flat and _layout_ok(rule, tuple(logs)):
-            props = _encode(logs)
+        if flat:
+            keys = tuple(logs)
+            ok = rule.layouts.get(keys)
+            if ok is None:
+                ok = _layout_ok(rule, keys)
+            props = _encode(logs) if ok else build_properties(rule, logs)
         else:
             props = build_properties(rule, logs)
         if self.uuid:
             if stream is None:
-                stream = b"k|%s|%d" % (topic.encode(), partition)
+                stream = (topic, partition)
             return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip,
                                  self.uuids(stream, offset), props)
         return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)

@@ -226,7 +226,7 @@ CASES: list[Case] = [
          FAILED, "not_object", "logs is a JSON null"),
     Case("shipper headers on a produced event: #uuid from file and offset", line_of(n=192), TRANSFORMED,
          headers=H24 + [("host", b"h1"), ("file", b"9:9:9"), ("offset", b"77")],
-         check=lambda d: d["#uuid"] == UuidMaker()(b"f|h1|9:9:9", 77).decode()),
+         check=lambda d: d["#uuid"] == UuidMaker()((b"h1", b"9:9:9"), 77).decode()),
     Case("shipper headers with a non-numeric offset: #uuid from the Kafka position", line_of(n=193), TRANSFORMED,
          headers=H24 + [("host", b"h1"), ("file", b"9:9:9"), ("offset", b"77x")],
          check=lambda d: props(d) == logs(n=193)),
@@ -485,12 +485,12 @@ def test_bad_input_corpus_through_shipper_and_mtga(kafka, topic_factory, tmp_pat
             by_pos[(ship_topic, m.partition, m.offset)] = c
             h = m.headers
             assert (h["app_id"], h["log_name"]) == ("24", "log_item")
-            by_uuid[uuids(b"f|%s|%s" % (h["host"].encode(), h["file"].encode()), int(h["offset"])).decode()] = c
+            by_uuid[uuids((h["host"].encode(), h["file"].encode()), int(h["offset"])).decode()] = c
         for (t, p, o), c in by_pos.items():
             if t == direct_topic:
                 h = dict(c.headers or []) if c is not None else {}
                 if h.get("file") and h.get("offset", b"").isdigit():  # shipper headers name the line's #uuid
-                    by_uuid[uuids(b"f|%s|%s" % (h.get("host", b""), h["file"]), int(h["offset"])).decode()] = c
+                    by_uuid[uuids((h.get("host", b""), h["file"]), int(h["offset"])).decode()] = c
                 else:
                     by_uuid[uuid_of(t, p, o)] = c
         # the cut line: the warning names the file and the offset; its first max_line_bytes bytes went to Kafka
