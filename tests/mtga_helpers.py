@@ -131,12 +131,18 @@ class Mtga:
         return self.proc.stdout.read().decode(errors="replace") if self.proc and self.proc.stdout else ""
 
 
-def output_lines(out: Path) -> list[bytes]:
+def output_lines(out: Path, running: bool = False) -> list[bytes]:
+    """Every line of the output files. ``running``: mtga may be writing, so a file's
+    last line without its newline yet (a write seen half done) is left out; without
+    it such a line is returned, and fails whoever parses it."""
     lines = []
     if not out.exists():
         return lines
     for f in sorted(out.rglob("log.*")):
-        lines.extend(f.read_bytes().splitlines())
+        data = f.read_bytes()
+        if running:
+            data = data[:data.rfind(b"\n") + 1]
+        lines.extend(data.splitlines())
     return lines
 
 
@@ -144,9 +150,9 @@ def count_lines(out: Path) -> int:
     return sum(f.read_bytes().count(b"\n") for f in out.rglob("log.*")) if out.exists() else 0
 
 
-def uuid_counts(out: Path) -> Counter:
+def uuid_counts(out: Path, running: bool = False) -> Counter:
     c: Counter = Counter()
-    for line in output_lines(out):
+    for line in output_lines(out, running):
         c[json.loads(line)["#uuid"]] += 1
     return c
 

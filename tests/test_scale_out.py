@@ -98,11 +98,13 @@ class Host:
 
 
 class Feeder(threading.Thread):
-    """Produces ``payloads`` at about ``rate`` per second; ``where[i]`` = (partition, offset)."""
+    """Produces ``payloads`` at about ``rate`` per second, round robin over ``partitions``
+    (every partition gets its share); ``where[i]`` = (partition, offset)."""
 
-    def __init__(self, bootstrap: str, topic: str, payloads: list[bytes], rate: int):
+    def __init__(self, bootstrap: str, topic: str, payloads: list[bytes], rate: int, partitions: int):
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.payloads, self.rate = bootstrap, topic, payloads, rate
+        self.partitions = partitions
         self.where: list = [None] * len(payloads)
         self.sent = 0
         self.error: BaseException | None = None
@@ -124,7 +126,7 @@ class Feeder(threading.Thread):
             for start in range(0, len(self.payloads), step):
                 t0 = time.monotonic()
                 for i in range(start, min(start + step, len(self.payloads))):
-                    p.produce(self.topic, self.payloads[i], on_delivery=dr(i))
+                    p.produce(self.topic, self.payloads[i], partition=i % self.partitions, on_delivery=dr(i))
                 p.flush(60)
                 self.sent = min(start + step, len(self.payloads))
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))  # pacing the load, not synchronising
@@ -173,10 +175,10 @@ def wait_split(hosts: list[Host], parts: int, timeout: float = 60) -> list[set[i
                     interval=0.5)
 
 
-def union_counts(*hosts: Host) -> Counter:
+def union_counts(*hosts: Host, running: bool = False) -> Counter:
     c: Counter = Counter()
     for h in hosts:
-        c.update(uuid_counts(h.out))
+        c.update(uuid_counts(h.out, running))
     return c
 
 
@@ -209,10 +211,11 @@ def test_two_hosts_split_partitions_views_agree_and_sigterm_hands_over_exactly_o
     first, second = events(12_000, seed=21), events(18_000, seed=22)
     t0 = time.monotonic()
     try:
-        feed1 = Feeder(kafka, topic, first, rate=3000)
+        feed1 = Feeder(kafka, topic, first, rate=3000, partitions=6)
         feed1.start()
         a.start()
-        wait_for(lambda: a.partitions() == set(range(6)), 60, "host a to take all 6 partitions", interval=0.5)
+        wait_for(lambda: a.partitions() == set(range(6)) and len(stored_offsets(a.state)) == 6, 60,
+                 "host a to take all 6 partitions and store their offsets", interval=0.5)
         b.start()  # joins the group: a gives up three partitions (cooperative rebalance)
         pa, pb = wait_split([a, b], 6)
         print(f"\nsplit: host a {sorted(pa)}, host b {sorted(pb)}")
@@ -249,7 +252,7 @@ def test_two_hosts_split_partitions_views_agree_and_sigterm_hands_over_exactly_o
               f"partitions, total lag 0; on host a, the partitions b owns come from: {stale}")
 
         # ---- hand-over by SIGTERM in mid-stream
-        feed2 = Feeder(kafka, topic, second, rate=3000)
+        feed2 = Feeder(kafka, topic, second, rate=3000, partitions=6)
         b_then, a_then = count_lines(b.out), count_lines(a.out)
         feed2.start()
         wait_for(lambda: feed2.sent > 4000 and count_lines(b.out) > b_then + 1000 and count_lines(a.out) > a_then + 1000,
@@ -292,7 +295,7 @@ def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window
         b.start()
         pa, pb = wait_split([a, b], 6)  # before any event: status shows assigned partitions at once
         print(f"\nsplit of an empty topic: host a {sorted(pa)}, host b {sorted(pb)}")
-        feed = Feeder(kafka, topic, payloads, rate=3000)
+        feed = Feeder(kafka, topic, payloads, rate=3000, partitions=6)
         feed.start()
         # kill a after it stored and mirrored at least one checkpoint of its own partitions
         wait_for(lambda: feed.sent > 8000 and len({p for (t, p) in stored_offsets(a.state)} & pa) == len(pa),
@@ -304,7 +307,7 @@ def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window
         wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take a's partitions", interval=0.5)
         moved_s = time.monotonic() - t_kill
         feed.finish()
-        wait_for(lambda: set(union_counts(a, b)) >= {uuid_of(topic, p, o) for p, o in feed.where}, 120,
+        wait_for(lambda: set(union_counts(a, b, running=True)) >= {uuid_of(topic, p, o) for p, o in feed.where}, 120,
                  "every event written")
         assert b.term() == 0, b.m.output()
     finally:
@@ -348,7 +351,7 @@ def test_frozen_host_loses_its_partitions_rejoins_and_nothing_is_lost(kafka, top
         a.start()
         b.start()
         pa, pb = wait_split([a, b], 6)
-        feed = Feeder(kafka, topic, payloads, rate=3000)
+        feed = Feeder(kafka, topic, payloads, rate=3000, partitions=6)
         feed.start()
         wait_for(lambda: feed.sent > 6000 and len({p for (t, p) in stored_offsets(a.state)} & pa) == len(pa),
                  60, "host a in mid-stream with its offsets stored")
@@ -367,7 +370,7 @@ def test_frozen_host_loses_its_partitions_rejoins_and_nothing_is_lost(kafka, top
         wait_for(lambda: "without revocation" in a.log(), 60, "host a to find its partitions lost")
         pa2, pb2 = wait_split([a, b], 6)
         feed.finish()
-        wait_for(lambda: set(union_counts(a, b)) >= {uuid_of(topic, p, o) for p, o in feed.where}, 120,
+        wait_for(lambda: set(union_counts(a, b, running=True)) >= {uuid_of(topic, p, o) for p, o in feed.where}, 120,
                  "every event written")
         wait_for(lambda: group_offsets(kafka, group, topic, 6) == feed.ends(), 60, "the group at the end")
         assert a.term() == 0, a.m.output()
@@ -398,7 +401,7 @@ def test_stale_local_offset_never_rereads_newer_of_local_and_group_wins(kafka, t
     where: list = []
 
     def feed(n, seed):
-        f = Feeder(kafka, topic, events(n, seed), rate=100_000)
+        f = Feeder(kafka, topic, events(n, seed), rate=100_000, partitions=3)
         f.start()
         f.finish()
         where.extend(f.where)
@@ -554,7 +557,7 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
         files = [w.path for w in writers]
         total = sum(w.count for w in writers)
         wait_for(lambda: all_delivered(state, files), 120, "every line delivered (shipper status)")
-        wait_for(lambda: count_lines(host.out) >= total and len(_written_lines(host.out)) == total, 120,
+        wait_for(lambda: count_lines(host.out) >= total and len(_written_lines(host.out, running=True)) == total, 120,
                  "every line in mtga's output")
         assert sh.stop() == 0
         assert host.term() == 0, host.m.output()
@@ -585,10 +588,10 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
     assert cl.load() is None and not list(home.glob("node-*"))
 
 
-def _written_lines(out: Path) -> set[tuple[str, int]]:
+def _written_lines(out: Path, running: bool = False) -> set[tuple[str, int]]:
     """(writer tag, line number) of every line in mtga's output."""
     got = set()
-    for ln in output_lines(out):
+    for ln in output_lines(out, running):
         p = json.loads(ln)["properties"]
         got.add((p["w"], p["n"]))
     return got
