@@ -592,7 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd in TOOLS:
             rest = tool_args[1:] if tool_args[:1] == ["--"] else tool_args
             if "--bootstrap-server" not in rest and not any(a.startswith("--bootstrap-server=") for a in rest):
-                rest = ["--bootstrap-server", cl.bootstrap(), *rest]
+                alive = [n.address for n, up in cl.nodes_alive() if up]  # a node down is what one often looks into
+                if not alive:
+                    raise KafkaLocalError(f"no local Kafka runs from {cl.home}")
+                rest = ["--bootstrap-server", ",".join(alive), *rest]
             return subprocess.call(tool_command(args.cmd, *rest))
     except KafkaLocalError as e:
         log(str(e))

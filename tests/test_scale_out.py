@@ -538,6 +538,13 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
             return now if all(now[p][0] not in (victim, -1) for p in led) else None
         after = wait_for(new_leaders, 60, "new leaders for the partitions the killed broker led", interval=0.2)
         elected_s = time.monotonic() - t_kill
+        st = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=30)
+        assert st.returncode == 2 and "partly running: 2 of 3" in st.stdout, st.stdout
+        assert re.search(rf"node {victim}: \S+ .*DOWN", st.stdout), st.stdout
+        # Kafka's own view of the group, through the surviving brokers
+        cg = subprocess.run([*cli, "consumer-groups", "--describe", "--group", "mtga"], capture_output=True,
+                            text=True, timeout=90)
+        assert cg.returncode == 0 and len(re.findall(rf"^mtga\s+{topic}\s+\d", cg.stdout, re.M)) == 3, cg.stdout
 
         def high(p):
             try:
@@ -584,7 +591,11 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
             sh.kill_if_alive()
         if host is not None:
             host.stop_if_alive()
-        cl.stop()
+        try:
+            stop = subprocess.run([*cli, "stop"], capture_output=True, text=True, timeout=120)
+        finally:
+            cl.stop()  # a no-op when the command did it
+    assert stop.returncode == 0 and stop.stdout.strip() == "stopped", stop.stdout + stop.stderr
     assert cl.load() is None and not list(home.glob("node-*"))
 
 
