@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from conftest import REPO, kafka_local
@@ -492,14 +492,20 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
         topic = "mulog_clean_24"
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic(topic, num_partitions=3)])[topic].result(timeout=30)  # broker defaults
+
         def topic_md():
             t = admin.list_topics(topic, timeout=10).topics.get(topic)
             return t if t is not None and t.error is None and len(t.partitions) == 3 else None
         md = wait_for(topic_md, 30, "the topic's metadata")
         assert all(len(pm.replicas) == 3 for pm in md.partitions.values())
-        cfg = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
-        conf = list(cfg.values())[0].result(timeout=30)
-        assert conf["min.insync.replicas"].value == "2"
+
+        def min_isr():
+            try:  # a broker the new topic has not reached yet answers UNKNOWN_TOPIC_OR_PART
+                fut = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+                return list(fut.values())[0].result(timeout=10)["min.insync.replicas"].value
+            except KafkaException:
+                return None
+        assert wait_for(min_isr, 30, "the topic's configuration") == "2"
 
         host = Host(tmp_path / "mtga", bootstrap, topic, "mtga")
         host.start()
