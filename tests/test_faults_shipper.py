@@ -131,7 +131,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         total = sum(w.count for w in writers)
 
         def in_output():
-            return len({json.loads(x)["#uuid"] for x in mtga_helpers.output_lines(out)}) >= total
+            return len({json.loads(x)["#uuid"] for x in mtga_helpers.output_lines(out, running=True)}) >= total
 
         wait_for(lambda: all_delivered(state, [w.path for w in writers]), 120, "every line in Kafka")
         in_kafka = time.monotonic() - t_up
