@@ -302,8 +302,11 @@ class Service:
         try:
             self._deliver(items, results)
         except Exception as e:  # neither the files nor the failure queue took the batch
-            later = [it for batch, _ in self.inflight for it in batch]
-            self.inflight.clear()  # their events come again after the rewind
+            later = []
+            while self.inflight:  # their events come again after the rewind
+                batch, pending = self.inflight.popleft()
+                later += batch
+                pending.discard()  # still collect the workers' replies, in order
             self._stall(items + later, e)
             return
         self.stalled = None

@@ -192,14 +192,15 @@ def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, leve
             msg = loads(recv())
         except (EOFError, OSError):
             return
+        seq = msg[1]
         if msg[0] == "inline":
-            send(dumps(("inline", _run_chunk(msg[1])), pickle.HIGHEST_PROTOCOL))
+            send(dumps(("inline", seq, _run_chunk(msg[2])), pickle.HIGHEST_PROTOCOL))
             continue
-        _, slot, nbytes, rest = msg
+        _, seq, slot, nbytes, rest = msg
         o = _run_chunk((ins[slot][:nbytes], *rest))
         mm = outs[slot]
         if sum(len(v[0][0]) for v in o.apps.values()) > len(mm):
-            send(dumps(("inline", o), pickle.HIGHEST_PROTOCOL))
+            send(dumps(("inline", seq, o), pickle.HIGHEST_PROTOCOL))
             continue
         placed = {}
         pos = 0
@@ -208,7 +209,7 @@ def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, leve
             mm[pos:pos + len(blob)] = blob
             placed[app] = (pos, pos + len(blob), n, idx.tobytes())
             pos += len(blob)
-        send(dumps(("shm", placed, o.failures, o.filtered), pickle.HIGHEST_PROTOCOL))
+        send(dumps(("shm", seq, placed, o.failures, o.filtered), pickle.HIGHEST_PROTOCOL))
 
 
 # ------------------------------------------------------------ in the parent
@@ -225,6 +226,7 @@ class _Worker:
         self.ins = [_map(p, IN_BYTES, True) for p in paths[:SLOTS]]
         self.outs = [_map(p, OUT_BYTES, True) for p in paths[SLOTS:]]
         self.free = list(range(SLOTS))
+        self.seq = 0
         # two one-way pipes, enlarged so a message moves in few system calls
         down_r, self.down = ctx.Pipe(duplex=False)
         self.up, up_w = ctx.Pipe(duplex=False)
@@ -275,22 +277,30 @@ class _Worker:
                 self.results.append(data)
                 self.arrived.notify_all()
 
+    def fail(self, why: str) -> None:
+        """Stop using this worker (its process is ended)."""
+        self._die(why)
+        if self.proc.is_alive():
+            self.proc.kill()
+
     def _die(self, why: str) -> None:
         with self.arrived:
             if self.dead is None:
                 self.dead = why
             self.arrived.notify_all()
 
-    def send(self, packed: tuple) -> Optional[int]:
-        """Queue a chunk; returns the slot it occupies (None: it went inline)."""
+    def send(self, packed: tuple) -> tuple[int, Optional[int]]:
+        """Queue a chunk; returns its sequence number and the slot it occupies
+        (None: it went inline). Replies come back in sequence order."""
+        self.seq += 1
         blob = packed[0]
         if self.free and len(blob) <= IN_BYTES:
             slot = self.free.pop()
             self.ins[slot][:len(blob)] = blob
-            self.outbox.put(pickle.dumps(("shm", slot, len(blob), packed[1:]), pickle.HIGHEST_PROTOCOL))
-            return slot
-        self.outbox.put(pickle.dumps(("inline", packed), pickle.HIGHEST_PROTOCOL))
-        return None
+            self.outbox.put(pickle.dumps(("shm", self.seq, slot, len(blob), packed[1:]), pickle.HIGHEST_PROTOCOL))
+            return self.seq, slot
+        self.outbox.put(pickle.dumps(("inline", self.seq, packed), pickle.HIGHEST_PROTOCOL))
+        return self.seq, None
 
     def take(self) -> Optional[bytes]:
         """The next reply in order (waiting for it), or None if the worker died."""
@@ -348,8 +358,8 @@ class Pool:
         size = (len(items) + n - 1) // n
         sent = []
         for w, i in zip(live, range(0, len(items), size)):
-            slot = w.send(_pack(items[i:i + size], i, recheck))
-            sent.append((w, i, i + size, slot))
+            seq, slot = w.send(_pack(items[i:i + size], i, recheck))
+            sent.append((w, i, i + size, seq, slot))
         return Pending(self, items, recheck, sent=sent)
 
     def close(self) -> None:
@@ -377,22 +387,25 @@ class Pending:
     def ready(self) -> bool:
         if self._done is not None:
             return True
-        return all(w.results or w.dead is not None for w, _, _, _ in self.sent)
+        return all(w.results or w.dead is not None for w, *_ in self.sent)
 
     def get(self) -> Outcome:
         if self._done is None:
             parts = []
-            for w, lo, hi, slot in self.sent:
+            for w, lo, hi, seq, slot in self.sent:
                 data = w.take()
-                if data is None:
+                reply = pickle.loads(data) if data is not None else None
+                if reply is not None and reply[1] != seq:  # never expected: stop using that worker
+                    w.fail(f"replied to chunk {reply[1]} when chunk {seq} was due")
+                    reply = None
+                if reply is None:
                     log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
                     parts.append(summarize(self.pool.run(self.items[lo:hi], self.recheck), lo))
                     continue
-                reply = pickle.loads(data)
                 if reply[0] == "inline":
-                    parts.append(reply[1])
+                    parts.append(reply[2])
                     continue
-                _, placed, failures, filtered = reply
+                _, _, placed, failures, filtered = reply
                 view = memoryview(w.outs[slot])
                 apps = {}
                 for app, (a, b, n, idx_b) in placed.items():
@@ -408,7 +421,17 @@ class Pending:
         """The outcome is written: its shared-memory slots may take new chunks."""
         self._done = None
         if self.sent:
-            for w, _, _, slot in self.sent:
-                if slot is not None:
+            for w, _, _, _, slot in self.sent:
+                if slot is not None and w.dead is None:
                     w.free.append(slot)
             self.sent = None
+
+    def discard(self) -> None:
+        """Drop the batch unwritten, keeping each worker's replies in step."""
+        if self.sent:
+            for w, *_ in self.sent:
+                if w.dead is None:
+                    w.take()
+        self._done = None
+        self.items = None
+        self.release()

@@ -1,0 +1,88 @@
+"""The transform worker pool, without Kafka: order, grouping, shared memory,
+discarded batches, a dead worker."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from mulog import sample
+from sink.transform import Transformer
+from sink.settings import SettingsStore
+from sink.workers import Pool, summarize
+
+APPS = (24, 25, 26)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    d = tmp_path / "settings"
+    d.mkdir()
+    meta = '{"account_id": "role_id", "time": {"field": "mtime", "time_zone": "+08:00"}}'
+    for a in APPS:
+        (d / f"metadata.{a}.json").write_text(meta)
+    return d
+
+
+def batch(n, start, bad_every=0):
+    items = []
+    for i, e in enumerate(sample.envelopes(n, app_ids=APPS, seed=start, start=start)):
+        if bad_every and i % bad_every == 0:
+            e = b"{broken %d" % i
+        items.append((e, None, "t", i % 3, start + i))
+    return items
+
+
+def lines_of(outcome):
+    return {app: b"".join(bytes(b) for b in bufs) for app, (bufs, n, idx) in outcome.apps.items()}
+
+
+def test_pool_output_equals_the_transform_in_order(settings):
+    items = batch(5000, 0, bad_every=97)
+    local = summarize(Transformer(SettingsStore(settings).get).run_batch(items))
+    pool = Pool(settings, 2)
+    try:
+        p = pool.submit(items)
+        out = p.get()
+        assert lines_of(out) == lines_of(local)
+        assert {a: (n, list(idx)) for a, (_, n, idx) in out.apps.items()} == \
+            {a: (n, list(idx)) for a, (_, n, idx) in local.apps.items()}
+        assert out.failures == local.failures and len(out.failures) == 52
+        p.release()
+    finally:
+        pool.close()
+
+
+def test_a_discarded_batch_keeps_the_replies_in_step(settings):
+    pool = Pool(settings, 2)
+    try:
+        a, b, c = batch(4000, 0), batch(4000, 10_000), batch(4000, 20_000)
+        pa, pb, pc = pool.submit(a), pool.submit(b), pool.submit(c)
+        assert lines_of(pa.get())
+        pa.release()
+        pb.discard()
+        want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(c)))
+        assert lines_of(pc.get()) == want
+        pc.release()
+        for _ in range(5):  # the slots came back: batches still go through shared memory
+            p = pool.submit(batch(4000, 30_000))
+            assert sum(n for _, n, _ in p.get().apps.values()) == 4000
+            assert all(slot is not None for *_, slot in p.sent)
+            p.release()
+    finally:
+        pool.close()
+
+
+def test_a_dead_worker_costs_speed_not_events(settings, caplog):
+    pool = Pool(settings, 2)
+    try:
+        os.kill(pool._procs[0].proc.pid, signal.SIGKILL)
+        pool._procs[0].proc.join(10)
+        items = batch(4000, 0)
+        out = pool.submit(items).get()
+        assert sum(n for _, n, _ in out.apps.values()) == 4000
+        for line in b"".join(lines_of(out).values()).splitlines():
+            assert json.loads(line)["#type"] == "track"
+    finally:
+        pool.close()
