@@ -153,9 +153,10 @@ class Shipper:
                     self.forget_vanished()
                     next_forget = now + min(FORGET_CHECK_S, c.forget_after_s)
                 if not busy and not self.stopping:
-                    if self.publisher.inflight_msgs:
-                        self.publisher.poll(0.05)
-                    self.wake.wait(0.05 if self.publisher.inflight_msgs else 0.1)
+                    pub = self.publisher
+                    if pub.inflight_msgs and (pub.poll(0.05) or not pub.room()):
+                        continue  # acknowledgements came, or are what reading waits for: go on at once
+                    self.wake.wait(0.05 if pub.inflight_msgs else 0.1)
                     self.wake.clear()
         except Stopping:
             pass
