@@ -30,6 +30,14 @@ CHUNK = 10_000
 TOPIC = "mulog_clean_bench"
 
 
+def _collect(pending, ok: int, failed: int) -> tuple[int, int]:
+    o = pending.get()
+    ok += sum(v[1] for v in o.apps.values())
+    failed += len(o.failures)
+    pending.release()
+    return ok, failed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=("transform", "pool", "naive"), required=True)
@@ -50,6 +58,7 @@ def main(argv=None) -> int:
         from sink.workers import Pool
 
         pool = Pool(Path(a.settings), a.workers)
+        inflight: deque = deque()
     else:
         from naive import naive_line
 
@@ -64,19 +73,13 @@ def main(argv=None) -> int:
                 break
             base = n
             if a.mode == "pool":
+                # the pipeline stays full across chunks, as in mtga's loop (two batches in flight)
                 items = [(p, None, TOPIC, 0, base + i) for i, p in enumerate(chunk)]
                 t0 = perf()
-                inflight: deque = deque()
                 for j in range(0, len(items), 5000):
                     inflight.append(pool.submit(items[j:j + 5000]))
                     while len(inflight) > 2:
-                        o = inflight.popleft().get()
-                        ok += sum(v[1] for v in o.apps.values())
-                        failed += len(o.failures)
-                while inflight:
-                    o = inflight.popleft().get()
-                    ok += sum(v[1] for v in o.apps.values())
-                    failed += len(o.failures)
+                        ok, failed = _collect(inflight.popleft(), ok, failed)
                 spent += perf() - t0
                 res = None
             elif a.mode == "transform":
@@ -99,6 +102,10 @@ def main(argv=None) -> int:
             n += len(chunk)
             del res
     if a.mode == "pool":
+        t0 = perf()
+        while inflight:
+            ok, failed = _collect(inflight.popleft(), ok, failed)
+        spent += perf() - t0
         pool.close()
         cpu = None  # spread over the worker processes: the caller measures the process tree
     print(json.dumps({"items": n, "seconds": spent, "cpu_seconds": cpu, "ok": ok, "failed": failed, "first_failure": first_failure}))
