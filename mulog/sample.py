@@ -17,8 +17,7 @@ _enc = msgspec.json.Encoder()
 
 
 def event(rnd: random.Random, n: int, log_name: str | None = None, mtime: int | None = None) -> dict:
-    """One bare ``logs`` object; ``n`` makes it unique."""
-    ln = log_name or LOG_NAMES[n % len(LOG_NAMES)]
+    """One bare ``logs`` object; ``n`` makes it unique (the log_name is the caller's)."""
     role = 6001310000000 + rnd.randrange(10_000_000)
     gold = rnd.randrange(10_000_000)
     dia = rnd.randrange(100_000)

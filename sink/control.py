@@ -21,7 +21,7 @@ import socketserver
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from offsets import ensure_private_dir
 

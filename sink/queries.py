@@ -12,6 +12,17 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 
+def resume_point(local: Optional[int], group: Optional[int]) -> tuple[Optional[int], str]:
+    """Where a partition goes on: the newer of the locally stored and the group's
+    committed offset (another host may have processed it meanwhile), with which
+    one it was: "local", "group", or (neither) None and "none"."""
+    if local is not None and (group is None or local >= group):
+        return local, "local"
+    if group is not None:
+        return group, "group"
+    return None, "none"
+
+
 class QueryError(Exception):
     """Kafka could not answer in time; the message says what was asked."""
 
@@ -96,13 +107,7 @@ def offset_rows(bootstrap: str, group: str, topics: list[str], pattern: Optional
     rows = []
     for i, (t, p) in enumerate(tps):
         low, high = wm[(t, p)]
-        mine, theirs = local.get((t, p)), group_off.get((t, p))
-        if mine is not None and (theirs is None or mine >= theirs):
-            cur, src = mine, "local"
-        elif theirs is not None:
-            cur, src = theirs, "group"
-        else:
-            cur, src = None, "none"
+        cur, src = resume_point(local.get((t, p)), group_off.get((t, p)))
         base = cur if cur is not None else low
         rows.append({"#": i, "topic": t, "partition": p, "low": low, "high": high, "current": cur,
                      "lag": max(0, high - max(base, low)), "source": src, "group": group_off.get((t, p))})

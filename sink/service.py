@@ -32,7 +32,8 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from offsets import FailedEvent, FailureQueue, PartitionOffsets, StateDB
 
 from .config import MtgaSettings
-from .transform import FAILED, FILTERED, OK
+from .queries import resume_point
+from .transform import FILTERED, OK
 from .workers import Pool
 from .writer import LogBusWriter, SinkError
 
@@ -154,11 +155,8 @@ class Service:
             key = (tp.topic, tp.partition)
             local = self.po.get(*key)
             g = group.get(key)
-            if local is not None and (g is None or local >= g):
-                off, origin = local, "local"
-            elif g is not None:
-                off, origin = g, "group"
-            else:
+            off, origin = resume_point(local, g)
+            if off is None:
                 off, origin = OFFSET_INVALID, "reset"
             self.origin[key] = origin
             if g is not None:

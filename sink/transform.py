@@ -121,6 +121,18 @@ def event_uuid(topic: str, partition: int, offset: int) -> str:
     return UuidMaker()((topic, partition), offset).decode()
 
 
+def _id_json(v, field: str) -> Optional[bytes]:
+    """An identity field's value as a JSON string (None when absent or empty)."""
+    t = type(v)
+    if t is int:
+        return b'"%d"' % v
+    if t is str:
+        return _encode(v) if v else None
+    if v is None:
+        return None
+    return _encode(_ident(v, field))
+
+
 def _ident(v, field: str) -> str:
     t = type(v)
     if t is str:
@@ -398,23 +410,9 @@ class Transformer:
         if type(rule) is _FilteredOnly:
             raise Fail(rule.reason)
         f = rule.account_field
-        acc = None if f is None else logs.get(f)
-        t = type(acc)
-        if t is int:
-            acc = b'"%d"' % acc
-        elif t is str:
-            acc = _encode(acc) if acc else None
-        elif acc is not None:
-            acc = _encode(_ident(acc, f)) if t is float else _ident(acc, f)
+        acc = None if f is None else _id_json(logs.get(f), f)
         f = rule.distinct_field
-        did = None if f is None else logs.get(f)
-        t = type(did)
-        if t is int:
-            did = b'"%d"' % did
-        elif t is str:
-            did = _encode(did) if did else None
-        elif did is not None:
-            did = _encode(_ident(did, f)) if t is float else _ident(did, f)
+        did = None if f is None else _id_json(logs.get(f), f)
         if acc is None and did is None:
             raise Fail(f"identity: #account_id (field {rule.account_field!r}) and #distinct_id "
                        f"(field {rule.distinct_field!r}) are both empty")

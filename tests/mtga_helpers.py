@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -37,7 +36,8 @@ def pid_gone(pid: int) -> bool:
         return True
 
 
-def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
+def wait_for(cond, timeout: float, what: str, every: float = 0.05):
+    """Poll ``cond`` until it returns something true (returned); fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
@@ -45,7 +45,7 @@ def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
             return v
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+        time.sleep(every)
 
 
 def write_settings(folder: Path, apps=(24, 25, 26)) -> Path:

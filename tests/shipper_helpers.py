@@ -17,22 +17,11 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mtga_helpers import wait_for  # noqa: F401 (the suite's one polling helper, used by shipper tests)
 from mulog import sample
 
 EXE = Path(sys.executable).parent / "shipper"
 POOL = list(sample.bare_lines(500, seed=3))
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.05):
-    """Poll ``cond`` until it returns something true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def line(tag: str, n: int) -> bytes:

@@ -471,7 +471,7 @@ def test_bad_input_corpus_through_shipper_and_mtga(kafka, topic_factory, tmp_pat
             rows = {r["path"]: r["delivered"] for r in status(tmp_path / "sstate")}
             return all(rows.get(p) == e for p, e in ends.items())
 
-        wait_for(delivered, 60, "the shipper to deliver every complete line (shipper status)", interval=0.3)
+        wait_for(delivered, 60, "the shipper to deliver every complete line (shipper status)", every=0.3)
         shipped = read_topic(kafka, ship_topic)
         sent = {(m.headers["path"], int(m.headers["offset"])): m for m in shipped}
         at_h = {(header_path(p), off): c for (p, off), c in at.items()}

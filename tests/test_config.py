@@ -1,7 +1,6 @@
 """Configuration: each mistake gives one line naming the file, the key and what
 was expected, and exit code 2 (checked through the real console scripts)."""
 
-from pathlib import Path
 
 import pytest
 

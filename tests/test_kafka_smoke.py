@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import REPO, kafka_local
+from conftest import REPO
 
 N = 10_000
 

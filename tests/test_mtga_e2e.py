@@ -1,17 +1,13 @@
 """mtga end to end: real broker, real processes, real files."""
 
 import json
-import os
 import random
 import re
-import signal
 import subprocess
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
-import pytest
 
 from mtga_helpers import (MTGA, Mtga, count_lines, failure_count, failure_entries, output_lines, pid_gone, produce,
                           stored_offsets, uuid_counts, uuid_of, wait_for, write_conf, write_settings)

@@ -215,7 +215,7 @@ def test_two_hosts_split_partitions_views_agree_and_sigterm_hands_over_exactly_o
         feed1.start()
         a.start()
         wait_for(lambda: a.partitions() == set(range(6)) and len(stored_offsets(a.state)) == 6, 60,
-                 "host a to take all 6 partitions and store their offsets", interval=0.5)
+                 "host a to take all 6 partitions and store their offsets", every=0.5)
         b.start()  # joins the group: a gives up three partitions (cooperative rebalance)
         pa, pb = wait_split([a, b], 6)
         print(f"\nsplit: host a {sorted(pa)}, host b {sorted(pb)}")
@@ -259,7 +259,7 @@ def test_two_hosts_split_partitions_views_agree_and_sigterm_hands_over_exactly_o
                  60, "both hosts in mid-stream")
         assert a.term() == 0, a.m.output()
         a_final = {p: o for (t, p), o in stored_offsets(a.state).items() if p in pa}
-        wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take all 6 partitions", interval=0.5)
+        wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take all 6 partitions", every=0.5)
         resumed = {p: n for p, origin, n in b.assigned_from(topic) if p in pa}
         assert resumed == a_final, (resumed, a_final)  # b resumed exactly where a stopped
         feed2.finish()
@@ -304,7 +304,7 @@ def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window
         t_kill = time.monotonic()
         killed_stored = {p: o for (t, p), o in stored_offsets(a.state).items() if p in pa}
         killed_group = {p: o for p, o in group_offsets(kafka, group, topic, 6).items() if p in pa}
-        wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take a's partitions", interval=0.5)
+        wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take a's partitions", every=0.5)
         moved_s = time.monotonic() - t_kill
         feed.finish()
         wait_for(lambda: set(union_counts(a, b, running=True)) >= {uuid_of(topic, p, o) for p, o in feed.where}, 120,
@@ -542,7 +542,7 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
             m = sadmin.list_topics(topic, timeout=5)
             now = {p: (pm.leader, list(pm.isrs)) for p, pm in m.topics[topic].partitions.items()}
             return now if all(now[p][0] not in (victim, -1) for p in led) else None
-        after = wait_for(new_leaders, 60, "new leaders for the partitions the killed broker led", interval=0.2)
+        after = wait_for(new_leaders, 60, "new leaders for the partitions the killed broker led", every=0.2)
         elected_s = time.monotonic() - t_kill
         st = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=30)
         assert st.returncode == 2 and "partly running: 2 of 3" in st.stdout, st.stdout
