@@ -24,7 +24,7 @@ import time
 from typing import Callable
 
 from mulog.config import ConfigError
-from offsets import FINGERPRINT_BYTES, FilePositions, StateDB, fingerprint
+from offsets import FINGERPRINT_BYTES, FilePositions, StateDB, StateError, fingerprint
 
 from .config import Input, ShipperSettings
 from .framing import log_name_for
@@ -60,6 +60,7 @@ class Shipper:
         self.fresh: set[int] = {id(i) for i in self.inputs}  # inputs whose first scan is still to come
         self.host = socket.gethostname()
         self.stats = Stats()
+        self.state_errors = 0  # checkpoints in a row that could not be stored
         self.wake = threading.Event()
         self.stopping = False
         self.reload_wanted = False
@@ -177,6 +178,10 @@ class Shipper:
             left = self.publisher.flush(c.shutdown_timeout_s)
         self.watcher.stop()
         n = self.checkpoint(sync=True)
+        if self.state_errors:
+            log.error("positions could not be saved at the stop: lines after the last saved positions will be "
+                      "sent again at the next start")
+            self.fatal = self.fatal or "positions not saved"
         if left:
             log.warning("%d lines were not acknowledged by Kafka in time; they will be sent again at the "
                         "next start", self.publisher.inflight_msgs)
@@ -438,12 +443,22 @@ class Shipper:
             p = t.position(now)
             if p is not None:
                 todo.append((t, p))
-        if todo:
-            self.positions.put_many([p for _, p in todo], sync=sync)
-            for t, p in todo:
-                t.mark_saved(p)
-        if sync:
-            self.db.flush()
+        try:
+            if todo:
+                self.positions.put_many([p for _, p in todo], sync=sync)
+            if sync:
+                self.db.flush()
+        except StateError as e:  # a full disk, say: the old positions stay; lines after them come again
+            self.state_errors += 1
+            if self.state_errors in (1, 10) or self.state_errors % 100 == 0:
+                log.error("positions not saved (%d time(s) so far; the store reopens itself when it can): %s",
+                          self.state_errors, e)
+            return 0
+        if self.state_errors:
+            log.info("positions saved again after %d failed attempt(s)", self.state_errors)
+            self.state_errors = 0
+        for t, p in todo:
+            t.mark_saved(p)
         for key, t in list(self.tailers.items()):
             if t.state == CLOSED and not t.pending:
                 del self.tailers[key]

@@ -551,3 +551,47 @@ def test_shell_syntax_in_file_names_lines_and_config_is_only_data(kafka, topic_f
     assert m.value == payload and m.headers["path"] == str(f) and m.headers["log_name"] == f"$(touch {mark}_conf)"
     for folder in (tmp_path, logs, Path.cwd(), Path("/")):
         assert not list(folder.glob(f"{mark}*")), f"a command ran in {folder}"
+
+
+def test_state_disk_full_keeps_shipping_and_saves_again_when_space_returns(kafka, topic_factory, tmp_path,
+                                                                           small_disk):
+    """The position store on a nearly full disk: when a save fails the shipper goes
+    on shipping (positions are only a bookmark), says so, and saves them again once
+    there is space. (The store is created on an almost full disk, so RocksDB cannot
+    set space aside for its log beforehand.)"""
+    topic = topic_factory(partitions=1)
+    disk = small_disk("statefs", "4m")
+    filler = disk.path / "filler"
+    with open(filler, "wb") as fh:
+        fh.write(b"\0" * (4 * 1024 * 1024 - 192 * 1024))  # leave about 192 KiB
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = disk.path / "state"
+    conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, checkpoint_interval_s=0.05,
+                      inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_d"}])
+    files = [logs / f"log_d{i}.log" for i in range(20)]
+    sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+    try:
+        n = 0
+        # many files and frequent saves fill what is left, while lines keep coming
+        while "positions not saved" not in sh.log():
+            assert n < 200_000, "the store never ran out of space"
+            for f in files:
+                with open(f, "ab") as fh:
+                    fh.write(b"".join(line("d", n + k) + b"\n" for k in range(50)))
+                n += 50
+            wait_for(lambda: topic_total(kafka, topic) >= n or "positions not saved" in sh.log(), 30,
+                     "the lines in Kafka")
+        wait_for(lambda: topic_total(kafka, topic) >= n, 30, "every line in Kafka while the store is full")
+        assert sh.alive()
+        filler.unlink()
+        sh.wait_log("positions saved again", timeout=30)
+        wait_for(lambda: all_delivered(state, files), 30, "the positions saved after space returned")
+        assert sh.stop() == 0
+    finally:
+        sh.kill_if_alive()
+    msgs = read_topic(kafka, topic)
+    marks = Counter(MARK.match(m.value).groups() for m in msgs)
+    assert set(marks) == {(b"d", str(k).encode()) for k in range(n)}
+    assert "Traceback" not in sh.log()
+    report("position store on a full disk", n, len(msgs), len(marks), n - len(marks))
