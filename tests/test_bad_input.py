@@ -502,7 +502,7 @@ def test_bad_input_corpus_through_shipper_and_mtga(kafka, topic_factory, tmp_pat
         # mtga: everything consumed, then every failure retried at least once (the retry path survives them too)
         n_in_kafka = len(by_pos)
         wait_for(lambda: mtga_status(mconf).get("consumed") == n_in_kafka, 90, "mtga to consume every message",
-                 interval=0.3)
+                 every=0.3)
         st = mtga_status(mconf)
         wait_for(lambda: all_retried(tmp_path / "state", st["failed"]), 30, "every failure retried once")
         assert shipper.alive(), shipper.log()[-3000:]

@@ -172,7 +172,7 @@ def wait_split(hosts: list[Host], parts: int, timeout: float = 60) -> list[set[i
             return sets
         return None
     return wait_for(split, timeout, f"{parts} partitions split between {', '.join(h.name for h in hosts)}",
-                    interval=0.5)
+                    every=0.5)
 
 
 def union_counts(*hosts: Host, running: bool = False) -> Counter:
@@ -360,7 +360,7 @@ def test_frozen_host_loses_its_partitions_rejoins_and_nothing_is_lost(kafka, top
         try:
             g_stop = {p: o for p, o in group_offsets(kafka, group, topic, 6).items() if p in pa}
             wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take the frozen host's partitions",
-                     interval=0.5)
+                     every=0.5)
             moved_s = time.monotonic() - t_stop
             # b never had a's partitions before: offsets for them in its store come from a checkpoint since
             wait_for(lambda: pa <= {p for (t, p) in stored_offsets(b.state)}, 60,
