@@ -50,5 +50,9 @@ def run(app: typer.Typer, prog: str) -> Callable[[], None]:
         except UserError as e:
             print(f"{prog}: {e}", file=sys.stderr)
             sys.exit(e.code)
+        except OSError as e:  # a path that is not a folder, a permission, a full disk: one line, no traceback
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            print(f"{prog}: {e.strerror or e}{where}", file=sys.stderr)
+            sys.exit(EXIT_ERROR)
 
     return main

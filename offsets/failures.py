@@ -36,7 +36,7 @@ class FailedEvent(msgspec.Struct):
     topic: str = ""
     partition: int = -1
     offset: int = -1
-    headers: Optional[list[tuple[str, bytes]]] = None
+    headers: Optional[list[tuple[str, Optional[bytes]]]] = None  # Kafka allows a header without a value
     timestamp: int = 0  # Kafka message timestamp (ms), 0 when unknown
 
 
@@ -46,7 +46,7 @@ class Entry(msgspec.Struct, array_like=True):
     topic: str
     partition: int
     offset: int
-    headers: Optional[list[tuple[str, bytes]]]
+    headers: Optional[list[tuple[str, Optional[bytes]]]]
     timestamp: int
     attempts: int
     first_failed: float

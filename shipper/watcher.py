@@ -156,7 +156,7 @@ class Watcher:
             try:
                 self.watches[key] = self.observer.schedule(self.handler, root, recursive=recursive,
                                                            event_filter=EVENTS)
-                log.debug("watching %s%s", root, " and its sub-folders" if recursive else "")
+                log.info("watching %s%s", root, " and its sub-folders" if recursive else "")
             except OSError as e:
                 log.warning("cannot watch %s (%s); the periodic rescan still finds its files", root, e)
         if not self.started:

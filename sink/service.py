@@ -29,7 +29,7 @@ from typing import Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from offsets import FailedEvent, FailureQueue, PartitionOffsets, StateDB
+from offsets import FailedEvent, FailureQueue, PartitionOffsets, StateDB, StateError
 
 from .config import MtgaSettings
 from .queries import resume_point
@@ -55,6 +55,7 @@ class Stats:
     last_checkpoint: float = 0.0
     stalls: int = 0
     kafka_errors: int = 0
+    retry_errors: int = 0
     # (monotonic second, consumed so far): events/s over the last minute
     samples: collections.deque = field(default_factory=lambda: collections.deque(maxlen=61))
 
@@ -99,6 +100,8 @@ class Service:
         self.stop_event = threading.Event()
         self.stalled: Optional[str] = None  # why batches cannot be stored anywhere durable
         self.checkpoint_error: Optional[str] = None
+        self.retry_error: Optional[str] = None
+        self.assigned: set = set()
         self._fq_dirty = False
         self._recheck_settings = False
         self._stall_backoff = 1.0
@@ -153,8 +156,13 @@ class Service:
         chosen = []
         for tp in parts:
             key = (tp.topic, tp.partition)
-            local = self.po.get(*key)
+            try:
+                local = self.po.get(*key)
+            except StateError as e:  # the store cannot be read now: the group's offset (or the reset policy)
+                log.error("local offset of %s[%d] unreadable (%s); using the group's", tp.topic, tp.partition, e)
+                local = None
             g = group.get(key)
+            self.assigned.add(key)
             off, origin = resume_point(local, g)
             if off is None:
                 off, origin = OFFSET_INVALID, "reset"
@@ -293,12 +301,12 @@ class Service:
         q = self.inflight
         while q and (everything or q[0][1].ready() or len(q) > self.MAX_INFLIGHT):
             items, pending = q.popleft()
-            self._apply(items, pending.get())
+            self._apply(items, pending)
             pending.release()
 
-    def _apply(self, items, results) -> None:
+    def _apply(self, items, pending) -> None:
         try:
-            self._deliver(items, results)
+            self._deliver(items, pending.get())
         except Exception as e:  # neither the files nor the failure queue took the batch
             later = []
             while self.inflight:  # their events come again after the rewind
@@ -310,16 +318,27 @@ class Service:
         self.stalled = None
         self._stall_backoff = 1.0
         nxt = self.next
+        assigned = self.assigned
         for it in items:
-            nxt[(it[2], it[3])] = it[4] + 1
+            key = (it[2], it[3])
+            if key in assigned:  # a late message of a revoked partition never moves its offset
+                nxt[key] = it[4] + 1
         self.stats.consumed += len(items)
 
     def _deliver(self, items, out) -> None:
         """Write a transformed batch (a workers.Outcome): one write per app; events
-        the transform failed, or whose app's write failed, go to the failure queue."""
+        the transform failed, or whose app's write failed, go to the failure queue.
+
+        The transform's failures are queued before any line is written, so a
+        failure queue that cannot take them stalls the batch with nothing written
+        (a rewind then repeats nothing)."""
         failures = [FailedEvent(items[i][0], reason, items[i][2], items[i][3], items[i][4], items[i][1])
                     for i, _app, reason in out.failures]
+        if failures:
+            self.fq.push_many(failures)
+            self._fq_dirty = True
         written = 0
+        unwritten = []
         for app, (blob, n, idx) in out.apps.items():
             try:
                 self.writer.write_blob(app, blob, n)
@@ -328,13 +347,13 @@ class Service:
                 log.error("%s; %d event(s) go to the failure queue", e.reason, n)
                 for i in idx:
                     it = items[i]
-                    failures.append(FailedEvent(it[0], e.reason, it[2], it[3], it[4], it[1]))
-        if failures:
-            self.fq.push_many(failures)
+                    unwritten.append(FailedEvent(it[0], e.reason, it[2], it[3], it[4], it[1]))
+        if unwritten:
+            self.fq.push_many(unwritten)
             self._fq_dirty = True
         self.stats.written += written
         self.stats.filtered += out.filtered
-        self.stats.failed += len(failures)
+        self.stats.failed += len(failures) + len(unwritten)
 
     def _stall(self, items, err: Exception) -> None:
         first: dict[TP, int] = {}
@@ -411,7 +430,21 @@ class Service:
         return min(r.max_backoff_s, r.initial_backoff_s * (2 ** max(0, attempts - 1)))
 
     def retry_round(self) -> int:
-        """Re-process due failure-queue entries; returns how many left the queue."""
+        """Re-process due failure-queue entries; returns how many left the queue.
+        A store that cannot be read or written now (a full disk) is tried again
+        at the next round; it never stops the daemon."""
+        try:
+            n = self._retry_round()
+            self.retry_error = None
+            return n
+        except Exception as e:
+            self.retry_error = str(e)
+            if self.stats.retry_errors % 60 == 0:
+                log.error("retry round skipped: %s", e)
+            self.stats.retry_errors += 1
+            return 0
+
+    def _retry_round(self) -> int:
         if self.fq.count() == 0:
             return 0
         limit = self.s.conf.retry.batch
@@ -472,7 +505,11 @@ class Service:
         """Run ``fn`` on the loop's thread (which owns the state database) and wait."""
         fut: Future = Future()
         self.commands.put((fn, fut))
-        return fut.result(timeout=timeout)
+        try:
+            return fut.result(timeout=timeout)
+        except TimeoutError:
+            fut.cancel()  # not run later behind the caller's back
+            raise
 
     def _run_commands(self) -> None:
         while True:
@@ -517,9 +554,10 @@ class Service:
             "failure_queue": self.fq._count,
             "stalled": self.stalled,
             "checkpoint_error": self.checkpoint_error,
+            "retry_error": self.retry_error,
             "sink_error": self.writer.last_error,
             "sink_bytes": self.writer.bytes_written,
-            "workers": self.pool.workers,
+            "workers": self.pool.live,
             "group": self.s.conf.kafka.group_id,
         }
 

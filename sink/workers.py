@@ -102,8 +102,8 @@ def _init(settings_dir: str, uuid: bool, log_queue, level: int) -> None:
     global _tr, _store
     # the parent decides when to stop; a Ctrl-C or SIGTERM to the group must
     # not kill a worker in the middle of a batch
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     # log records (a settings file that broke, say) go to the parent's log
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -170,7 +170,9 @@ def _map(path: str, size: int, create: bool) -> mmap.mmap:
     fd = os.open(path, (os.O_RDWR | os.O_CREAT | os.O_EXCL) if create else os.O_RDWR, 0o600)
     try:
         if create:
-            os.ftruncate(fd, size)
+            # reserve every page now: a page tmpfs cannot supply later would kill
+            # the process with SIGBUS on first touch, not raise an error
+            os.posix_fallocate(fd, 0, size)
         return mmap.mmap(fd, size)
     finally:
         os.close(fd)
@@ -183,8 +185,8 @@ def _shm_dir() -> str:
 def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level: int) -> None:
     """A worker process: chunks in, outcomes out, until its pipe closes."""
     _init(settings_dir, uuid, log_queue, level)
-    ins = [_map(p, IN_BYTES, False) for p in paths[:SLOTS]]
-    outs = [_map(p, OUT_BYTES, False) for p in paths[SLOTS:]]
+    ins = [_map(p, IN_BYTES, False) for p in paths[:SLOTS]] if paths else []
+    outs = [_map(p, OUT_BYTES, False) for p in paths[SLOTS:]] if paths else []
     recv, send, loads, dumps = down.recv_bytes, up.send_bytes, pickle.loads, pickle.dumps
     send(b"ready")  # the parent unlinks the files now: nothing is left behind, whatever happens
     while True:
@@ -221,21 +223,32 @@ class _Worker:
 
     def __init__(self, ctx, idx: int, args: tuple):
         self.idx = idx
+        self.dead: Optional[str] = None
+        self.seq = 0
         base = os.path.join(_shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
         paths = [f"{base}-in{k}" for k in range(SLOTS)] + [f"{base}-out{k}" for k in range(SLOTS)]
-        self.ins = [_map(p, IN_BYTES, True) for p in paths[:SLOTS]]
-        self.outs = [_map(p, OUT_BYTES, True) for p in paths[SLOTS:]]
-        self.free = list(range(SLOTS))
-        self.seq = 0
-        # two one-way pipes, enlarged so a message moves in few system calls
-        down_r, self.down = ctx.Pipe(duplex=False)
-        self.up, up_w = ctx.Pipe(duplex=False)
-        for c in (down_r, self.down, self.up, up_w):
-            _grow_pipe(c.fileno())
-        self.proc = ctx.Process(target=_serve, args=(down_r, up_w, paths, *args), name=f"mtga-worker-{idx}",
-                                daemon=True)
-        self.dead: Optional[str] = None
+        self.ins: list = []
+        self.outs: list = []
+        self.proc = self.down = self.up = None
         try:
+            try:
+                self.ins = [_map(p, IN_BYTES, True) for p in paths[:SLOTS]]
+                self.outs = [_map(p, OUT_BYTES, True) for p in paths[SLOTS:]]
+            except OSError as e:  # a small /dev/shm: this worker's chunks travel over its pipe
+                log.warning("no shared memory for transform worker %d (%s in %s); its chunks go over a pipe",
+                            idx, e.strerror or e, _shm_dir())
+                for mm in self.ins + self.outs:
+                    mm.close()
+                self.ins, self.outs = [], []
+                paths = []
+            self.free = list(range(len(self.ins)))
+            # two one-way pipes, enlarged so a message moves in few system calls
+            down_r, self.down = ctx.Pipe(duplex=False)
+            self.up, up_w = ctx.Pipe(duplex=False)
+            for c in (down_r, self.down, self.up, up_w):
+                _grow_pipe(c.fileno())
+            self.proc = ctx.Process(target=_serve, args=(down_r, up_w, paths, *args), name=f"mtga-worker-{idx}",
+                                    daemon=True)
             self.proc.start()
             down_r.close()
             up_w.close()
@@ -243,8 +256,8 @@ class _Worker:
                 self.dead = "did not start"
         except (EOFError, OSError) as e:
             self.dead = f"did not start ({e})"
-        finally:
-            for p in paths:
+        finally:  # mapped by both sides (or not at all): the names go, nothing is left behind
+            for p in [f"{base}-in{k}" for k in range(SLOTS)] + [f"{base}-out{k}" for k in range(SLOTS)]:
                 try:
                     os.unlink(p)
                 except FileNotFoundError:
@@ -252,8 +265,11 @@ class _Worker:
         self.outbox: queue.Queue = queue.Queue()
         self.results: collections.deque = collections.deque()
         self.arrived = threading.Condition()
-        threading.Thread(target=self._send, name=f"worker-{idx}-send", daemon=True).start()
-        threading.Thread(target=self._recv, name=f"worker-{idx}-recv", daemon=True).start()
+        if self.dead is None:
+            threading.Thread(target=self._send, name=f"worker-{idx}-send", daemon=True).start()
+            threading.Thread(target=self._recv, name=f"worker-{idx}-recv", daemon=True).start()
+        else:
+            log.error("transform worker %d %s; the loop transforms its share", idx, self.dead)
 
     def _send(self) -> None:
         while True:
@@ -280,7 +296,7 @@ class _Worker:
     def fail(self, why: str) -> None:
         """Stop using this worker (its process is ended)."""
         self._die(why)
-        if self.proc.is_alive():
+        if self.proc is not None and self.proc.is_alive():
             self.proc.kill()
 
     def _die(self, why: str) -> None:
@@ -313,13 +329,15 @@ class _Worker:
         self.outbox.put(None)
         for c in (self.down, self.up):
             try:
-                c.close()
+                if c is not None:
+                    c.close()
             except OSError:
                 pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
+        if self.proc is not None:
+            self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(5)
         for mm in self.ins + self.outs:
             try:
                 mm.close()
@@ -361,6 +379,11 @@ class Pool:
             seq, slot = w.send(_pack(items[i:i + size], i, recheck))
             sent.append((w, i, i + size, seq, slot))
         return Pending(self, items, recheck, sent=sent)
+
+    @property
+    def live(self) -> int:
+        """Transform processes working now (1: the loop itself)."""
+        return sum(1 for w in self._procs if w.dead is None) or 1
 
     def close(self) -> None:
         for w in self._procs:

@@ -54,6 +54,7 @@ class LogBusWriter:
         self.lines_written = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.fsync_error: str | None = None  # sticky: see _fsync_failed
 
     def _period(self) -> str:
         return self.prefix + time.strftime(self.fmt, time.localtime(self.clock()))
@@ -133,7 +134,7 @@ class LogBusWriter:
             try:
                 os.fsync(o.fd)
             except OSError as e:
-                log.warning("fsync of %s failed while closing it: %s", o.path, e)
+                self._fsync_failed(o.path, e)
         os.close(o.fd)
 
     def _error(self, e: OSError, what: str):
@@ -173,17 +174,29 @@ class LogBusWriter:
         self.last_error = None
         return total
 
+    def _fsync_failed(self, path: Path, e: OSError) -> None:
+        # After a failed fsync the kernel may have dropped the dirty pages, and a
+        # second fsync can succeed without them: the failure is kept, and no
+        # checkpoint passes until mtga restarts from the offsets it stored before.
+        name = errno.errorcode.get(e.errno, str(e.errno))
+        self.fsync_error = f"fsync of {path} failed: {e.strerror} ({name})"
+        log.error("%s; no offsets are stored from now on: restart mtga to write the lines since the last "
+                  "checkpoint again", self.fsync_error)
+
     def flush(self, fsync: bool = True) -> None:
         """Make what was written durable (fsync), before offsets covering it are stored."""
         if not fsync:
             return
         for o in self._open.values():
-            if o.dirty:
+            if o.dirty and self.fsync_error is None:
                 try:
                     os.fsync(o.fd)
                 except OSError as e:
-                    self._error(e, f"cannot fsync {o.path}")
+                    self._fsync_failed(o.path, e)
                 o.dirty = False
+        if self.fsync_error is not None:
+            raise SinkError(f"sink_write: {self.fsync_error}; restart mtga to write the lines since the last "
+                            f"checkpoint again")
 
     def close(self) -> None:
         for app in list(self._open):

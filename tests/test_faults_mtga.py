@@ -226,3 +226,45 @@ def test_app_id_cannot_escape_the_output_folder(kafka, topic_factory, tmp_path):
     assert {e.code for e in failure_entries(tmp_path / "state")} == {"bad_app_id"}
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert not (tmp_path.parent / "etc").exists()
+
+
+def test_full_disk_with_a_queue_to_retry_keeps_the_daemon_up(kafka, topic_factory, tmp_path, small_disk):
+    """The failure queue holds entries (one with a header that has no value) when
+    the disk under the state fills up completely: the retry loop and the batches
+    cannot use the store, and the daemon stays up, says so, and finishes the work
+    once space returns."""
+    topic = topic_factory(partitions=3)
+    write_settings(tmp_path / "settings", APPS)
+    disk = small_disk("disk", "64m")
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1},
+                      state_dir=str(disk.path / "state"), output={"dir": str(disk.path / "out")},
+                      log={"file": str(tmp_path / "mtga.log")}, retry={"initial_backoff_s": 0.5, "max_backoff_s": 1})
+    produce(kafka, topic, [b"{broken %d" % i for i in range(19)])
+    produce(kafka, topic, [b"{broken 19"], headers=[("trace", None)])
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: failure_count(disk.path / "state") == 20, 60, "20 queued failures")
+        filler = disk.path / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        where = produce(kafka, topic, list(sample.envelopes(3000, app_ids=APPS, seed=6)))
+        wait_for(lambda: "retry round skipped" in (tmp_path / "mtga.log").read_text()
+                 or "cannot store a batch anywhere durable" in (tmp_path / "mtga.log").read_text(), 60,
+                 "the daemon to notice the full disk")
+        time.sleep(3)  # stay full for a few retry rounds and backoffs: the daemon must survive them
+        assert m.alive(), m.output()[-2000:]
+        filler.unlink()
+        wait_for(lambda: sum(stored_offsets(disk.path / "state").values()) == 3020, 90, "all offsets stored")
+    finally:
+        assert m.term() == 0
+    counts = uuid_counts(disk.path / "out")
+    assert set(counts) == {uuid_of(topic, p, o) for p, o in where}
+    entries = failure_entries(disk.path / "state")
+    assert len(entries) == 20 and {e.code for e in entries} == {"invalid_json"}
+    assert [e.headers for e in entries if e.headers] == [[("trace", None)]]
+    report("state disk full with a queue to retry", 3020, counts, len(entries))

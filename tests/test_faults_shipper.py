@@ -101,7 +101,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         out = mdir / "out"
         sh = ShipperProc(conf, tmp_path / "shipper.log").start()
         m = mtga_helpers.Mtga(mconf).start()
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         # two servers, about 1,500 lines/s each, for about 25 s
         writers = [Writer(logs / f"log_k{i}.log", f"k{i}", PER_WRITER, burst=30, pause=0.02) for i in range(2)]
         for w in writers:
@@ -234,7 +234,7 @@ def test_rotation_storm_100_per_minute_at_5000_lines_per_second(kafka, topic_fac
     w = StormWriter(logs / "storm.log", "storm", rate=5000, seconds=60, every=60 / 101)  # 100 in the minute
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         t0 = time.monotonic()
         w.start()
         w.join(120)
@@ -274,7 +274,7 @@ def test_files_renamed_away_before_any_scan_found_them_are_read(kafka, topic_fac
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     n = 0
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log(f"watching {logs}")  # inotify is on: what follows is seen by its events alone
         for k in range(60):  # 60 files of 10 lines, each renamed away at once or after 5 ms
             with open(p, "ab") as f:
                 f.write(b"".join(line("fast", i) + b"\n" for i in range(n, n + 10)))
@@ -310,7 +310,7 @@ def test_rotation_while_the_shipper_is_dead_loses_nothing(kafka, topic_factory, 
     w = Writer(p, "dead", 3000, burst=20, pause=0.02)  # about 3 s
     sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         w.start()
         wait_for(lambda: (r := status(state)) and r[0]["delivered"] > 0, 30, "a position saved")
         assert w.is_alive(), "the writer finished before the kill"
@@ -504,7 +504,7 @@ def test_open_state_folder_is_made_private_and_said(kafka, tmp_path):
         {"paths": [str(logs / "*.log")], "topic": "t_private", "app_id": 24, "log_name": "x"}])
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
         assert stat.S_IMODE((state / "db").stat().st_mode) == 0o700
         assert sh.stop() == 0

@@ -236,3 +236,14 @@ def test_store_recovers_after_disk_full(small_disk):
     with StateDB(disk.path / "db", "mtga") as db2:
         assert FailureQueue(db2).count() == pushed + 1
         assert PartitionOffsets(db2).get("t", 0) == 1
+
+
+def test_failure_queue_keeps_headers_without_a_value(tmp_path):
+    """Kafka allows a header with no value; such an event must come back from the queue."""
+    with StateDB(tmp_path / "s", "mtga") as db:
+        fq = FailureQueue(db)
+        fq.push(FailedEvent(b"{broken", "invalid_json: x", "t", 0, 1, headers=[("trace", None), ("app_id", b"24")]))
+        (e,) = list(fq)
+        assert e.headers == [("trace", None), ("app_id", b"24")]
+        assert fq.count_by_reason() == {"invalid_json": 1}
+        assert fq.clear(reason="invalid_json") == 1

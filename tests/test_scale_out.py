@@ -515,7 +515,7 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
         sconf = shipper_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state, inputs=[
             {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
         sh = ShipperProc(sconf, tmp_path / "shipper.log").start()
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         # six game servers, about 400 lines/s each, for about 25 s
         writers = [Writer(logs / f"game{i}.log", f"g{i}", 10_000, burst=20, pause=0.05) for i in range(6)]
         for w in writers:

@@ -34,7 +34,7 @@ def test_broker_down_for_20s_nothing_lost_memory_bounded(tmp_path):
         conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state, inputs=[
             {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
         sh = ShipperProc(conf, tmp_path / "shipper.log").start()
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         # three game servers, about 1,500 lines/s each (about 3 MB/s in all), for about 30 s
         writers = [Writer(logs / f"log_d{i}.log", f"d{i}", 45_000, burst=30, pause=0.02) for i in range(3)]
         for w in writers:

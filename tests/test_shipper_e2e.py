@@ -34,7 +34,7 @@ def test_twenty_files_written_concurrently_arrive_exactly_once_in_order(kafka, t
     (logs / "old.log.gz").write_bytes(b"not a log line\n")
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         writers = [Writer(logs / name, name, 3000 if i < 10 else 3100, start_at=100 if i < 10 else 0, burst=40,
                           pause=0.003) for i, name in enumerate(names)]
         t0 = time.monotonic()
@@ -367,7 +367,7 @@ def test_a_new_file_is_read_within_a_second_by_inotify(kafka, topic_factory, tmp
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     delays = []
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         targets = [logs / "a.log", logs / "b.log", logs / "day1" / "c.log", logs / "day1" / "deeper" / "d.log"]
         for i, f in enumerate(targets):
             f.parent.mkdir(parents=True, exist_ok=True)

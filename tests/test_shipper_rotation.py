@@ -59,7 +59,7 @@ def ship_and_check(kafka, topic, tmp_path, inputs, writers, files, finished=0, *
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=inputs, **conf_extra)
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         for w in writers:
             w.start()
         join_all(writers)
@@ -165,7 +165,7 @@ def test_dated_hourly_files(kafka, topic_factory, tmp_path):
          "log_name_pattern": r"^(?P<log_name>[a-z_]+)-\d{10}\.log$"}])
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
-        sh.wait_log("shipper starting")
+        sh.wait_log("watching ")  # inotify is on
         w.start()
         join_all([w])
         wait_for(lambda: topic_total(kafka, topic) >= w.total, 60, "every line in Kafka")

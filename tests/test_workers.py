@@ -86,3 +86,26 @@ def test_a_dead_worker_costs_speed_not_events(settings, caplog):
             assert json.loads(line)["#type"] == "track"
     finally:
         pool.close()
+
+
+def test_no_room_in_shared_memory_falls_back_to_the_pipe(settings, small_disk, monkeypatch, caplog):
+    """A small /dev/shm (Docker's default is 64 MB) must not kill the loop with
+    SIGBUS: the slots are reserved up front, and without room a worker's chunks
+    travel over its pipe."""
+    import sink.workers as workers
+
+    disk = small_disk("shm", "8m")
+    monkeypatch.setattr(workers, "_shm_dir", lambda: str(disk.path))
+    pool = Pool(settings, 2)
+    try:
+        assert "no shared memory for transform worker" in caplog.text
+        assert os.listdir(disk.path) == []  # nothing left behind
+        items = batch(4000, 0)
+        want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(items)))
+        for _ in range(3):
+            p = pool.submit(items)
+            assert lines_of(p.get()) == want
+            p.release()
+        assert pool.live == 2
+    finally:
+        pool.close()

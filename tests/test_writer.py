@@ -127,3 +127,24 @@ def test_half_line_left_by_a_killed_process_is_cut_on_reopen(tmp_path, caplog):
     w.write("25", [b"{}"])
     w.close()
     assert g.read_bytes() == b"{}\n"
+
+
+def test_a_failed_fsync_blocks_every_later_checkpoint(tmp_path, monkeypatch):
+    """Once fsync fails the written lines may be gone even if a later fsync works:
+    flush keeps refusing, so no offset is stored past them."""
+    w = LogBusWriter(tmp_path, clock=lambda: T)
+    w.write("24", [b"{}"])
+    real = os.fsync
+
+    def eio(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(SinkError) as ei:
+        w.flush()
+    assert "fsync of" in ei.value.reason and "EIO" in ei.value.reason
+    monkeypatch.setattr(os, "fsync", real)
+    w.write("24", [b"{}"])
+    with pytest.raises(SinkError):
+        w.flush()  # fsync works again, but the failure stays
+    w.close()
