@@ -290,11 +290,6 @@ class Service:
         self._recheck_settings = False
         self.inflight.append((items, self.pool.submit(items, recheck=recheck)))
 
-    def process(self, msgs) -> None:
-        """Consume-to-disk for one batch, synchronously."""
-        self.submit(msgs)
-        self._drain(everything=True)
-
     def _drain(self, everything: bool = False) -> None:
         """Deliver transformed batches in order: those ready, one more if too many
         are in flight, or all of them."""
