@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -111,6 +112,12 @@ def start(
         finally:
             pf.release()
 
+    # what this start was given, for `mtga restart` (paths made absolute)
+    started_with = {"cfg": _abs(cfg), "topic": list(topic or []), "topic_pattern": topic_pattern,
+                    "group_id": group_id, "settings_dir": _abs(settings_dir), "output_dir": _abs(output_dir),
+                    "state_dir": _abs(state_dir), "bootstrap_servers": bootstrap_servers,
+                    "from_beginning": from_beginning, "workers": workers}
+    _save_start(s, started_with)
     if daemonize:
         ok, msg = daemon.detach(s.log_file, main)
         if not ok:
@@ -134,14 +141,44 @@ def stop(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
     typer.echo(f"mtga stopped (pid {pid})")
 
 
+START_FILE = "mtga.start.json"
+
+
+def _save_start(s: config.MtgaSettings, args: dict) -> None:
+    import json
+
+    from offsets import ensure_private_dir
+
+    ensure_private_dir(s.state_dir)
+    path = s.state_dir / START_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(args, f)
+    os.replace(tmp, path)
+
+
 @app.command()
 def restart(ctx: typer.Context, cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
             timeout: float = typer.Option(60.0, "--timeout", help="seconds to wait for a clean exit")) -> None:
-    """Stop the daemon (if it runs) and start it again in the background."""
+    """Stop the daemon (if it runs) and start it again in the background, with the
+    configuration and flags of its last start."""
+    import json
+
+    s = load(cfg, state_dir)
+    try:
+        args = json.loads((s.state_dir / START_FILE).read_text())
+    except (OSError, ValueError):
+        args = {"cfg": _abs(cfg), "state_dir": _abs(state_dir)}
     stop(cfg, state_dir, timeout)
-    ctx.invoke(start, cfg=cfg, daemonize=True, state_dir=state_dir, topic=None, topic_pattern=None,
-               group_id=None, settings_dir=None, output_dir=None, bootstrap_servers=None,
-               from_beginning=False, workers=None)
+    ctx.invoke(start, cfg=Path(args["cfg"]) if args.get("cfg") else None, daemonize=True,
+               state_dir=Path(args["state_dir"]) if args.get("state_dir") else None,
+               topic=args.get("topic") or None, topic_pattern=args.get("topic_pattern"),
+               group_id=args.get("group_id"),
+               settings_dir=Path(args["settings_dir"]) if args.get("settings_dir") else None,
+               output_dir=Path(args["output_dir"]) if args.get("output_dir") else None,
+               bootstrap_servers=args.get("bootstrap_servers"), from_beginning=bool(args.get("from_beginning")),
+               workers=args.get("workers"))
 
 
 # ---------------------------------------------------------------- queries

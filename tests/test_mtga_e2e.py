@@ -222,3 +222,26 @@ def test_daemon_start_failure_is_reported(tmp_path, kafka):
     r = subprocess.run([MTGA, "start", "--daemon", "-c", str(conf)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("mtga: mtga did not start: ") and "Traceback" not in r.stderr
+
+
+def test_restart_keeps_the_flags_of_the_last_start(kafka, topic_factory, tmp_path):
+    topic = topic_factory(partitions=1)
+    write_settings(tmp_path / "settings", APPS)
+    state = tmp_path / "state"
+    r = subprocess.run([MTGA, "start", "--daemon", "--topic", topic, "--group-id", f"g-{topic}",
+                        "--settings-dir", "settings", "--output-dir", "out", "--state-dir", "state",
+                        "--bootstrap-servers", kafka], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    first = int(re.search(r"pid (\d+)", r.stdout).group(1))
+    try:
+        r = subprocess.run([MTGA, "restart", "--state-dir", str(state)], capture_output=True, text=True,
+                           timeout=120, cwd="/")
+        assert r.returncode == 0, r.stderr
+        assert f"mtga stopped (pid {first})" in r.stdout and "mtga started (pid" in r.stdout
+        produce(kafka, topic, list(sample.envelopes(50, app_ids=APPS)))
+        wait_for(lambda: count_lines(tmp_path / "out") == 50, 60, "the restarted daemon to write (same flags)")
+        st = json.loads(subprocess.run([MTGA, "status", "--state-dir", str(state), "--json"], capture_output=True,
+                                       text=True, timeout=30).stdout)
+        assert st["pid"] != first and st["group"] == f"g-{topic}" and st["partitions"] == [f"{topic}[0]"]
+    finally:
+        subprocess.run([MTGA, "stop", "--state-dir", str(state)], capture_output=True, timeout=90)
