@@ -88,7 +88,7 @@ class Service:
         self.po = PartitionOffsets(self.db)
         self.fq = FailureQueue(self.db)
         self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes)
-        self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid)
+        self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept")
         self.stats = Stats()
         self.next: dict[TP, int] = {}  # next offset to process, per assigned partition
         self.stored: dict[TP, int] = {}  # what RocksDB holds

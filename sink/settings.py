@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import time
 import zoneinfo
@@ -318,14 +319,53 @@ def _read(path: Path, type_, required: bool):
 
 
 class SettingsStore:
-    """App id -> AppSettings (or Problem), loaded lazily, reloaded on change."""
+    """App id -> AppSettings (or Problem), loaded lazily, reloaded on change.
 
-    def __init__(self, folder: Path, check_interval: float = 2.0):
+    With ``keep_dir``, a copy of every settings file that loaded well is kept
+    there. When a file later breaks or disappears, the last good settings stay in
+    use: from memory, or from the kept copy when this process never loaded them
+    (each worker process has its own store; a restart too). The kept copy is what
+    makes them all agree.
+    """
+
+    def __init__(self, folder: Path, check_interval: float = 2.0, keep_dir: Optional[Path] = None):
         self.folder = Path(folder)
         self.check_interval = check_interval
+        self.keep_dir = Path(keep_dir) if keep_dir else None
         self._apps: dict[str, Union[AppSettings, Problem]] = {}
         self._checked: dict[str, float] = {}
         self.reloads = 0
+
+    def _stamps(self, app_id: str) -> tuple:
+        return (_stamp(self.folder / f"metadata.{app_id}.json"), _stamp(self.folder / f"filter.{app_id}.json"))
+
+    def _keep(self, app_id: str) -> None:
+        if self.keep_dir is None:
+            return
+        try:
+            self.keep_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for name in (f"metadata.{app_id}.json", f"filter.{app_id}.json"):
+                src, dst = self.folder / name, self.keep_dir / name
+                try:
+                    data = src.read_bytes()
+                except FileNotFoundError:
+                    dst.unlink(missing_ok=True)
+                    continue
+                if dst.exists() and dst.read_bytes() == data:
+                    continue
+                tmp = dst.with_name(f".{name}.{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, dst)
+        except OSError as e:
+            log.warning("could not keep a copy of app %s's settings in %s: %s", app_id, self.keep_dir, e)
+
+    def _kept(self, app_id: str) -> Optional[AppSettings]:
+        if self.keep_dir is None or not (self.keep_dir / f"metadata.{app_id}.json").exists():
+            return None
+        try:
+            return load_app(self.keep_dir, app_id)
+        except ConfigError:
+            return None
 
     def get(self, app_id: str) -> Union[AppSettings, Problem]:
         cur = self._apps.get(app_id)
@@ -335,8 +375,7 @@ class SettingsStore:
             return cur
         self._checked[app_id] = now
         if cur is not None and isinstance(cur, AppSettings):
-            stamp = (_stamp(self.folder / f"metadata.{app_id}.json"), _stamp(self.folder / f"filter.{app_id}.json"))
-            if stamp == cur.stamp:
+            if self._stamps(app_id) == cur.stamp:
                 return cur
         if not APP_ID_RE.match(app_id):
             p = Problem(f"app_id: {app_id!r} is not an app id (expected digits)")
@@ -345,11 +384,13 @@ class SettingsStore:
         try:
             new = load_app(self.folder, app_id)
         except ConfigError as e:
-            if isinstance(cur, AppSettings):
-                log.warning("settings of app %s not reloaded, keeping the last good ones: %s", app_id, e)
-                cur.stamp = (_stamp(self.folder / f"metadata.{app_id}.json"),
-                             _stamp(self.folder / f"filter.{app_id}.json"))
-                return cur
+            kept = cur if isinstance(cur, AppSettings) else self._kept(app_id)
+            if kept is not None:
+                log.warning("settings of app %s not reloaded, keeping the last good ones%s: %s", app_id,
+                            "" if kept is cur else f" (kept in {self.keep_dir})", e)
+                kept.stamp = self._stamps(app_id)
+                self._apps[app_id] = kept
+                return kept
             reason = f"no_settings: {e}" if e.expected == "file not found" and "metadata." in str(e.file) \
                 else f"bad_settings: {e}"
             if not isinstance(cur, Problem) or cur.reason != reason:
@@ -360,6 +401,7 @@ class SettingsStore:
         if cur is not None:
             log.info("settings of app %s reloaded", app_id)
             self.reloads += 1
+        self._keep(app_id)
         self._apps[app_id] = new
         return new
 

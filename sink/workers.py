@@ -98,7 +98,7 @@ _tr: Optional[Transformer] = None
 _store: Optional[SettingsStore] = None
 
 
-def _init(settings_dir: str, uuid: bool, log_queue, level: int) -> None:
+def _init(settings_dir: str, uuid: bool, log_queue, level: int, keep_dir: Optional[str] = None) -> None:
     global _tr, _store
     # the parent decides when to stop; a Ctrl-C or SIGTERM to the group must
     # not kill a worker in the middle of a batch
@@ -110,7 +110,7 @@ def _init(settings_dir: str, uuid: bool, log_queue, level: int) -> None:
         root.removeHandler(h)
     root.addHandler(logging.handlers.QueueHandler(log_queue))
     root.setLevel(level)
-    _store = SettingsStore(settings_dir)
+    _store = SettingsStore(settings_dir, keep_dir=keep_dir)
     _tr = Transformer(_store.get, uuid=uuid)
 
 
@@ -182,9 +182,10 @@ def _shm_dir() -> str:
     return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
 
-def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level: int) -> None:
+def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level: int,
+           keep_dir: Optional[str]) -> None:
     """A worker process: chunks in, outcomes out, until its pipe closes."""
-    _init(settings_dir, uuid, log_queue, level)
+    _init(settings_dir, uuid, log_queue, level, keep_dir)
     ins = [_map(p, IN_BYTES, False) for p in paths[:SLOTS]] if paths else []
     outs = [_map(p, OUT_BYTES, False) for p in paths[SLOTS:]] if paths else []
     recv, send, loads, dumps = down.recv_bytes, up.send_bytes, pickle.loads, pickle.dumps
@@ -346,9 +347,9 @@ class _Worker:
 
 
 class Pool:
-    def __init__(self, settings_dir, workers: int, uuid: bool = True):
+    def __init__(self, settings_dir, workers: int, uuid: bool = True, keep_dir=None):
         self.workers = max(1, workers)
-        self.store = SettingsStore(settings_dir)
+        self.store = SettingsStore(settings_dir, keep_dir=keep_dir)
         self.local = Transformer(self.store.get, uuid=uuid)
         self._procs: list[_Worker] = []
         self._listener = None
@@ -358,7 +359,7 @@ class Pool:
             root = logging.getLogger()
             self._listener = logging.handlers.QueueListener(q, *root.handlers, respect_handler_level=True)
             self._listener.start()
-            args = (str(settings_dir), uuid, q, root.getEffectiveLevel())
+            args = (str(settings_dir), uuid, q, root.getEffectiveLevel(), str(keep_dir) if keep_dir else None)
             self._procs = [_Worker(ctx, i, args) for i in range(self.workers)]
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:

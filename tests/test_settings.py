@@ -94,3 +94,28 @@ def test_check_interval_limits_stat_calls(tmp_path):
 def test_app_id_must_be_digits(tmp_path):
     p = SettingsStore(tmp_path).get("../../etc")
     assert isinstance(p, Problem) and p.reason.startswith("app_id: ")
+
+
+def test_a_store_that_never_loaded_them_uses_the_kept_copy(tmp_path, caplog):
+    """Each worker process (and a restart) has its own store: the copy kept at the
+    last good load makes them all keep the same last good settings."""
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    keep = tmp_path / "kept"
+    m = folder / "metadata.24.json"
+    m.write_text(GOOD)
+    a = SettingsStore(folder, check_interval=0, keep_dir=keep)
+    assert isinstance(a.get("24"), AppSettings)
+    assert (keep / "metadata.24.json").read_text() == GOOD
+    assert (keep.stat().st_mode & 0o777) == 0o700
+    m.unlink()
+    b = SettingsStore(folder, check_interval=0, keep_dir=keep)  # another process, never loaded app 24
+    got = b.get("24")
+    assert isinstance(got, AppSettings) and got.metadata.account_id == "role_id"
+    assert f"keeping the last good ones (kept in {keep})" in caplog.text
+    m.write_text(GOOD.replace("role_id", "account_name"))
+    assert b.get("24").metadata.account_id == "account_name"  # a good file wins again
+    c = SettingsStore(folder, check_interval=0, keep_dir=keep)
+    (folder / "metadata.24.json").write_text("{ broken")
+    assert c.get("24").metadata.account_id == "account_name"  # the newest good copy was kept
+    assert isinstance(SettingsStore(folder, check_interval=0).get("24"), Problem)  # without a keep folder
