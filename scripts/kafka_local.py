@@ -305,6 +305,7 @@ class Cluster:
         libs = ensure_jars()
         nodes = [Node(id=i + 1, port=p, controller_port=cp)
                  for i, (p, cp) in enumerate(_distinct_ports(brokers, port))]
+        # Kafka's own form (base64url of a UUID); it may begin with "-", hence --cluster-id=ID below
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         st = State(KAFKA_VERSION, cluster_id, nodes)
         t0 = time.monotonic()
@@ -400,7 +401,7 @@ class Cluster:
 
     def _format(self, libs: Path, st: State, n: Node) -> None:
         d = self.node_dir(n.id)
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", st.cluster_id,
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={st.cluster_id}",
                          "-c", str(d / "server.properties"), "--ignore-formatted", heap="256m", logs=d)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:

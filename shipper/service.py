@@ -247,7 +247,6 @@ class Shipper:
     # ------------------------------------------------------------ scanning
     def rescan(self, periodic: bool) -> None:
         found = scan(self.inputs)
-        self._follow_renamed(found)
         fresh_ids = self.fresh
         self.fresh = set()
         for key, f in found.items():
@@ -296,6 +295,9 @@ class Shipper:
                 t.state = DRAINING
             else:
                 t.state = CLOSED
+        # after the files found were opened: one renamed between the scan and its
+        # open is known only by its rename now
+        self._follow_renamed(found)
         if periodic:
             self.watcher.plan(self.inputs)
         self.stats.files_open = sum(1 for t in self.tailers.values() if t.fd >= 0)
@@ -313,8 +315,10 @@ class Shipper:
             except OSError:
                 continue  # gone again: nothing left to read
             key = (st.st_dev, st.st_ino)
-            if key in found or key in self.tailers or not stat.S_ISREG(st.st_mode):
-                continue  # the usual case: known already, or still matched under its new name
+            if key in self.tailers or not stat.S_ISREG(st.st_mode):
+                continue  # the usual case: known already
+            if key in found and found[key].path == new:
+                continue  # still matched under its new name, and its open failed (said then)
             inp = next((i for i in self.inputs if wanted_by(i, old)), None)
             ln = log_name_of(inp, old) if inp is not None else None
             if ln is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -101,6 +102,8 @@ def start(
 
     def main(ready) -> int:
         logs.setup(lc.level, s.log_file if (daemonize or lc.file) else None, lc.max_bytes, lc.backups)
+        for note in notes:
+            logging.getLogger("mtga").warning("%s", note)
         pf = daemon.PidFile(s.pid_file)
         try:
             pf.acquire()
@@ -117,7 +120,7 @@ def start(
                     "group_id": group_id, "settings_dir": _abs(settings_dir), "output_dir": _abs(output_dir),
                     "state_dir": _abs(state_dir), "bootstrap_servers": bootstrap_servers,
                     "from_beginning": from_beginning, "workers": workers}
-    _save_start(s, started_with)
+    notes = _save_start(s, started_with)
     if daemonize:
         ok, msg = daemon.detach(s.log_file, main)
         if not ok:
@@ -144,18 +147,20 @@ def stop(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
 START_FILE = "mtga.start.json"
 
 
-def _save_start(s: config.MtgaSettings, args: dict) -> None:
+def _save_start(s: config.MtgaSettings, args: dict) -> list[str]:
+    """Keep ``args`` (0600) in the state folder; returns notes on modes it had to tighten."""
     import json
 
     from offsets import ensure_private_dir
 
-    ensure_private_dir(s.state_dir)
+    notes = ensure_private_dir(s.state_dir)
     path = s.state_dir / START_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(args, f)
     os.replace(tmp, path)
+    return notes
 
 
 @app.command()

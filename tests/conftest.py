@@ -18,11 +18,16 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import kafka_local  # noqa: E402
 
+# A broker given from outside is read here once and taken out of the environment:
+# the programs the tests start must use the servers their test configured (some
+# tests run brokers of their own), as they would without the variable.
+EXTERNAL_BOOTSTRAP = os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+
 
 @pytest.fixture(scope="session")
 def kafka_cluster(request):
     """The local cluster object (None when KAFKA_BOOTSTRAP_SERVERS is given)."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    if EXTERNAL_BOOTSTRAP:
         yield None
         return
     capman = request.config.pluginmanager.getplugin("capturemanager")
@@ -42,7 +47,7 @@ def kafka_cluster(request):
 def kafka(kafka_cluster) -> str:
     """Bootstrap address of the session's broker."""
     if kafka_cluster is None:
-        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return EXTERNAL_BOOTSTRAP
     return kafka_cluster.bootstrap()
 
 

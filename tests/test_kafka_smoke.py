@@ -80,3 +80,31 @@ def test_cli_status_reports_where(kafka_cluster, kafka):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     assert kafka in r.stdout and "running" in r.stdout
+
+
+def test_a_cluster_id_that_begins_with_a_dash_formats(tmp_path, monkeypatch):
+    """Kafka's cluster ids are base64url and one in 64 begins with "-"; the storage
+    tool must not take it for an option."""
+    import base64
+    import uuid
+
+    import kafka_local
+
+    real = uuid.uuid4
+
+    def dashed():
+        while True:
+            u = real()
+            if base64.urlsafe_b64encode(u.bytes).startswith(b"-"):
+                return u
+
+    monkeypatch.setattr(uuid, "uuid4", dashed)
+    cl = kafka_local.Cluster(tmp_path / "kl")
+    try:
+        st = cl.start(brokers=1)
+        assert st.cluster_id.startswith("-")
+        p = Producer({"bootstrap.servers": st.bootstrap})
+        p.produce("dash", b"x")
+        assert p.flush(30) == 0
+    finally:
+        cl.stop()
