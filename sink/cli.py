@@ -390,7 +390,8 @@ def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt
         return dt.datetime.fromtimestamp(v).strftime("%Y-%m-%d %H:%M:%S") if v else "never"
 
     typer.echo(f"mtga is running (pid {res['pid']}, up {dt.timedelta(seconds=int(res['uptime_s']))}, "
-               f"group {res['group']}, {res['workers']} worker(s))")
+               f"group {res['group']}, {res['workers']} worker(s)"
+               + (f", {res['worker_restarts']} worker restart(s)" if res.get("worker_restarts") else "") + ")")
     typer.echo(f"  events/s (last minute): {res['events_per_s']:.0f}")
     typer.echo(f"  events: consumed {res['consumed']}, written {res['written']}, filtered {res['filtered']}, "
                f"failed {res['failed']}, retried ok {res['retried_ok']}")

@@ -553,6 +553,7 @@ class Service:
             "sink_error": self.writer.last_error,
             "sink_bytes": self.writer.bytes_written,
             "workers": self.pool.live,
+            "worker_restarts": self.pool.restarts,
             "group": self.s.conf.kafka.group_id,
         }
 

@@ -29,6 +29,7 @@ import secrets
 import signal
 import tempfile
 import threading
+import time
 from array import array
 from typing import Optional, Sequence
 
@@ -157,6 +158,7 @@ _PIPE_SIZE = 1 << 20
 SLOTS = 3  # chunks a worker can have in shared memory at once (two batches in flight + one being written)
 IN_BYTES = 4 << 20
 OUT_BYTES = 8 << 20
+RESTART_MIN_S, RESTART_MAX_S = 1.0, 60.0
 
 
 def _grow_pipe(fd: int) -> None:
@@ -360,7 +362,28 @@ class Pool:
             self._listener = logging.handlers.QueueListener(q, *root.handlers, respect_handler_level=True)
             self._listener.start()
             args = (str(settings_dir), uuid, q, root.getEffectiveLevel(), str(keep_dir) if keep_dir else None)
-            self._procs = [_Worker(ctx, i, args) for i in range(self.workers)]
+            self._start = lambda i: _Worker(ctx, i, args)
+            self._procs = [self._start(i) for i in range(self.workers)]
+        # a dead worker is started again, at most once per backoff (1 s doubling to 60 s)
+        self._backoff = [RESTART_MIN_S] * len(self._procs)
+        self._restart_at = [time.monotonic()] * len(self._procs)
+        self.restarts = 0
+
+    def _restart_dead(self) -> None:
+        now = time.monotonic()
+        for i, w in enumerate(self._procs):
+            if w.dead is None or now < self._restart_at[i]:
+                continue
+            w.close()  # batches still holding it transform its part in the loop
+            nw = self._start(i)
+            self._procs[i] = nw
+            self.restarts += 1
+            if nw.dead is None:
+                log.warning("transform worker %d started again (the previous one: %s)", i, w.dead)
+                self._backoff[i] = RESTART_MIN_S
+            else:
+                self._backoff[i] = min(self._backoff[i] * 2, RESTART_MAX_S)
+            self._restart_at[i] = time.monotonic() + self._backoff[i]
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:
         """Transform ``items`` here and now; one result per item (for retries)."""
@@ -370,6 +393,8 @@ class Pool:
 
     def submit(self, items: Sequence[Item], recheck: bool = False) -> "Pending":
         """Start transforming a batch; ``Pending.get()`` gives its Outcome."""
+        if self._procs and any(w.dead is not None for w in self._procs):
+            self._restart_dead()
         live = [w for w in self._procs if w.dead is None]
         if len(live) < 2 or len(items) < 256:
             return Pending(self, items, recheck, done=summarize(self.run(items, recheck)))

@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -277,3 +278,47 @@ def test_full_disk_with_a_queue_to_retry_keeps_the_daemon_up(kafka, topic_factor
     assert len(entries) == 20 and {e.code for e in entries} == {"invalid_json"}
     assert [e.headers for e in entries if e.headers] == [[("trace", None)]]
     report("state disk full with a queue to retry", 3020, counts, len(entries))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def test_a_killed_transform_worker_is_started_again(kafka, topic_factory, tmp_path):
+    """SIGKILL one transform worker process of a running mtga: no event is lost
+    or written twice, its part is transformed in the loop meanwhile, and a new
+    worker takes its place (status says so)."""
+    topic = topic_factory(partitions=3)
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}")
+    produce(kafka, topic, list(sample.envelopes(3000, app_ids=APPS, seed=1)))
+    m = Mtga(conf, "--workers", "2").start()
+    try:
+        wait_for(lambda: count_lines(tmp_path / "out") == 3000, 60, "3000 lines")
+        # the workers are the children of multiprocessing's fork server, itself a child of mtga
+        workers = wait_for(lambda: [w for c in _children(m.proc.pid) for w in _children(c)], 30, "worker processes")
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        produce(kafka, topic, list(sample.envelopes(3000, app_ids=APPS, seed=2, start=3000)))
+        wait_for(lambda: count_lines(tmp_path / "out") >= 6000, 60, "6000 lines")
+        produce(kafka, topic, list(sample.envelopes(3000, app_ids=APPS, seed=3, start=6000)))
+        wait_for(lambda: count_lines(tmp_path / "out") >= 9000, 60, "9000 lines")
+        status = json.loads(mtga("status", "-c", str(conf), "--json").stdout)
+        now = [w for c in _children(m.proc.pid) for w in _children(c)]
+        assert len(now) == 2 and workers[0] not in now
+    finally:
+        assert m.term() == 0
+    counts = uuid_counts(tmp_path / "out")
+    assert len(counts) == 9000 and max(counts.values()) == 1
+    assert status["workers"] == 2 and status["worker_restarts"] == 1, status
+    log = (tmp_path / "mtga.log").read_text()
+    assert "transform worker 0 started again" in log or "transform worker 1 started again" in log

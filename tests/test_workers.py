@@ -109,3 +109,28 @@ def test_no_room_in_shared_memory_falls_back_to_the_pipe(settings, small_disk, m
         assert pool.live == 2
     finally:
         pool.close()
+
+
+def test_a_dead_worker_is_started_again(settings, caplog, monkeypatch):
+    import sink.workers as workers
+
+    monkeypatch.setattr(workers, "RESTART_MIN_S", 0.0)
+    pool = Pool(settings, 2)
+    try:
+        old = pool._procs[0].proc.pid
+        os.kill(old, signal.SIGKILL)
+        pool._procs[0].proc.join(10)
+        items = batch(4000, 0)
+        want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(items)))
+        p = pool.submit(items)  # a dead worker is noticed when its reply is due, or here
+        assert lines_of(p.get()) == want
+        p.release()
+        p = pool.submit(items)
+        assert lines_of(p.get()) == want
+        assert len(p.sent) == 2 and all(slot is not None for *_, slot in p.sent)  # both, in shared memory
+        p.release()
+        assert pool.live == 2 and pool.restarts == 1
+        assert pool._procs[0].proc.pid != old and pool._procs[0].proc.is_alive()
+        assert "transform worker 0 started again" in caplog.text
+    finally:
+        pool.close()
