@@ -26,6 +26,10 @@ def samples(svc):
     yield ("mtga_sink_errors", "counter", "Failed writes to LogBus files", (), [((), svc.writer.errors)])
     yield ("mtga_stalled", "gauge", "1 while batches cannot be stored anywhere durable", (),
            [((), 1 if svc.stalled or svc.checkpoint_error else 0)])
+    yield ("mtga_transform_workers", "gauge", "Transform processes working (1: the main loop alone)", (),
+           [((), svc.pool.live)])
+    yield ("mtga_transform_worker_restarts", "counter", "Transform worker processes started again after dying",
+           (), [((), svc.pool.restarts)])
 
 
 def serve(svc, host: str, port: int) -> MetricsServer:

@@ -222,6 +222,7 @@ def test_metrics_endpoint_counters_move(kafka, daemon):
     before = scrape()
     assert before["mtga_events_consumed_total"] == 0
     assert "mtga_failure_queue_size" in before and "mtga_checkpoint_age_seconds" in before
+    assert before["mtga_transform_worker_restarts_total"] == 0 and before["mtga_transform_workers"] >= 1
     produce(kafka, topic, list(sample.envelopes(200, app_ids=APPS)) + [b"nope"])
     wait_for(lambda: scrape()["mtga_events_consumed_total"] == 201, 60, "counters to move")
     after = scrape()
