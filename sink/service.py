@@ -10,7 +10,8 @@ flushes the output files and then stores the next offset of every partition
 in one RocksDB batch, and commits the same offsets to the consumer group.
 
 If neither the output nor the failure queue can take a batch (a full disk,
-say), the consumer seeks back to the batch's first offsets and the loop backs
+say), the consumer seeks back to the batch's first offsets (a partition whose
+seek fails has its messages held back until a later seek works) and the loop backs
 off: nothing past what is durable is ever stored.
 """
 
@@ -56,6 +57,7 @@ class Stats:
     stalls: int = 0
     kafka_errors: int = 0
     retry_errors: int = 0
+    failed_seeks: int = 0
     # (monotonic second, consumed so far): events/s over the last minute
     samples: collections.deque = field(default_factory=lambda: collections.deque(maxlen=61))
 
@@ -110,6 +112,7 @@ class Service:
         self.lags: dict[TP, int] = {}
         self.commands: queue.Queue = queue.Queue()
         self.inflight: collections.deque = collections.deque()  # (items, workers.Pending)
+        self.rewind: dict[TP, int] = {}  # partitions to seek back to these offsets (after a stall)
 
     # ------------------------------------------------------------------ kafka
     def _consumer(self) -> Consumer:
@@ -207,6 +210,7 @@ class Service:
             self.stored.pop(k, None)
             self.committed.pop(k, None)
             self.origin.pop(k, None)
+            self.rewind.pop(k, None)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -226,6 +230,8 @@ class Service:
         batch = c.kafka.batch_size
         try:
             while not self.stop_event.is_set():
+                if self.rewind:
+                    self._seek_back()
                 # with batches in the workers, poll briefly so their results are written promptly
                 msgs = self.consumer.consume(batch, 0.02 if self.inflight else 0.2)
                 if msgs:
@@ -283,6 +289,8 @@ class Service:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self._on_error(err)
                 continue
+            if self.rewind and (m.topic(), m.partition()) in self.rewind:
+                continue  # past the rewind point of a partition whose seek back has not worked yet
             items.append((m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
         if not items:
             return
@@ -358,16 +366,32 @@ class Service:
         self.stats.stalls += 1
         log.error("%s; rewinding %d partition(s) and retrying in %.0fs", self.stalled, len(first),
                   self._stall_backoff)
-        for (t, p), off in first.items():
-            try:
-                self.consumer.seek(TopicPartition(t, p, off))
-            except KafkaException as e:
-                log.warning("seek %s[%d] to %d failed: %s", t, p, off, e)
+        for key, off in first.items():
+            self.rewind.setdefault(key, off)  # an earlier rewind not yet done goes further back
+        self._seek_back()
         end = time.monotonic() + self._stall_backoff
         while not self.stop_event.is_set() and time.monotonic() < end:
             self._run_commands()  # stay responsive to the control socket while backing off
             self.stop_event.wait(0.2)
         self._stall_backoff = min(self._stall_backoff * 2, 30.0)
+
+    def _seek_back(self) -> None:
+        """Seek the partitions in ``rewind`` back; one whose seek fails stays there,
+        is tried again before each poll, and its messages are dropped until then
+        (they come again after the seek: never written past the rewind point)."""
+        for (t, p), off in list(self.rewind.items()):
+            if (t, p) not in self.assigned:
+                del self.rewind[(t, p)]  # revoked: its next owner starts from the stored offset
+                continue
+            try:
+                self.consumer.seek(TopicPartition(t, p, off))
+            except KafkaException as e:
+                self.stats.failed_seeks += 1
+                if self.stats.failed_seeks < 10 or self.stats.failed_seeks % 100 == 0:
+                    log.warning("seek %s[%d] back to %d failed (%s); its messages are held back until it works",
+                                t, p, off, e)
+                continue
+            del self.rewind[(t, p)]
 
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self, sync_commit: bool = False, commit: bool = True) -> bool:

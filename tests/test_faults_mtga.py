@@ -322,3 +322,36 @@ def test_a_killed_transform_worker_is_started_again(kafka, topic_factory, tmp_pa
     assert status["workers"] == 2 and status["worker_restarts"] == 1, status
     log = (tmp_path / "mtga.log").read_text()
     assert "transform worker 0 started again" in log or "transform worker 1 started again" in log
+
+
+def test_a_failed_seek_back_holds_the_partition_until_it_works(kafka, topic_factory, tmp_path):
+    """After a stall the consumer seeks back to the batch's first offsets. A seek
+    can fail (the partition's fetcher not ready, say): the partition's messages
+    are then held back, never written past the rewind point, until a later seek
+    works. A real consumer, whose seek on a partition not yet assigned fails."""
+    from confluent_kafka import Message, TopicPartition
+
+    from sink import config
+    from sink.service import Service
+
+    topic = topic_factory(partitions=1)
+    produce(kafka, topic, list(sample.envelopes(10, app_ids=APPS)))
+    write_settings(tmp_path / "settings", APPS)
+    svc = Service(config.load(write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=1)))
+    try:
+        svc.consumer = svc._consumer()
+        svc.assigned = frozenset({(topic, 0)})
+        svc._stall_backoff = 0.0
+        svc._stall([(b"{}", None, topic, 0, 5)], OSError("No space left on device"))
+        assert svc.rewind == {(topic, 0): 5} and svc.stats.failed_seeks == 1
+        svc.submit([Message(topic=topic, partition=0, offset=9, value=b"{}")])
+        assert not svc.inflight  # past the rewind point: held back
+        svc.consumer.assign([TopicPartition(topic, 0, 0)])
+        wait_for(lambda: (svc._seek_back(), not svc.rewind)[1], 30, "a seek back that works")
+        msgs = wait_for(lambda: [m for m in svc.consumer.consume(10, 0.5) if m.error() is None], 30, "messages")
+        assert msgs[0].offset() == 5
+    finally:
+        if svc.consumer is not None:
+            svc.consumer.close()
+        svc.pool.close()
+        svc.db.close()
