@@ -135,7 +135,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
 
         wait_for(lambda: all_delivered(state, [w.path for w in writers]), 120, "every line in Kafka")
         in_kafka = time.monotonic() - t_up
-        after = wait_for(lambda: (x := scrape(port))[("shipper_bytes_behind", ())] == 0 and x, 10, "0 bytes behind")
+        after = wait_for(lambda: (x := scrape(port))[("shipper_bytes_behind", ())] == 0 and x, 30, "0 bytes behind")
         assert after[("shipper_kafka_up", ())] == 1 and after[("shipper_producer_queue_lines", ())] == 0
         assert after[("shipper_lines_acked_total", ())] >= total
         wait_for(in_output, 120, "every line in mtga's output", every=1)

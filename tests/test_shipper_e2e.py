@@ -373,7 +373,7 @@ def test_a_new_file_is_read_within_a_second_by_inotify(kafka, topic_factory, tmp
             f.parent.mkdir(parents=True, exist_ok=True)
             t0 = time.time()
             f.write_bytes(line("new", i) + b"\n")
-            wait_for(lambda: topic_total(kafka, topic) == i + 1, 10, f"the line of {f.name}")
+            wait_for(lambda: topic_total(kafka, topic) == i + 1, 30, f"the line of {f.name}")
             in_kafka = time.time() - t0
             stamp = next(ln for ln in sh.log().splitlines() if f"reading {f} (" in ln)[:23]
             read_after = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() - t0
