@@ -377,6 +377,9 @@ class Shipper:
         inp = f.input
         try:
             fd = os.open(at or f.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.watcher.changed.set()  # renamed or deleted since the scan: its rename, or the next scan, says where
+            return
         except OSError as e:
             if f.path not in self.warned:
                 self.warned.add(f.path)

@@ -159,6 +159,7 @@ SLOTS = 3  # chunks a worker can have in shared memory at once (two batches in f
 IN_BYTES = 4 << 20
 OUT_BYTES = 8 << 20
 RESTART_MIN_S, RESTART_MAX_S = 1.0, 60.0
+START_TIMEOUT_S = 60.0
 
 
 def _grow_pipe(fd: int) -> None:
@@ -228,6 +229,8 @@ class _Worker:
         self.idx = idx
         self.dead: Optional[str] = None
         self.seq = 0
+        self.started_at = time.monotonic()
+        self.receiver: Optional[threading.Thread] = None
         base = os.path.join(_shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
         paths = [f"{base}-in{k}" for k in range(SLOTS)] + [f"{base}-out{k}" for k in range(SLOTS)]
         self.ins: list = []
@@ -255,8 +258,9 @@ class _Worker:
             self.proc.start()
             down_r.close()
             up_w.close()
-            if not self.up.poll(60) or self.up.recv_bytes() != b"ready":
-                self.dead = "did not start"
+            if not self.up.poll(START_TIMEOUT_S) or self.up.recv_bytes() != b"ready":
+                self.dead = f"did not start within {START_TIMEOUT_S:.0f}s"
+                self.proc.kill()
         except (EOFError, OSError) as e:
             self.dead = f"did not start ({e})"
         finally:  # mapped by both sides (or not at all): the names go, nothing is left behind
@@ -270,7 +274,8 @@ class _Worker:
         self.arrived = threading.Condition()
         if self.dead is None:
             threading.Thread(target=self._send, name=f"worker-{idx}-send", daemon=True).start()
-            threading.Thread(target=self._recv, name=f"worker-{idx}-recv", daemon=True).start()
+            self.receiver = threading.Thread(target=self._recv, name=f"worker-{idx}-recv", daemon=True)
+            self.receiver.start()
         else:
             log.error("transform worker %d %s; the loop transforms its share", idx, self.dead)
 
@@ -328,6 +333,25 @@ class _Worker:
                 self.arrived.wait()
             return self.results.popleft() if self.results else None
 
+    def retire(self) -> None:
+        """The end of a dead worker: its process killed and reaped, its threads
+        gone, its pipes closed. Its shared memory stays mapped while batches still
+        refer to it (replies already received are still read from it), and is
+        unmapped with the object."""
+        self.outbox.put(None)
+        if self.proc is not None:
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join(5)
+        if self.receiver is not None:
+            self.receiver.join(5)  # the end of the pipe reached: its descriptor is not read any more
+        for c in (self.down, self.up):
+            try:
+                if c is not None:
+                    c.close()
+            except OSError:
+                pass
+
     def close(self) -> None:
         self.outbox.put(None)
         for c in (self.down, self.up):
@@ -364,7 +388,8 @@ class Pool:
             args = (str(settings_dir), uuid, q, root.getEffectiveLevel(), str(keep_dir) if keep_dir else None)
             self._start = lambda i: _Worker(ctx, i, args)
             self._procs = [self._start(i) for i in range(self.workers)]
-        # a dead worker is started again, at most once per backoff (1 s doubling to 60 s)
+        # a dead worker is started again, at most once per backoff: 1 s, doubling
+        # (to 60 s) while workers die within a minute of their start
         self._backoff = [RESTART_MIN_S] * len(self._procs)
         self._restart_at = [time.monotonic()] * len(self._procs)
         self.restarts = 0
@@ -374,16 +399,17 @@ class Pool:
         for i, w in enumerate(self._procs):
             if w.dead is None or now < self._restart_at[i]:
                 continue
-            w.close()  # batches still holding it transform its part in the loop
+            w.retire()  # batches still holding it read its replies, or transform its part in the loop
+            if now - w.started_at >= RESTART_MAX_S:
+                self._backoff[i] = RESTART_MIN_S  # it had worked a while: not a crash loop
             nw = self._start(i)
             self._procs[i] = nw
-            self.restarts += 1
             if nw.dead is None:
-                log.warning("transform worker %d started again (the previous one: %s)", i, w.dead)
-                self._backoff[i] = RESTART_MIN_S
-            else:
-                self._backoff[i] = min(self._backoff[i] * 2, RESTART_MAX_S)
+                self.restarts += 1
+                log.warning("transform worker %d started again (the previous one: %s); another restart "
+                            "waits at least %.0fs", i, w.dead, self._backoff[i])
             self._restart_at[i] = time.monotonic() + self._backoff[i]
+            self._backoff[i] = min(self._backoff[i] * 2, RESTART_MAX_S)
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:
         """Transform ``items`` here and now; one result per item (for retries)."""

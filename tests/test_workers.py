@@ -134,3 +134,53 @@ def test_a_dead_worker_is_started_again(settings, caplog, monkeypatch):
         assert "transform worker 0 started again" in caplog.text
     finally:
         pool.close()
+
+
+def test_a_batch_finished_before_its_worker_died_is_read_after_the_restart(settings, monkeypatch):
+    """The replies a worker sent before it died stay readable from its shared
+    memory after a new worker took its place."""
+    import time
+
+    import sink.workers as workers
+
+    monkeypatch.setattr(workers, "RESTART_MIN_S", 0.0)
+    pool = Pool(settings, 2)
+    try:
+        a, b = batch(4000, 0), batch(4000, 10_000)
+        want_a = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(a)))
+        want_b = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(b)))
+        pa = pool.submit(a)
+        deadline = time.monotonic() + 30
+        while not pa.ready():  # both replies received, not yet read
+            assert time.monotonic() < deadline, "replies of batch a"
+            time.sleep(0.01)
+        dying = pool._procs[0]
+        os.kill(dying.proc.pid, signal.SIGKILL)
+        with dying.arrived:
+            assert dying.arrived.wait_for(lambda: dying.dead is not None, 30)
+        pb = pool.submit(b)  # starts worker 0 again
+        assert pool.restarts == 1 and pool._procs[0] is not dying
+        assert lines_of(pa.get()) == want_a
+        pa.release()
+        assert lines_of(pb.get()) == want_b
+        pb.release()
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(settings):
+    pool = Pool(settings, 2)
+    try:
+        waits = []
+        for _ in range(4):
+            w = pool._procs[0]
+            os.kill(w.proc.pid, signal.SIGKILL)
+            with w.arrived:
+                assert w.arrived.wait_for(lambda: w.dead is not None, 30)
+            pool._restart_at[0] = 0.0  # its wait is over (the test does not sit through it)
+            pool.submit(batch(10, 0)).get()
+            waits.append(pool._restart_at[0] - pool._procs[0].started_at)
+        assert pool.restarts == 4
+        assert [round(x) for x in waits] == [1, 2, 4, 8]
+    finally:
+        pool.close()
