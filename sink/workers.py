@@ -10,7 +10,10 @@ are merged back in order, so the output keeps per-partition order and the
 caller's offset rule is unchanged, and the caller writes an app's lines of a
 batch with one writev call straight from the shared memory. A chunk that does
 not fit its block travels inline over the pipe instead. With one worker (or a
-small batch) the same work runs in the calling process.
+small batch) the same work runs in the calling process. A worker that dies
+costs speed, not events: its part is transformed in the calling process, and
+a new worker takes its place (at most once per backoff: 1 s, doubling up to
+60 s while workers keep dying within a minute of their start).
 """
 
 from __future__ import annotations
@@ -345,6 +348,9 @@ class _Worker:
             self.proc.join(5)
         if self.receiver is not None:
             self.receiver.join(5)  # the end of the pipe reached: its descriptor is not read any more
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
         for c in (self.down, self.up):
             try:
                 if c is not None:
@@ -354,12 +360,7 @@ class _Worker:
 
     def close(self) -> None:
         self.outbox.put(None)
-        for c in (self.down, self.up):
-            try:
-                if c is not None:
-                    c.close()
-            except OSError:
-                pass
+        self._close_pipes()
         if self.proc is not None:
             self.proc.join(10)
             if self.proc.is_alive():
