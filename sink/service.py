@@ -547,13 +547,19 @@ class Service:
         if self.consumer is None:
             return
         lags = {}
-        for (t, p), nxt in list(self.next.items()):
+        nexts = self.next
+        earliest = self.s.conf.kafka.auto_offset_reset == "earliest"
+        for t, p in self.assigned:
             try:
                 low, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
             except KafkaException:
                 continue
-            if high >= 0:
-                lags[(t, p)] = max(0, high - max(nxt, low))
+            if high < 0:
+                continue  # no fetch answered for it yet
+            nxt = nexts.get((t, p))
+            if nxt is None:  # nothing consumed nor stored: it starts where the reset policy says
+                nxt = low if earliest else high
+            lags[(t, p)] = max(0, high - max(nxt, low))
         self.lags = lags
 
     def status(self) -> dict:
