@@ -139,8 +139,6 @@ def test_a_dead_worker_is_started_again(settings, caplog, monkeypatch):
 def test_a_batch_finished_before_its_worker_died_is_read_after_the_restart(settings, monkeypatch):
     """The replies a worker sent before it died stay readable from its shared
     memory after a new worker took its place."""
-    import time
-
     import sink.workers as workers
 
     monkeypatch.setattr(workers, "RESTART_MIN_S", 0.0)
@@ -150,10 +148,10 @@ def test_a_batch_finished_before_its_worker_died_is_read_after_the_restart(setti
         want_a = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(a)))
         want_b = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(b)))
         pa = pool.submit(a)
-        deadline = time.monotonic() + 30
-        while not pa.ready():  # both replies received, not yet read
-            assert time.monotonic() < deadline, "replies of batch a"
-            time.sleep(0.01)
+        for w, *_ in pa.sent:  # both replies received, not yet read
+            with w.arrived:
+                assert w.arrived.wait_for(lambda: w.results, 30), "a reply of batch a"
+        assert pa.ready()
         dying = pool._procs[0]
         os.kill(dying.proc.pid, signal.SIGKILL)
         with dying.arrived:
