@@ -270,6 +270,8 @@ def test_full_disk_with_a_queue_to_retry_keeps_the_daemon_up(kafka, topic_factor
         assert m.alive(), m.output()[-2000:]
         filler.unlink()
         wait_for(lambda: sum(stored_offsets(disk.path / "state").values()) == 3020, 90, "all offsets stored")
+        # a batch that met the full disk may sit in the queue (durable, so its offsets moved): it drains
+        wait_for(lambda: failure_count(disk.path / "state") == 20, 90, "the queue to drain to the 20 broken events")
     finally:
         assert m.term() == 0
     counts = uuid_counts(disk.path / "out")
