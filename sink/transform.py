@@ -345,7 +345,7 @@ class Transformer:
                 raise Fail(_not_envelope(payload)) from None
             raise Fail(f"invalid_json: {msg}") from None
         except msgspec.DecodeError as e:
-            raise Fail(f"invalid_json: {e}") from None
+            raise Fail(_undecodable(payload, e)) from None
         except UnicodeDecodeError:
             raise Fail(_not_utf8(payload)) from None
         except RecursionError:
@@ -491,7 +491,7 @@ def _not_envelope(payload: bytes) -> str:
     try:
         top = _decode(payload)
     except msgspec.DecodeError as e:  # e.g. trailing bytes after a first object
-        return f"invalid_json: {e}"
+        return _undecodable(payload, e)
     except UnicodeDecodeError:
         return _not_utf8(payload)
     except RecursionError:
@@ -504,6 +504,16 @@ def _not_envelope(payload: bytes) -> str:
     if "headers" in top and "logs" in top:
         return f"not_object: the envelope's logs is a JSON {_json_type(top['logs'])}, expected an object"
     return "no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} give app_id"
+
+
+def _undecodable(payload: bytes, error: Exception) -> str:
+    """The reason for a payload the JSON decoder refused: invalid_utf8 when it stopped at bytes
+    that are not UTF-8 (older msgspec raises UnicodeDecodeError there, newer a DecodeError
+    saying "Invalid UTF-8"), else invalid_json with the decoder's words (a UTF-16 event, whose
+    first byte is no JSON, stays invalid_json)."""
+    if "UTF-8" in str(error):
+        return _not_utf8(payload)
+    return f"invalid_json: {error}"
 
 
 def _not_utf8(payload: bytes) -> str:
