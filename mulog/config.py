@@ -12,7 +12,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import msgspec
 import yaml
@@ -140,6 +140,17 @@ def bootstrap_override(configured: str) -> str:
     """``KAFKA_BOOTSTRAP_SERVERS``, where set, overrides the configured servers."""
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     return env or configured
+
+
+def layered(path: str | os.PathLike | None, overrides: dict | None, build: Callable[[dict, Path | None], T]) -> T:
+    """The configuration file at ``path`` (none: all defaults) with ``overrides``
+    (command-line flags, nested like the file's keys) merged over it, validated
+    by ``build(data, file)``: a flag is checked exactly like the key it stands for."""
+    file = Path(path) if path else None
+    data = read_yaml(file) if file else {}
+    if overrides:
+        data = merge(data, overrides)
+    return build(data, file)
 
 
 def merge(base: dict, over: dict) -> dict:

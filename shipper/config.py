@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 from mulog.common_conf import LogConf, MetricsConf, Scalar
-from mulog.config import ConfigError, bootstrap_override, convert, merge, read_yaml, resolve
+from mulog.config import ConfigError, bootstrap_override, convert, layered, read_yaml, resolve
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
@@ -148,11 +148,7 @@ def load(path: str | Path | None, overrides: dict | None = None) -> ShipperSetti
     ``overrides`` is a nested dict merged over the file's data before validation,
     so a flag is checked exactly like the key it stands for.
     """
-    file = Path(path) if path else None
-    data = read_yaml(file) if file else {}
-    if overrides:
-        data = merge(data, overrides)
-    return build(data, file)
+    return layered(path, overrides, build)
 
 
 @dataclass

@@ -24,13 +24,14 @@ import time
 from typing import Callable
 
 from mulog.config import ConfigError
+from mulog.files import last_line_end, signature
 from offsets import FINGERPRINT_BYTES, FilePositions, StateDB, StateError, fingerprint
 
 from .config import Input, ShipperSettings
 from .framing import log_name_for
 from .publisher import Publisher, Stopping
 from .stats import FileStat, Stats
-from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer, last_line_end
+from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer
 from .watcher import Found, Watcher, scan, wanted_by
 
 log = logging.getLogger("shipper")
@@ -495,13 +496,7 @@ class Shipper:
 
     # ------------------------------------------------------------ reload
     def _config_signature(self):
-        if not self.config_file:
-            return None
-        try:
-            st = os.stat(self.config_file)
-            return (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            return None
+        return signature(self.config_file) if self.config_file else None
 
     def _config_changed(self) -> bool:
         sig = self._config_signature()

@@ -35,6 +35,8 @@ from confluent_kafka import KafkaError
 
 from offsets import FINGERPRINT_BYTES, FilePosition, file_identity, fingerprint
 
+from mulog.backoff import Backoff
+
 from .framing import Frame, Framer, utf8_text
 
 if TYPE_CHECKING:
@@ -63,19 +65,6 @@ def identity_crc(fd: int) -> int | None:
     if len(data) >= FINGERPRINT_BYTES:
         return zlib.crc32(data)
     return None
-
-
-def last_line_end(fd: int, size: int) -> int:
-    """Offset just after the last newline before ``size`` (0 when there is none)."""
-    pos = size
-    while pos > 0:
-        n = min(pos, 65536)
-        data = os.pread(fd, n, pos - n)
-        i = data.rfind(b"\n")
-        if i >= 0:
-            return pos - n + i + 1
-        pos -= n
-    return 0
 
 
 class Ack:
@@ -135,7 +124,7 @@ class Tailer:
         self.size_seen = size
         self.failed_at: float | None = None  # a chunk failed: rewind once nothing is pending
         self.retry_at = 0.0
-        self.backoff = 1.0
+        self.backoff = Backoff(1.0, 60.0)
         self.cut_lines = 0
         self._refresh_identity()
 
@@ -273,8 +262,7 @@ class Tailer:
                 self.delivered = a.end
         p.clear()
         if not self.retry_at:
-            self.retry_at = now + self.backoff
-            self.backoff = min(self.backoff * 2, 60.0)
+            self.retry_at = now + self.backoff.next()
             return False
         if now < self.retry_at:
             return False

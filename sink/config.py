@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 from mulog.common_conf import LogConf, MetricsConf, Scalar
-from mulog.config import ConfigError, bootstrap_override, convert, merge, read_yaml, resolve
+from mulog.config import ConfigError, bootstrap_override, convert, layered, resolve
 
 # Consumer settings the daemon relies on; `kafka.consumer` may add or override
 # tuning keys, but not the ones that carry the delivery contract.
@@ -178,8 +178,4 @@ def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaSet
 
 def load(path: str | Path | None, overrides: dict | None = None, require_topics: bool = True) -> MtgaSettings:
     """Load ``path`` (or defaults when None), with command-line overrides merged in."""
-    file = Path(path) if path else None
-    data = read_yaml(file) if file else {}
-    if overrides:
-        data = merge(data, overrides)
-    return build(data, file, require_topics)
+    return layered(path, overrides, lambda data, file: build(data, file, require_topics))

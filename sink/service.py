@@ -30,6 +30,7 @@ from typing import Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mulog.backoff import Backoff, delay
 from offsets import FailedEvent, FailureQueue, PartitionOffsets, StateDB, StateError
 
 from .config import MtgaSettings
@@ -106,7 +107,7 @@ class Service:
         self.assigned: set = set()
         self._fq_dirty = False
         self._recheck_settings = False
-        self._stall_backoff = 1.0
+        self._stall_backoff = Backoff(1.0, 30.0)
         # read by other threads (control socket, metrics): replaced, never mutated
         self.local_offsets: dict[TP, int] = self.po.all()
         self.lags: dict[TP, int] = {}
@@ -319,7 +320,7 @@ class Service:
             self._stall(items + later, e)
             return
         self.stalled = None
-        self._stall_backoff = 1.0
+        self._stall_backoff.reset()
         nxt = self.next
         assigned = self.assigned
         for it in items:
@@ -364,16 +365,15 @@ class Service:
             first.setdefault((it[2], it[3]), it[4])
         self.stalled = f"cannot store a batch anywhere durable: {err}"
         self.stats.stalls += 1
-        log.error("%s; rewinding %d partition(s) and retrying in %.0fs", self.stalled, len(first),
-                  self._stall_backoff)
+        wait = self._stall_backoff.next()
+        log.error("%s; rewinding %d partition(s) and retrying in %.0fs", self.stalled, len(first), wait)
         for key, off in first.items():
             self.rewind.setdefault(key, off)  # an earlier rewind not yet done goes further back
         self._seek_back()
-        end = time.monotonic() + self._stall_backoff
+        end = time.monotonic() + wait
         while not self.stop_event.is_set() and time.monotonic() < end:
             self._run_commands()  # stay responsive to the control socket while backing off
             self.stop_event.wait(0.2)
-        self._stall_backoff = min(self._stall_backoff * 2, 30.0)
 
     def _seek_back(self) -> None:
         """Seek the partitions in ``rewind`` back; one whose seek fails stays there,
@@ -446,7 +446,7 @@ class Service:
     # ------------------------------------------------------------------ retries
     def backoff(self, attempts: int) -> float:
         r = self.s.conf.retry
-        return min(r.max_backoff_s, r.initial_backoff_s * (2 ** max(0, attempts - 1)))
+        return delay(attempts, r.initial_backoff_s, r.max_backoff_s)
 
     def retry_round(self) -> int:
         """Re-process due failure-queue entries; returns how many left the queue.

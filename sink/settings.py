@@ -27,6 +27,7 @@ import msgspec
 
 from mulog import cjson
 from mulog.config import ConfigError, convert
+from mulog.files import signature
 
 log = logging.getLogger("mtga.settings")
 
@@ -288,16 +289,8 @@ def load_app(folder: Path, app_id: str) -> AppSettings:
         app_id=app_id, metadata=md, filter=flt,
         keep=frozenset(flt.keep) if flt.keep is not None else None,
         drop=frozenset(flt.drop), where=list(flt.where),
-        stamp=(_stamp(mpath), _stamp(fpath)),
+        stamp=(signature(mpath), signature(fpath)),
     )
-
-
-def _stamp(p: Path) -> tuple:
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        return ()
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _read(path: Path, type_, required: bool):
@@ -337,7 +330,7 @@ class SettingsStore:
         self.reloads = 0
 
     def _stamps(self, app_id: str) -> tuple:
-        return (_stamp(self.folder / f"metadata.{app_id}.json"), _stamp(self.folder / f"filter.{app_id}.json"))
+        return (signature(self.folder / f"metadata.{app_id}.json"), signature(self.folder / f"filter.{app_id}.json"))
 
     def _keep(self, app_id: str) -> None:
         if self.keep_dir is None:

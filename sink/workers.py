@@ -36,6 +36,8 @@ import time
 from array import array
 from typing import Optional, Sequence
 
+from mulog.backoff import Backoff
+
 from .settings import SettingsStore
 from .transform import FILTERED, OK, Transformer
 
@@ -391,7 +393,7 @@ class Pool:
             self._procs = [self._start(i) for i in range(self.workers)]
         # a dead worker is started again, at most once per backoff: 1 s, doubling
         # (to 60 s) while workers die within a minute of their start
-        self._backoff = [RESTART_MIN_S] * len(self._procs)
+        self._backoff = [Backoff(RESTART_MIN_S, RESTART_MAX_S) for _ in self._procs]
         self._restart_at = [time.monotonic()] * len(self._procs)
         self.restarts = 0
 
@@ -402,15 +404,14 @@ class Pool:
                 continue
             w.retire()  # batches still holding it read its replies, or transform its part in the loop
             if now - w.started_at >= RESTART_MAX_S:
-                self._backoff[i] = RESTART_MIN_S  # it had worked a while: not a crash loop
+                self._backoff[i].reset()  # it had worked a while: not a crash loop
             nw = self._start(i)
             self._procs[i] = nw
             if nw.dead is None:
                 self.restarts += 1
                 log.warning("transform worker %d started again (the previous one: %s); another restart "
-                            "waits at least %.0fs", i, w.dead, self._backoff[i])
-            self._restart_at[i] = time.monotonic() + self._backoff[i]
-            self._backoff[i] = min(self._backoff[i] * 2, RESTART_MAX_S)
+                            "waits at least %.0fs", i, w.dead, self._backoff[i].current)
+            self._restart_at[i] = time.monotonic() + self._backoff[i].next()
 
     def run(self, items: Sequence[Item], recheck: bool = False) -> list:
         """Transform ``items`` here and now; one result per item (for retries)."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mulog.files import last_line_end
+
 log = logging.getLogger("mtga.writer")
 
 
@@ -110,19 +112,9 @@ class LogBusWriter:
         """A process killed in the middle of a write can leave half a line at the
         end of a file; its events were not checkpointed and come again, so the
         fragment is cut off before anything is appended after it."""
-        if os.pread(fd, 1, size - 1) == b"\n":
+        keep = last_line_end(fd, size)
+        if keep == size:
             return size
-        end = size
-        while end > 0:
-            start = max(0, end - 65536)
-            chunk = os.pread(fd, end - start, start)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                keep = start + i + 1
-                break
-            end = start
-        else:
-            keep = 0
         os.ftruncate(fd, keep)
         log.warning("%s ended with %d bytes of a line cut short by an interrupted write; removed them "
                     "(the events come again from Kafka)", path, size - keep)

@@ -11,7 +11,8 @@ from mulog.config import ConfigError
 from offsets import FINGERPRINT_BYTES, fingerprint
 from shipper import config
 from shipper.framing import Framer, log_name_for, utf8_text, watch_root
-from shipper.tailer import identity_crc, last_line_end
+from mulog.files import last_line_end
+from shipper.tailer import identity_crc
 
 
 def frame_all(framer: Framer, chunks):
