@@ -62,6 +62,12 @@ def main(argv=None) -> int:
     else:
         from naive import naive_line
 
+    try:
+        from sink.batch import item as make_item
+    except ImportError:  # a tree from before typed items (bench/run.py --baseline)
+        def make_item(*fields):
+            return fields
+
     n = ok = failed = 0
     first_failure = None
     spent = cpu = 0.0
@@ -74,7 +80,7 @@ def main(argv=None) -> int:
             base = n
             if a.mode == "pool":
                 # the pipeline stays full across chunks, as in mtga's loop (two batches in flight)
-                items = [(p, None, TOPIC, 0, base + i) for i, p in enumerate(chunk)]
+                items = [make_item(p, None, TOPIC, 0, base + i) for i, p in enumerate(chunk)]
                 t0 = perf()
                 for j in range(0, len(items), 5000):
                     inflight.append(pool.submit(items[j:j + 5000]))
@@ -84,7 +90,7 @@ def main(argv=None) -> int:
                 res = None
             elif a.mode == "transform":
                 t0, c0 = perf(), ptime()
-                res = tr.run_batch([(p, None, TOPIC, 0, base + i) for i, p in enumerate(chunk)])
+                res = tr.run_batch([make_item(p, None, TOPIC, 0, base + i) for i, p in enumerate(chunk)])
                 spent += perf() - t0
                 cpu += ptime() - c0
                 for r in res:

@@ -6,6 +6,11 @@ keyed by a monotonically increasing sequence number; the count lives in its own
 key, updated in the same write batch as the entries, so ``count()`` is O(1)
 and a crash never leaves it out of step.
 
+Beside each entry, an index key ordered by the time it is next due
+(``not_before``) lets the retry loop find the due entries without reading
+(and decompressing) every entry; a store written before the index existed
+gets it built once, when it is first opened for writing.
+
 A reason is ``"<code>: <detail>"``; ``count_by_reason`` and ``clear(reason=)``
 work on the code (the part before the first colon).
 """
@@ -23,9 +28,12 @@ import snappy
 from .db import Batch, StateDB
 
 _ENTRY = b"fq/e/"
+_DUE = b"fq/d/"  # + due time (ms) + sequence: b""
 _COUNT = b"fq/m/count"
 _NEXT = b"fq/m/next"
+_INDEXED = b"fq/m/due-index"
 _Q = struct.Struct(">Q")
+_QQ = struct.Struct(">QQ")
 
 
 class FailedEvent(msgspec.Struct):
@@ -71,6 +79,10 @@ def _key(seq: int) -> bytes:
     return _ENTRY + _Q.pack(seq)
 
 
+def _due_key(not_before: float, seq: int) -> bytes:
+    return _DUE + _QQ.pack(max(0, int(not_before * 1000)), seq)
+
+
 class FailureQueue:
     def __init__(self, db: StateDB):
         self.db = db
@@ -78,11 +90,21 @@ class FailureQueue:
         n = db.get(_NEXT)
         self._count = 0 if c is None else _Q.unpack(c)[0]
         self._next = 1 if n is None else _Q.unpack(n)[0]
+        if not db.read_only and db.get(_INDEXED) is None:
+            self._build_index()
+
+    def _build_index(self) -> None:
+        b = Batch()
+        for k, v in self.db.scan(_ENTRY):
+            b.put(_due_key(_dec.decode(v).not_before, _Q.unpack(k[len(_ENTRY):])[0]), b"")
+        b.put(_INDEXED, b"1")
+        self.db.write(b, sync=True)
 
     # -- writes ------------------------------------------------------------------
     def _add(self, b: Batch, e: Entry, seq: int) -> None:
         stored = msgspec.structs.replace(e, payload=snappy.compress(e.payload), seq=0)
         b.put(_key(seq), _enc.encode(stored))
+        b.put(_due_key(e.not_before, seq), b"")
 
     def _set_counters(self, b: Batch, count: int, nxt: int) -> None:
         b.put(_COUNT, _Q.pack(count))
@@ -124,8 +146,10 @@ class FailureQueue:
         n = 0
         for s in seqs:
             k = _key(s)
-            if self.db.get(k) is not None:
+            v = self.db.get(k)
+            if v is not None:
                 b.delete(k)
+                b.delete(_due_key(_dec.decode(v).not_before, s))
                 n += 1
         if n:
             self._set_counters(b, self._count - n, self._next)
@@ -138,9 +162,11 @@ class FailureQueue:
         t = time.time() if now is None else now
         b = Batch()
         old = _key(entry.seq)
-        if self.db.get(old) is None:
+        v = self.db.get(old)
+        if v is None:
             return 0
         b.delete(old)
+        b.delete(_due_key(_dec.decode(v).not_before, entry.seq))
         seq = self._next
         e = msgspec.structs.replace(entry, reason=reason, attempts=entry.attempts + 1,
                                     last_failed=t, not_before=not_before)
@@ -156,9 +182,11 @@ class FailureQueue:
             b = Batch()
             n = 0
             for k, v in self.db.scan(_ENTRY):
-                if reason is not None and reason_code(_dec.decode(v).reason) != reason:
+                e = _dec.decode(v)
+                if reason is not None and reason_code(e.reason) != reason:
                     continue
                 b.delete(k)
+                b.delete(_due_key(e.not_before, _Q.unpack(k[len(_ENTRY):])[0]))
                 n += 1
                 if n >= 10_000:
                     break
@@ -169,6 +197,38 @@ class FailureQueue:
             removed += n
 
     # -- reads -------------------------------------------------------------------
+    def due(self, now: float, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries whose retry time has come, the longest due
+        first; only those are read and decompressed."""
+        out = []
+        stale = []
+        now_ms = now * 1000
+        for k, _ in self.db.scan(_DUE):
+            ms, seq = _QQ.unpack(k[len(_DUE):])
+            if ms > now_ms:
+                break
+            v = self.db.get(_key(seq))
+            if v is None:
+                stale.append(k)  # its entry is gone: the index key goes too
+                continue
+            e = _dec.decode(v)
+            e.seq = seq
+            e.payload = snappy.decompress(e.payload)
+            out.append(e)
+            if len(out) >= limit:
+                break
+        if stale:
+            b = Batch()
+            for k in stale:
+                b.delete(k)
+            self.db.write(b)
+        return out
+
+    @property
+    def size(self) -> int:
+        """Entries in the queue, as this process last wrote them (no store read)."""
+        return self._count
+
     def count(self) -> int:
         if self.db.read_only:
             c = self.db.get(_COUNT)

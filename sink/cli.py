@@ -90,7 +90,7 @@ def start(
     workers: Optional[int] = typer.Option(None, "--workers", help="transform processes (0 = one per core)"),
 ) -> None:
     """Start the consumer (in the foreground, or detached with --daemon)."""
-    from .service import run_foreground
+    from .runtime import run_foreground
 
     s = load(cfg, state_dir, require_topics=True, topic=topic, topic_pattern=topic_pattern, group_id=group_id,
              settings_dir=settings_dir, output_dir=output_dir, bootstrap_servers=bootstrap_servers,

@@ -1,26 +1,17 @@
 """What operators ask about: per-partition offsets and lag, from Kafka's admin
 API and the local store. Used by the daemon (to answer over its socket) and by
-the CLI when no daemon runs; both produce the same rows."""
+the CLI when no daemon runs; both produce the same rows, with the daemon's own
+rules for which topics it consumes and where a partition resumes (sink/source.py)."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Optional
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-
-def resume_point(local: Optional[int], group: Optional[int]) -> tuple[Optional[int], str]:
-    """Where a partition goes on: the newer of the locally stored and the group's
-    committed offset (another host may have processed it meanwhile), with which
-    one it was: "local", "group", or (neither) None and "none"."""
-    if local is not None and (group is None or local >= group):
-        return local, "local"
-    if group is not None:
-        return group, "group"
-    return None, "none"
+from .source import matching_topics, resume_point
 
 
 class QueryError(Exception):
@@ -46,8 +37,7 @@ def partitions(admin: AdminClient, topics: list[str], pattern: Optional[str], de
     except KafkaException as e:
         raise QueryError(f"Kafka did not list its topics: {e}") from None
     if pattern:
-        rx = re.compile(pattern)
-        names = sorted(t for t in md.topics if rx.search(t) and not t.startswith("__"))
+        names = matching_topics(pattern, md.topics)
     else:
         names = [t for t in topics if t in md.topics]
     out = []

@@ -14,23 +14,20 @@ small batch) the same work runs in the calling process. A worker that dies
 costs speed, not events: its part is transformed in the calling process, and
 a new worker takes its place (at most once per backoff: 1 s, doubling up to
 60 s while workers keep dying within a minute of their start).
+
+This module is the parent's side; sink/worker_proc.py runs in the workers.
 """
 
 from __future__ import annotations
 
 import collections
-import fcntl
-import itertools
 import logging
 import logging.handlers
-import mmap
 import multiprocessing as mp
 import os
 import pickle
 import queue
 import secrets
-import signal
-import tempfile
 import threading
 import time
 from array import array
@@ -38,192 +35,17 @@ from typing import Optional, Sequence
 
 from mulog.backoff import Backoff
 
+from .batch import Item, Outcome, merge, summarize
 from .settings import SettingsStore
-from .transform import FILTERED, OK, Transformer
-
-Item = tuple  # (payload, headers, topic, partition, offset)
+from .transform import Transformer
+from .worker_proc import IN_BYTES, OUT_BYTES, SLOTS, grow_pipe, map_shared, pack, serve
+from .worker_proc import shm_dir as _shm_dir
 
 log = logging.getLogger("mtga.workers")
 
-
-class Outcome:
-    """A transformed batch: ``apps`` maps app id -> [buffers holding the lines
-    (newline-terminated, in order), line count, indexes of the events];
-    ``failures`` lists (index, app, reason)."""
-
-    __slots__ = ("apps", "failures", "filtered")
-
-    def __init__(self, apps: dict, failures: list, filtered: int):
-        self.apps, self.failures, self.filtered = apps, failures, filtered
-
-
-def summarize(results: list, base: int = 0) -> Outcome:
-    groups: dict = {}
-    failures = []
-    filtered = 0
-    for i, r in enumerate(results, base):
-        kind = r[0]
-        if kind == OK:
-            g = groups.get(r[1])
-            if g is None:
-                g = groups[r[1]] = ([], array("I"))
-            g[0].append(r[2])
-            g[1].append(i)
-        elif kind == FILTERED:
-            filtered += 1
-        else:
-            failures.append((i, r[1], r[2]))
-    apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
-    return Outcome(apps, failures, filtered)
-
-
-def merge(parts: list) -> Outcome:
-    """Outcomes of consecutive chunks -> one outcome; an app's buffers stay in order."""
-    if len(parts) == 1:
-        return parts[0]
-    apps: dict = {}
-    failures = []
-    filtered = 0
-    for o in parts:
-        for app, (bufs, n, idx) in o.apps.items():
-            cur = apps.get(app)
-            if cur is None:
-                apps[app] = [list(bufs), n, idx]
-            else:
-                cur[0].extend(bufs)
-                cur[1] += n
-                cur[2].extend(idx)
-        failures.extend(o.failures)
-        filtered += o.filtered
-    return Outcome(apps, failures, filtered)
-
-
-# --------------------------------------------------------------- in a worker
-
-_tr: Optional[Transformer] = None
-_store: Optional[SettingsStore] = None
-
-
-def _init(settings_dir: str, uuid: bool, log_queue, level: int, keep_dir: Optional[str] = None) -> None:
-    global _tr, _store
-    # the parent decides when to stop; a Ctrl-C or SIGTERM to the group must
-    # not kill a worker in the middle of a batch
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    # log records (a settings file that broke, say) go to the parent's log
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(logging.handlers.QueueHandler(log_queue))
-    root.setLevel(level)
-    _store = SettingsStore(settings_dir, keep_dir=keep_dir)
-    _tr = Transformer(_store.get, uuid=uuid)
-
-
-def _pack(items: Sequence[Item], base: int, recheck: bool) -> tuple:
-    lens = array("I")
-    parts = array("i")
-    offs = array("q")
-    for it in items:
-        lens.append(len(it[0]))
-        parts.append(it[3])
-        offs.append(it[4])
-    headers = [it[1] for it in items]
-    if not any(headers):
-        headers = None
-    topics = [it[2] for it in items]
-    one_topic = topics[0] if all(t == topics[0] for t in topics) else None
-    return (b"".join(it[0] for it in items), lens.tobytes(), headers, one_topic or topics,
-            parts.tobytes(), offs.tobytes(), base, recheck)
-
-
-def _unpack(chunk: tuple):
-    """The chunk's items, as (payload, headers, topic, partition, offset) tuples."""
-    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck = chunk
-    lens = array("I")
-    lens.frombytes(lens_b)
-    parts = array("i")
-    parts.frombytes(parts_b)
-    offs = array("q")
-    offs.frombytes(offs_b)
-    ends = list(itertools.accumulate(lens))
-    payloads = list(map(blob.__getitem__, map(slice, [0] + ends[:-1], ends)))
-    n = len(payloads)
-    return list(zip(payloads, headers if headers else itertools.repeat(None, n),
-                    itertools.repeat(topics, n) if type(topics) is str else topics, parts, offs))
-
-
-def _run_chunk(chunk: tuple) -> Outcome:
-    if chunk[-1]:
-        _store.invalidate()
-    return summarize(_tr.run_batch(_unpack(chunk)), chunk[6])
-
-
-_PIPE_SIZE = 1 << 20
-SLOTS = 3  # chunks a worker can have in shared memory at once (two batches in flight + one being written)
-IN_BYTES = 4 << 20
-OUT_BYTES = 8 << 20
 RESTART_MIN_S, RESTART_MAX_S = 1.0, 60.0
 START_TIMEOUT_S = 60.0
 
-
-def _grow_pipe(fd: int) -> None:
-    try:
-        fcntl.fcntl(fd, 1031, _PIPE_SIZE)  # F_SETPIPE_SZ (Linux)
-    except OSError:
-        pass  # the default size works, in more system calls
-
-
-def _map(path: str, size: int, create: bool) -> mmap.mmap:
-    fd = os.open(path, (os.O_RDWR | os.O_CREAT | os.O_EXCL) if create else os.O_RDWR, 0o600)
-    try:
-        if create:
-            # reserve every page now: a page tmpfs cannot supply later would kill
-            # the process with SIGBUS on first touch, not raise an error
-            os.posix_fallocate(fd, 0, size)
-        return mmap.mmap(fd, size)
-    finally:
-        os.close(fd)
-
-
-def _shm_dir() -> str:
-    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-
-
-def _serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level: int,
-           keep_dir: Optional[str]) -> None:
-    """A worker process: chunks in, outcomes out, until its pipe closes."""
-    _init(settings_dir, uuid, log_queue, level, keep_dir)
-    ins = [_map(p, IN_BYTES, False) for p in paths[:SLOTS]] if paths else []
-    outs = [_map(p, OUT_BYTES, False) for p in paths[SLOTS:]] if paths else []
-    recv, send, loads, dumps = down.recv_bytes, up.send_bytes, pickle.loads, pickle.dumps
-    send(b"ready")  # the parent unlinks the files now: nothing is left behind, whatever happens
-    while True:
-        try:
-            msg = loads(recv())
-        except (EOFError, OSError):
-            return
-        seq = msg[1]
-        if msg[0] == "inline":
-            send(dumps(("inline", seq, _run_chunk(msg[2])), pickle.HIGHEST_PROTOCOL))
-            continue
-        _, seq, slot, nbytes, rest = msg
-        o = _run_chunk((ins[slot][:nbytes], *rest))
-        mm = outs[slot]
-        if sum(len(v[0][0]) for v in o.apps.values()) > len(mm):
-            send(dumps(("inline", seq, o), pickle.HIGHEST_PROTOCOL))
-            continue
-        placed = {}
-        pos = 0
-        for app, (bufs, n, idx) in o.apps.items():
-            blob = bufs[0]
-            mm[pos:pos + len(blob)] = blob
-            placed[app] = (pos, pos + len(blob), n, idx.tobytes())
-            pos += len(blob)
-        send(dumps(("shm", seq, placed, o.failures, o.filtered), pickle.HIGHEST_PROTOCOL))
-
-
-# ------------------------------------------------------------ in the parent
 
 class _Worker:
     """One worker process, its pipes and its shared-memory slots. A sender and a
@@ -243,8 +65,8 @@ class _Worker:
         self.proc = self.down = self.up = None
         try:
             try:
-                self.ins = [_map(p, IN_BYTES, True) for p in paths[:SLOTS]]
-                self.outs = [_map(p, OUT_BYTES, True) for p in paths[SLOTS:]]
+                self.ins = [map_shared(p, IN_BYTES, True) for p in paths[:SLOTS]]
+                self.outs = [map_shared(p, OUT_BYTES, True) for p in paths[SLOTS:]]
             except OSError as e:  # a small /dev/shm: this worker's chunks travel over its pipe
                 log.warning("no shared memory for transform worker %d (%s in %s); its chunks go over a pipe",
                             idx, e.strerror or e, _shm_dir())
@@ -257,8 +79,8 @@ class _Worker:
             down_r, self.down = ctx.Pipe(duplex=False)
             self.up, up_w = ctx.Pipe(duplex=False)
             for c in (down_r, self.down, self.up, up_w):
-                _grow_pipe(c.fileno())
-            self.proc = ctx.Process(target=_serve, args=(down_r, up_w, paths, *args), name=f"mtga-worker-{idx}",
+                grow_pipe(c.fileno())
+            self.proc = ctx.Process(target=serve, args=(down_r, up_w, paths, *args), name=f"mtga-worker-{idx}",
                                     daemon=True)
             self.proc.start()
             down_r.close()
@@ -430,7 +252,7 @@ class Pool:
         size = (len(items) + n - 1) // n
         sent = []
         for w, i in zip(live, range(0, len(items), size)):
-            seq, slot = w.send(_pack(items[i:i + size], i, recheck))
+            seq, slot = w.send(pack(items[i:i + size], i, recheck))
             sent.append((w, i, i + size, seq, slot))
         return Pending(self, items, recheck, sent=sent)
 

@@ -44,16 +44,16 @@ class _Open:
 
 class LogBusWriter:
     def __init__(self, root: Path, prefix: str = "", rotation: str = "daily", max_bytes: int = 0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, fsync: bool = True):
         self.root = Path(root)
         self.prefix = f"{prefix}.log." if prefix else "log."
         self.fmt = "%Y-%m-%d" if rotation == "daily" else "%Y-%m-%d-%H"
         self.max_bytes = max_bytes
         self.clock = clock
+        self.fsync = fsync  # False (output.fsync: never): durability is left to the operating system
         self._open: dict[str, _Open] = {}
         self._index: dict[tuple[str, str], int] = {}  # (app, period name) -> split index
         self.bytes_written = 0
-        self.lines_written = 0
         self.errors = 0
         self.last_error: str | None = None
         self.fsync_error: str | None = None  # sticky: see _fsync_failed
@@ -122,7 +122,7 @@ class LogBusWriter:
 
     def _retire(self, app: str) -> None:
         o = self._open.pop(app)
-        if o.dirty:
+        if o.dirty and self.fsync:
             try:
                 os.fsync(o.fd)
             except OSError as e:
@@ -162,7 +162,6 @@ class LogBusWriter:
         o.size = start + total
         o.dirty = True
         self.bytes_written += total
-        self.lines_written += nlines
         self.last_error = None
         return total
 
@@ -175,9 +174,11 @@ class LogBusWriter:
         log.error("%s; no offsets are stored from now on: restart mtga to write the lines since the last "
                   "checkpoint again", self.fsync_error)
 
-    def flush(self, fsync: bool = True) -> None:
-        """Make what was written durable (fsync), before offsets covering it are stored."""
-        if not fsync:
+    def flush(self) -> None:
+        """Make what was written durable (fsync), before offsets covering it are
+        stored or failure-queue entries it holds are removed (nothing to do with
+        ``fsync`` off)."""
+        if not self.fsync:
             return
         for o in self._open.values():
             if o.dirty and self.fsync_error is None:

@@ -43,11 +43,15 @@ def test_sigkill_at_10_random_moments_output_plus_queue_cover_input(kafka, topic
     where = []
     # feed in slices while killing mtga at random moments
     slices = [events[i:i + 3000] for i in range(0, len(events), 3000)]
+    held = [0]  # output lines at each kill
     for k in range(10):
         where += produce(kafka, topic, slices[k])
         m = Mtga(conf).start()
-        time.sleep(rnd.uniform(1.0, 5.0))  # the random moment of the kill
+        wait_for(lambda: count_lines(tmp_path / "out") > held[-1], 60, "this run of mtga to write lines")
+        time.sleep(rnd.uniform(0.0, 3.0))  # the random moment of the kill
         m.kill()
+        held.append(count_lines(tmp_path / "out"))
+    assert all(b > a for a, b in zip(held, held[1:])), f"each run wrote before its kill: {held}"
     m = Mtga(conf).start()
     valid = {uuid_of(topic, p, o) for (p, o), e in zip(where, events) if not e.startswith(b"{broken")}
     invalid = {(p, o) for (p, o), e in zip(where, events) if e.startswith(b"{broken")}
@@ -340,20 +344,29 @@ def test_a_failed_seek_back_holds_the_partition_until_it_works(kafka, topic_fact
     produce(kafka, topic, list(sample.envelopes(10, app_ids=APPS)))
     write_settings(tmp_path / "settings", APPS)
     svc = Service(config.load(write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=1)))
+    key = (topic, 0)
     try:
-        svc.consumer = svc._consumer()
-        svc.assigned = frozenset({(topic, 0)})
-        svc._stall_backoff = 0.0
-        svc._stall([(b"{}", None, topic, 0, 5)], OSError("No space left on device"))
-        assert svc.rewind == {(topic, 0): 5} and svc.stats.failed_seeks == 1
+        svc.source.consumer = svc.source.new_consumer()  # not subscribed: nothing assigned to it yet
+        svc.source.assigned = frozenset({key})
+        svc.pausing.hold({key: 5}, {}, "No space left on device")
+        assert svc.pausing.rewind == {key: 5} and svc.pausing.seek_failures.value == 1
+        assert key in svc.pausing.paused
         svc.submit([Message(topic=topic, partition=0, offset=9, value=b"{}")])
         assert not svc.inflight  # past the rewind point: held back
-        svc.consumer.assign([TopicPartition(topic, 0, 0)])
-        wait_for(lambda: (svc._seek_back(), not svc.rewind)[1], 30, "a seek back that works")
-        msgs = wait_for(lambda: [m for m in svc.consumer.consume(10, 0.5) if m.error() is None], 30, "messages")
+        svc.submit([Message(topic=topic, partition=0, offset=4, value=b"{}")])
+        assert len(svc.inflight) == 1  # below it: never held back
+        svc.inflight.popleft()[1].discard()
+        svc.source.consumer.assign([TopicPartition(topic, 0, 0)])
+        wait_for(lambda: (svc.pausing.tick(), not svc.pausing.rewind)[1], 30, "a seek back that works")
+
+        def consumed():
+            svc.pausing.tick()  # resumes the partition once its wait is over
+            return [m for m in svc.source.consumer.consume(10, 0.5) if m.error() is None]
+
+        msgs = wait_for(consumed, 30, "messages")
         assert msgs[0].offset() == 5
     finally:
-        if svc.consumer is not None:
-            svc.consumer.close()
+        if svc.source.consumer is not None:
+            svc.source.consumer.close()
         svc.pool.close()
         svc.db.close()

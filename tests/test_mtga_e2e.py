@@ -110,17 +110,20 @@ def test_sigkill_five_times_loses_nothing_duplicates_only_unstored_window(kafka,
     topic = topic_factory(partitions=3)
     write_settings(tmp_path / "settings", APPS)
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2})
-    feeder = Feeder(kafka, topic, total=40_000, rate=4000)
+    feeder = Feeder(kafka, topic, total=60_000, rate=2500)  # fed for longer than the five runs last
     feeder.start()
     rnd = random.Random(5)
-    windows = []  # per kill: (stored offsets after the kill, output high-water mark at the kill)
+    windows = []  # per kill: stored offsets after the kill
+    held = [0]  # per kill: output lines at the kill
     for k in range(5):
         m = Mtga(conf).start()
-        wait_for(lambda: (tmp_path / "state" / "mtga.pid").exists(), 30, "mtga to start")
-        time.sleep(rnd.uniform(2.5, 6.0))  # a random moment to kill at, not a synchronisation
+        wait_for(lambda: count_lines(tmp_path / "out") > held[-1], 60, "this run of mtga to write lines")
+        time.sleep(rnd.uniform(0.5, 3.0))  # a random moment to kill at, not a synchronisation
         m.kill()
+        held.append(count_lines(tmp_path / "out"))
         stored = {p: o for (t, p), o in stored_offsets(tmp_path / "state").items()}
         windows.append(stored)
+    assert all(b > a for a, b in zip(held, held[1:])), f"each run wrote before its kill: {held}"
     feeder.join(120)
     assert feeder.error is None, feeder.error
     index = {uuid_of(topic, p, o): (p, o) for p, o in feeder.where}

@@ -1,0 +1,94 @@
+"""What a batch is made of on its way through mtga: consumed ``Item``s in, one
+``Outcome`` out (the transform's lines grouped per app, its failures and the
+count filtered out)."""
+
+from __future__ import annotations
+
+from array import array
+from typing import NamedTuple, Optional
+
+from .transform import FILTERED, OK
+
+
+class Item(NamedTuple):
+    """One consumed Kafka message."""
+
+    payload: bytes
+    headers: Optional[list]  # [(name, bytes or None), ...] as the consumer gives them
+    topic: str
+    partition: int
+    offset: int
+
+
+# building an Item with tuple.__new__ skips NamedTuple's Python-level __new__ on the hot path
+_new = tuple.__new__
+
+
+def item(payload: bytes, headers, topic: str, partition: int, offset: int) -> Item:
+    return _new(Item, (payload, headers, topic, partition, offset))
+
+
+def from_message(m) -> Item:
+    """The Item of a confluent_kafka Message (an empty value is an empty payload)."""
+    return _new(Item, (m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
+
+
+class Outcome:
+    """A transformed batch: ``apps`` maps app id -> [buffers holding the lines
+    (newline-terminated, in order), line count, indexes of the events];
+    ``failures`` lists (index, app, reason)."""
+
+    __slots__ = ("apps", "failures", "filtered")
+
+    def __init__(self, apps: dict, failures: list, filtered: int):
+        self.apps, self.failures, self.filtered = apps, failures, filtered
+
+
+def summarize(results: list, base: int = 0) -> Outcome:
+    """The transform's results (one per item, in order) grouped into an Outcome;
+    ``base`` is the index of the first item in the whole batch."""
+    groups: dict = {}
+    failures = []
+    filtered = 0
+    for i, (kind, app, value) in enumerate(results, base):
+        if kind == OK:
+            g = groups.get(app)
+            if g is None:
+                g = groups[app] = ([], array("I"))
+            g[0].append(value)
+            g[1].append(i)
+        elif kind == FILTERED:
+            filtered += 1
+        else:
+            failures.append((i, app, value))
+    apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
+    return Outcome(apps, failures, filtered)
+
+
+def merge(parts: list) -> Outcome:
+    """Outcomes of consecutive chunks -> one outcome; an app's buffers stay in order."""
+    if len(parts) == 1:
+        return parts[0]
+    apps: dict = {}
+    failures = []
+    filtered = 0
+    for o in parts:
+        for app, (bufs, n, idx) in o.apps.items():
+            cur = apps.get(app)
+            if cur is None:
+                apps[app] = [list(bufs), n, idx]
+            else:
+                cur[0].extend(bufs)
+                cur[1] += n
+                cur[2].extend(idx)
+        failures.extend(o.failures)
+        filtered += o.filtered
+    return Outcome(apps, failures, filtered)
+
+
+def first_offsets(items) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the offset of its first item."""
+    first: dict = {}
+    for it in items:
+        first.setdefault((it.topic, it.partition), it.offset)
+    return first

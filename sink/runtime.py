@@ -1,0 +1,127 @@
+"""The daemon around the pipeline: signals, the control socket and metrics.
+
+SIGTERM/SIGINT stop (final checkpoint, exit 0); SIGHUP makes every app's
+settings be checked again before the next batch. The control socket's status
+and the metrics read the snapshot the loop publishes (``Service.snapshot``);
+commands that need the state database run on the loop's thread
+(``Service.call``). A bug in the pipeline is logged once with its traceback
+and ends the process with exit code 1; the offsets stored are those of the
+batches delivered before it, so a supervisor's restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from .config import MtgaSettings
+from .service import Service, Snapshot
+
+log = logging.getLogger("mtga")
+
+
+def status(snap: Snapshot, group: str) -> dict:
+    """The ``status`` answer, from a snapshot."""
+    v = snap.counters
+    return {
+        "pid": snap.pid,
+        "started": snap.started,
+        "uptime_s": round(time.time() - snap.started, 1),
+        "events_per_s": snap.events_per_s,
+        "consumed": v["events_consumed"],
+        "written": v["events_written"],
+        "filtered": v["events_filtered"],
+        "failed": v["events_failed"],
+        "retried_ok": v["events_retried_ok"],
+        "partitions": [f"{t}[{p}]" for t, p in snap.partitions],
+        "last_checkpoint": snap.last_checkpoint,
+        "failure_queue": snap.failure_queue,
+        "stalled": snap.stalled,
+        "checkpoint_error": snap.checkpoint_error,
+        "retry_error": snap.retry_error,
+        "sink_error": snap.sink_error,
+        "sink_bytes": snap.sink_bytes,
+        "workers": snap.workers,
+        "worker_restarts": snap.worker_restarts,
+        "group": group,
+        "counters": v,
+    }
+
+
+def control_handlers(svc: Service) -> dict:
+    """The control socket's commands (run on the socket's threads)."""
+    from . import queries
+
+    s = svc.s
+    admin = []
+    timeout = max(1.0, s.conf.control.timeout_s - 2.0)
+
+    def offsets(req):
+        if not admin:
+            admin.append(queries.admin_client(s.bootstrap_servers))
+        k = s.conf.kafka
+        rows = queries.offset_rows(s.bootstrap_servers, k.group_id, list(k.topics), k.topic_pattern,
+                                   svc.checkpoint.local_offsets, timeout, admin=admin[0])
+        return {"rows": rows, "source": "daemon"}
+
+    def fq_count(req):
+        if req.get("by_reason"):
+            return svc.call(lambda: {"count": svc.fq.size, "by_reason": svc.fq.count_by_reason()}, timeout)
+        return {"count": svc.snapshot.failure_queue}
+
+    def fq_clear(req):
+        if req.get("confirm") is not True:
+            raise ValueError('clearing the failure queue needs "confirm": true')
+        reason = req.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError("reason must be a string")
+        n = svc.call(lambda: svc.fq.clear(reason=reason), timeout)
+        log.warning("failure queue: %d entr%s removed over the control socket%s", n, "y" if n == 1 else "ies",
+                    f" (reason {reason})" if reason else "")
+        return {"removed": n}
+
+    return {
+        "ping": lambda req: "pong",
+        "status": lambda req: status(svc.snapshot, s.conf.kafka.group_id),
+        "offsets": offsets,
+        "lag": lambda req: {"lag": sum(r["lag"] for r in offsets(req)["rows"])},
+        "fq_count": fq_count,
+        "fq_clear": fq_clear,
+    }
+
+
+def run_foreground(s: MtgaSettings, ready=None) -> int:
+    """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
+    from .control import ControlServer
+
+    try:
+        svc = Service(s)
+        server = ControlServer(s.socket_path, control_handlers(svc))
+    except Exception as e:
+        if ready:
+            ready(str(e))
+        raise
+
+    signal.signal(signal.SIGTERM, svc.request_stop)
+    signal.signal(signal.SIGINT, svc.request_stop)
+    signal.signal(signal.SIGHUP, svc.request_recheck)
+    server.start()
+    metrics = None
+    if s.conf.metrics.enabled:
+        from .metrics import serve
+
+        metrics = serve(svc, s.conf.metrics.host, s.conf.metrics.port or 9464)
+    if ready:
+        ready(None)
+    try:
+        svc.run()
+    except Exception:
+        log.exception("stopping after an unexpected error (a bug; please report it). The offsets stored are "
+                      "those of the batches written before it: a restart goes on from there")
+        return 1
+    finally:
+        server.stop()
+        if metrics is not None:
+            metrics.shutdown()
+    return 0
