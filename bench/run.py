@@ -12,6 +12,11 @@ one JSON object on the last line of standard output. Full runs are saved to
 bench/results/<UTC time>-<rev>.json and bench/results/latest.json; quick and
 partial runs to bench/work/results/. What each case measures: see CASES below
 and the README's "Benchmarks" section.
+
+``--baseline REV`` runs the cases that run this project's code (CODE_CASES) also
+on the code of the git revision REV, exported to bench/work/base-<sha>/, in the
+same run, against the same broker and data, alternating base and this tree run by
+run; the report gives both rates, both rates per CPU second and new / base.
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ CASES: dict[str, tuple[str | None, str]] = {
 }
 # a second comparison reported as an extra field, e.g. shipper's "ratio_shipper_kcat_headers"
 ALSO = {"shipper": "shipper_kcat_headers"}
+# the cases that run this project's code, and so run on the baseline too (--baseline)
+CODE_CASES = ("shipper", "mtga", "mtga_2_workers", "transform", "transform_2_workers")
+PACKAGES = ("mulog", "offsets", "shipper", "sink")  # the project's top-level packages
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
              "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive"]
 
@@ -280,6 +288,72 @@ def git_rev() -> tuple[str, bool]:
         return "unknown", False
 
 
+class Code:
+    """The project code a case runs: this tree's or the baseline's.
+
+    ``env`` is None for this tree in a run without --baseline: the programs run as
+    installed in this Python's environment, as they always did. Otherwise the tree
+    comes first on PYTHONPATH (ahead of the editable install, for the programs and
+    every process they start) and in BENCH_CODE (read by bench/transform_loop.py).
+    """
+
+    def __init__(self, side: str, root: Path, env: dict | None):
+        self.side, self.root, self.env = side, root, env
+
+    @classmethod
+    def of(cls, side: str, root: Path) -> "Code":
+        path = os.pathsep.join(x for x in (str(root), os.environ.get("PYTHONPATH", "")) if x)
+        return cls(side, root, {"PYTHONPATH": path, "BENCH_CODE": str(root)})
+
+    def check(self) -> None:
+        """Each package imports from this tree with this environment, or BenchError."""
+        names = [n for n in PACKAGES if (self.root / n / "__init__.py").exists()]
+        if "sink" not in names:
+            raise BenchError(f"{self.root} holds no sink package")
+        code = ("import importlib, json, sys; "
+                "print(json.dumps({n: importlib.import_module(n).__file__ for n in sys.argv[1:]}))")
+        WORK.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=60,
+                           cwd=WORK, env=dict(os.environ, **(self.env or {})))
+        if r.returncode != 0:
+            raise BenchError(f"the code of {self.root} does not import: {r.stderr.strip()[-500:]}")
+        for name, file in json.loads(r.stdout.strip().splitlines()[-1]).items():
+            if not Path(file).resolve().is_relative_to(self.root / name):
+                raise BenchError(f"{name} imports from {file}, not from {self.root}")
+
+
+def export_rev(rev: str) -> tuple[str, Path]:
+    """(full sha, folder) of git revision ``rev`` of this repository, exported once
+    (``git archive``) to bench/work/base-<sha>/ and kept for later runs."""
+    try:
+        r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=30)
+    except OSError as e:
+        raise BenchError(f"--baseline needs git: {e.strerror}") from None
+    sha = r.stdout.strip()
+    if r.returncode != 0 or not sha:
+        raise BenchError(f"--baseline {rev}: not a commit of the repository at {REPO}")
+    root = WORK / f"base-{sha[:12]}"
+    if (root / ".exported").exists():
+        return sha, root
+    tmp = WORK / f"base-{sha[:12]}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "archive", "--format=tar", sha], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout, capture_output=True)
+    archive.stdout.close()
+    err = archive.stderr.read().decode(errors="replace")
+    if archive.wait() != 0 or untar.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchError(f"cannot export {rev} ({sha[:12]}): {err.strip() or untar.stderr.decode(errors='replace')}")
+    (tmp / ".exported").write_text(sha + "\n")
+    tmp.rename(root)
+    say(f"exported {rev} ({sha[:12]}) to {root.relative_to(REPO)}")
+    return sha, root
+
+
 def _generate(path: Path, lines) -> Path:
     if path.exists():
         return path
@@ -466,8 +540,12 @@ def start_broker() -> tuple[str, object]:
 
 
 class Bench:
-    def __init__(self, args, bootstrap: str):
+    def __init__(self, args, bootstrap: str, base: Code | None = None):
         self.args = args
+        # this tree, and the baseline's tree with --baseline (both then run with their tree on PYTHONPATH)
+        self.new = Code("new", REPO, None) if base is None else Code.of("new", REPO)
+        self.base = base
+        self.code = self.new  # the code of the case running now
         self.kafka = Kafka(bootstrap)
         self.n_events = args.events
         self.n_lines = args.lines
@@ -521,6 +599,11 @@ class Bench:
             raise BenchError(f"{p} is missing: install the project into this Python's environment (`make venv`)")
         return p
 
+    @property
+    def code_env(self) -> dict:
+        """The environment of a process that runs the project's code: self.code's."""
+        return dict(self.env, **self.code.env) if self.code.env else self.env
+
     def timeout(self, n: int) -> float:
         return 120 + n / 2000
 
@@ -530,37 +613,44 @@ class Bench:
             if name not in names:
                 continue
             ref, what = CASES[name]
-            base = {"case": name, "items": None, "seconds": None, "rate": None, "peak_rss_mb": None,
-                    "reference": ref, "ratio": None}
-            runs = []
+            res = {"case": name, "items": None, "seconds": None, "rate": None, "peak_rss_mb": None,
+                   "reference": ref, "ratio": None}
+            # with a baseline: base, new, base, new, ... so that the machine's moods hit both alike
+            sides = [self.base, self.new] if self.base is not None and name in CODE_CASES else [self.new]
+            runs: dict[str, list] = {c.side: [] for c in sides}
+            failed: dict[str, str] = {}
             try:
                 for i in range(self.args.repeat):
-                    say(f"case {name}" + (f" (run {i + 1} of {self.args.repeat})" if self.args.repeat > 1 else "")
-                        + " ...")
-                    r = getattr(self, "case_" + name)()
-                    r["rate"] = r["items"] / r["seconds"]
-                    runs.append(r)
-                    say(f"case {name}: {r['items']:,} in {r['seconds']:.2f}s = {r['rate']:,.0f}/s, "
-                        f"peak RSS {r['peak_rss_mb']} MB, {r['cpu_s']} CPU s")
-                best = max(runs, key=lambda r: r["rate"])
-                base.update(best)
-                if len(runs) > 1:
-                    base["rates_of_runs"] = [round(r["rate"], 1) for r in runs]
-                if base.get("cpu_s"):
-                    base["rate_per_cpu_s"] = round(base["items"] / base["cpu_s"], 1)
+                    for code in sides:
+                        if code.side in failed:
+                            continue
+                        try:
+                            runs[code.side].append(self._run_once(name, code, i))
+                        except BenchError as e:
+                            failed[code.side] = str(e)
+                            say(f"case {name}{self._label(code)} FAILED: {e}")
+                        except Skip:
+                            raise
+                        except Exception as e:  # a bug or an unexpected failure: report it, run the other cases
+                            if os.environ.get("BENCH_DEBUG"):
+                                raise
+                            failed[code.side] = f"{type(e).__name__}: {e}"
+                            say(f"case {name}{self._label(code)} FAILED: {type(e).__name__}: {e} "
+                                f"(BENCH_DEBUG=1 shows the traceback)")
+                    if len(failed) == len(sides):
+                        break
             except Skip as e:
-                base["skipped"] = str(e)
+                res["skipped"] = str(e)
                 say(f"case {name} skipped: {e}")
-            except BenchError as e:
-                base["error"] = str(e)
-                say(f"case {name} FAILED: {e}")
-            except Exception as e:  # a bug or an unexpected failure: report it, run the other cases
-                if os.environ.get("BENCH_DEBUG"):
-                    raise
-                base["error"] = f"{type(e).__name__}: {e}"
-                say(f"case {name} FAILED: {type(e).__name__}: {e} (BENCH_DEBUG=1 shows the traceback)")
-            base["what"] = what
-            self.results[name] = base
+            else:
+                if "new" in failed:
+                    res["error"] = failed["new"]
+                else:
+                    res.update(_fastest(runs["new"]))
+                if "base" in runs:
+                    res["baseline"] = {"error": failed["base"]} if "base" in failed else _fastest(runs["base"])
+            res["what"] = what
+            self.results[name] = res
         for name, r in self.results.items():
             ref = self.results.get(r["reference"]) if r["reference"] else None
             if r["rate"] and ref and ref.get("rate"):
@@ -568,10 +658,37 @@ class Bench:
             also = self.results.get(ALSO.get(name, ""))
             if r["rate"] and also and also.get("rate"):
                 r[f"ratio_{also['case']}"] = round(r["rate"] / also["rate"], 3)
+            if self.base is not None:
+                b = r.setdefault("baseline", None)
+                r["vs_base"] = r["vs_base_per_cpu_s"] = None
+                if b and b.get("rate") and r["rate"]:
+                    r["vs_base"] = round(r["rate"] / b["rate"], 3)
+                if b and b.get("rate_per_cpu_s") and r.get("rate_per_cpu_s"):
+                    r["vs_base_per_cpu_s"] = round(r["rate_per_cpu_s"] / b["rate_per_cpu_s"], 3)
+                if b and b.get("rate") is not None:
+                    b["rate"] = round(b["rate"], 1)
+                    b["seconds"] = round(b["seconds"], 3)
             if r["rate"] is not None:
                 r["rate"] = round(r["rate"], 1)
             if r["seconds"] is not None:
                 r["seconds"] = round(r["seconds"], 3)
+
+    def _label(self, code: Code) -> str:
+        return f" (baseline {self.args.baseline})" if code.side == "base" else ""
+
+    def _run_once(self, name: str, code: Code, i: int) -> dict:
+        label = self._label(code)
+        say(f"case {name}{label}" + (f" (run {i + 1} of {self.args.repeat})" if self.args.repeat > 1 else "")
+            + " ...")
+        self.code = code
+        try:
+            r = getattr(self, "case_" + name)()
+        finally:
+            self.code = self.new
+        r["rate"] = r["items"] / r["seconds"]
+        say(f"case {name}{label}: {r['items']:,} in {r['seconds']:.2f}s = {r['rate']:,.0f}/s, "
+            f"peak RSS {r['peak_rss_mb']} MB, {r['cpu_s']} CPU s")
+        return r
 
     def _check_topic(self, topic: str, n: int) -> str:
         got = self.kafka.total(topic)
@@ -631,7 +748,7 @@ class Bench:
         (d / "shipper.yml").write_text(json.dumps(conf, indent=1))
         cmd = [self.exe("shipper"), "tail", "-c", d / "shipper.yml"]
         cmd = self.profiled("shipper", cmd)
-        p = Proc(cmd, log=d / "stdout.log", env=self.env)
+        p = Proc(cmd, log=d / "stdout.log", env=self.code_env)
         db = d / "state" / "db"
         t_kafka = None
         next_wm = 0.0
@@ -758,7 +875,7 @@ class Bench:
             node[path[-1]] = yaml.safe_load(value)
         (d / "mtga.yml").write_text(yaml.safe_dump(conf))
         cmd = self.profiled(profile_name, [self.exe("mtga"), "start", "-c", d / "mtga.yml"])
-        p = Proc(cmd, log=d / "stdout.log", env=self.env)
+        p = Proc(cmd, log=d / "stdout.log", env=self.code_env)
         deadline = time.monotonic() + self.timeout(n)
         try:
             t_first = self._first_output(p, d / "out", deadline, "mtga")
@@ -831,7 +948,7 @@ class Bench:
         cmd = self.profiled({"transform": "transform", "pool": "transform_2_workers"}.get(mode, "transform_naive"),
                             cmd)
         with open(d / "result.json", "wb") as f:
-            p = Proc(cmd, stdout=f, env=self.env)
+            p = Proc(cmd, stdout=f, env=self.code_env)
         try:
             rc = p.wait(self.timeout(n))
         except subprocess.TimeoutExpired:
@@ -960,24 +1077,48 @@ def _tail(path: Path, n: int = 15) -> str:
         return ""
 
 
+def _fastest(runs: list[dict]) -> dict:
+    """The fastest of a case's runs, with the rates of all of them and its rate per CPU second."""
+    best = dict(max(runs, key=lambda r: r["rate"]))
+    if len(runs) > 1:
+        best["rates_of_runs"] = [round(r["rate"], 1) for r in runs]
+    if best.get("cpu_s"):
+        best["rate_per_cpu_s"] = round(best["items"] / best["cpu_s"], 1)
+    return best
+
+
 # ------------------------------------------------------------------ output
 
 
 def table(report: dict) -> str:
     head = ("case", "items", "seconds", "rate/s", "peak RSS MB", "CPU s", "per CPU s", "reference", "ratio")
+    with_base = bool(report.get("baseline"))
+    if with_base:
+        head += ("base rate/s", "base per CPU s", "vs base", "per CPU vs base")
     rows = []
     for r in report["cases"]:
         if r.get("skipped") or r.get("error"):
-            note = f"skipped: {r['skipped']}" if r.get("skipped") else f"ERROR: {r['error'].splitlines()[0]}"
-            rows.append((r["case"], "-", "-", "-", "-", "-", "-", r["reference"] or "-", note))
-            continue
-        rows.append((r["case"], f"{r['items']:,}", f"{r['seconds']:.2f}", f"{r['rate']:,.0f}",
-                     f"{r['peak_rss_mb']:.0f}", "-" if r.get("cpu_s") is None else f"{r['cpu_s']:.1f}",
-                     "-" if r.get("rate_per_cpu_s") is None else f"{r['rate_per_cpu_s']:,.0f}",
-                     r["reference"] or "-",
-                     "-" if r["ratio"] is None else f"{r['ratio']:.2f}"))
+            if with_base:  # the reason goes below the table
+                row = (r["case"], "-", "-", "-", "-", "-", "-", r["reference"] or "-",
+                       "skipped" if r.get("skipped") else "ERROR")
+            else:
+                note = f"skipped: {r['skipped']}" if r.get("skipped") else f"ERROR: {r['error'].splitlines()[0]}"
+                row = (r["case"], "-", "-", "-", "-", "-", "-", r["reference"] or "-", note)
+        else:
+            row = (r["case"], f"{r['items']:,}", f"{r['seconds']:.2f}", f"{r['rate']:,.0f}",
+                   f"{r['peak_rss_mb']:.0f}", "-" if r.get("cpu_s") is None else f"{r['cpu_s']:.1f}",
+                   "-" if r.get("rate_per_cpu_s") is None else f"{r['rate_per_cpu_s']:,.0f}",
+                   r["reference"] or "-",
+                   "-" if r["ratio"] is None else f"{r['ratio']:.2f}")
+        if with_base:
+            b = r.get("baseline") or {}
+            row += ("-" if b.get("rate") is None else f"{b['rate']:,.0f}",
+                    "-" if b.get("rate_per_cpu_s") is None else f"{b['rate_per_cpu_s']:,.0f}",
+                    "ERROR" if b.get("error") else "-" if r.get("vs_base") is None else f"{r['vs_base']:.2f}×",
+                    "-" if r.get("vs_base_per_cpu_s") is None else f"{r['vs_base_per_cpu_s']:.2f}×")
+        rows.append(row)
     w = [max([len(h)] + [len(row[i]) for row in rows if len(row[i]) < 40]) for i, h in enumerate(head)]
-    right = {1, 2, 3, 4, 5, 6, 8}
+    right = {1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12}
 
     def fmt(row):
         return "  ".join(c.rjust(w[i]) if i in right and not c.startswith(("skipped", "ERROR")) else c.ljust(w[i])
@@ -987,6 +1128,10 @@ def table(report: dict) -> str:
     extra = []
     for r in report["cases"]:
         notes = []
+        if with_base and r.get("skipped"):
+            notes.append(f"skipped: {r['skipped']}")
+        if with_base and r.get("error"):
+            notes.append(f"ERROR: {r['error'].splitlines()[0]}")
         if r.get("seconds_total") is not None:
             notes.append(f"{r['seconds_total']:.2f}s including start-up")
         for k, v in r.items():
@@ -1000,10 +1145,20 @@ def table(report: dict) -> str:
             notes.append("rates of the runs " + ", ".join(f"{x:,.0f}" for x in r["rates_of_runs"]))
         if r.get("check") not in (None, "ok"):
             notes.append(f"CHECK: {r['check']}")
+        b = r.get("baseline") or {}
+        if b.get("error"):
+            notes.append(f"BASELINE ERROR: {b['error'].splitlines()[0]}")
+        if b.get("rates_of_runs"):
+            notes.append("baseline rates of the runs " + ", ".join(f"{x:,.0f}" for x in b["rates_of_runs"]))
+        if b.get("check") not in (None, "ok"):
+            notes.append(f"BASELINE CHECK: {b['check']}")
         if notes:
             extra.append(f"  {r['case']}: " + "; ".join(notes))
     hdr = (f"{report['cores']} cores, rev {report['rev']}{' (dirty)' if report.get('dirty') else ''}, "
            f"{report['events']:,} events / {report['lines']:,} lines{', quick' if report['quick'] else ''}")
+    if with_base:
+        bl = report["baseline"]
+        hdr += f"; baseline {bl['rev']} = {bl['sha'][:10]} (vs base = rate / the baseline's rate)"
     return "\n".join([hdr, ""] + lines + ([""] + extra if extra else []))
 
 
@@ -1011,7 +1166,8 @@ def save(report: dict, full: bool) -> Path:
     folder = RESULTS if full else WORK / "results"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"{stamp}-{report['rev']}.json"
+    vs = f"-vs-{report['baseline']['sha'][:10]}" if report.get("baseline") else ""
+    path = folder / f"{stamp}-{report['rev']}{vs}.json"
     text = json.dumps(report, indent=1) + "\n"
     path.write_text(text)
     (folder / "latest.json").write_text(text)
@@ -1034,6 +1190,9 @@ def parse_args(argv):
     ap.add_argument("--mtga-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the mtga cases' configuration, e.g. kafka.batch_size=10000 or "
                          "kafka.consumer.queued.max.messages.kbytes=16384 (repeatable; the value is read as YAML)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="run the cases that run the project's code (" + ",".join(CODE_CASES) + ") also on the "
+                         "code of git revision REV, alternating with this tree's, and compare (vs base)")
     ap.add_argument("--keep-broker", action="store_true", help="leave a broker this run started running")
     ap.add_argument("--keep-work", action="store_true", help="keep bench/work/run-*/ (configs, logs, outputs)")
     args = ap.parse_args(argv)
@@ -1050,6 +1209,10 @@ def parse_args(argv):
     else:
         args.cases = list(CASES)
     args.profile = [c.strip() for c in args.profile.split(",") if c.strip()]
+    if args.baseline is not None and args.profile:
+        ap.error("--profile and --baseline do not go together (profiled runs are slowed down)")
+    if args.baseline is not None and (not args.baseline.strip() or args.baseline.startswith("-")):
+        ap.error(f"--baseline expects a git revision, got {args.baseline!r}")
     sets = []
     for item in args.mtga_set:
         key, eq, value = item.partition("=")
@@ -1080,9 +1243,17 @@ def main(argv=None) -> int:
     bench = None
     started = dt.datetime.now(dt.timezone.utc)
     load_before = os.getloadavg()
+    baseline = None
     try:
+        base = None
+        if args.baseline is not None:
+            sha, root = export_rev(args.baseline)
+            base = Code.of("base", root)
+            for code in (base, Code.of("new", REPO)):
+                code.check()
+            baseline = {"rev": args.baseline, "sha": sha, "tree": str(root)}
         bootstrap, cluster = start_broker()
-        bench = Bench(args, bootstrap)
+        bench = Bench(args, bootstrap, base)
         bench.run(args.cases)
     except BenchError as e:
         say(str(e))
@@ -1111,6 +1282,8 @@ def main(argv=None) -> int:
         "machine": f"{platform.system()} {platform.machine()}",
         "cases": [bench.results[c] for c in CASES if c in bench.results],
     }
+    if baseline:
+        report["baseline"] = baseline
     if args.mtga_set:
         report["mtga_set"] = {".".join(k): v for k, v in args.mtga_set}
     full = not args.quick and set(args.cases) == set(CASES) and not args.profile and not args.mtga_set \
@@ -1120,7 +1293,8 @@ def main(argv=None) -> int:
     print(f"\nsaved {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     if args.json:
         print(json.dumps(report, separators=(",", ":")))
-    bad = [r["case"] for r in report["cases"] if r.get("error") or r.get("check") not in (None, "ok")]
+    bad = [r["case"] for r in report["cases"] if r.get("error") or r.get("check") not in (None, "ok")
+           or (r.get("baseline") or {}).get("error") or (r.get("baseline") or {}).get("check") not in (None, "ok")]
     return 1 if bad else 0
 
 

@@ -11,6 +11,9 @@ back grouped per app, ready to write); for ``naive``, ``naive.naive_line``. Prin
 ``{"items": N, "seconds": S, "cpu_seconds": C, "ok": N, "failed": N,
 "first_failure": ...}`` (seconds: wall time of the calls; cpu_seconds: process
 time of the calls).
+
+The project's code is this tree's, or that of the tree in BENCH_CODE (bench/run.py
+--baseline), for this process and the worker processes it starts.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, os.environ.get("BENCH_CODE") or str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 CHUNK = 10_000

@@ -161,7 +161,11 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether the broker can listen on ``port``. It binds with SO_REUSEADDR (Java's
+    default), so the check does too: a port held only by TIME_WAIT connections (those
+    of a broker that just stopped) is free, one that something listens on is not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

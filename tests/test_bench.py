@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,54 @@ def test_unknown_case_is_a_clear_error():
     assert r.returncode == 2
     assert "unknown case(s) nope" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_baseline_runs_the_cases_on_the_code_of_a_revision(kafka, tmp_path):
+    """--baseline HEAD in a copy of the project whose working tree breaks sink.workers:
+    the baseline (HEAD, exported) runs both transform cases on its own code, worker
+    processes included; this tree's transform_2_workers fails on the broken module,
+    its transform case is compared with the baseline's."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    for name in ("bench", "mulog", "offsets", "shipper", "sink", "conf"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "work", "results"))
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
+                              cwd=repo, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "the baseline")
+    sha = git("rev-parse", "HEAD")
+    with open(repo / "sink" / "workers.py", "a") as f:
+        f.write('\nraise RuntimeError("workers of the working tree")\n')
+
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka)
+    r = subprocess.run([sys.executable, str(repo / "bench" / "run.py"), "--cases", "transform,transform_2_workers",
+                        "--quick", "--baseline", "HEAD", "--json"],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=repo)
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 1, f"{r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"  # the broken case
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["baseline"] == {"rev": "HEAD", "sha": sha, "tree": str(repo / "bench" / "work" / f"base-{sha[:12]}")}
+    assert report["dirty"] is True
+    by_name = {c["case"]: c for c in report["cases"]}
+
+    t = by_name["transform"]
+    b = t["baseline"]
+    assert t["check"] == "ok" and b["check"] == "ok", t
+    assert b["items"] == 20_000 and b["rate"] == pytest.approx(b["items"] / b["seconds"], rel=0.01), b
+    assert b["rate_per_cpu_s"] == pytest.approx(b["items"] / b["cpu_s"], rel=0.01), b
+    assert t["vs_base"] == pytest.approx(t["rate"] / b["rate"], rel=0.01), t
+    assert t["vs_base_per_cpu_s"] == pytest.approx(t["rate_per_cpu_s"] / b["rate_per_cpu_s"], rel=0.01), t
+
+    w = by_name["transform_2_workers"]
+    assert "workers of the working tree" in w["error"], w
+    assert w["baseline"].get("check") == "ok" and w["baseline"]["rate"] > 0, w
+    assert w["vs_base"] is None, w
+
+    table = r.stdout.strip().splitlines()[:-1]
+    row = next(line for line in table if line.split()[:1] == ["transform"])
+    assert f"{t['vs_base']:.2f}×" in row, row
