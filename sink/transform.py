@@ -21,16 +21,15 @@ Failure reasons are ``"<code>: <detail>"``; the codes are listed in REASONS.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import math
-import re
 import time
 from typing import Annotated, Callable, Optional, Union
 
 import msgspec
 
-from .settings import NAME_RE, AppSettings, Problem, Rule, TimeRangeError
+from .properties import Fail, id_json, layout_ok, short, short_reason, build_properties, event_time
+from .settings import AppSettings, Problem, Rule
+from .timefmt import TimeRangeError
 
 OK, FILTERED, FAILED = 0, 1, 2
 
@@ -54,10 +53,7 @@ REASONS = {
 }
 
 _BOM = b"\xef\xbb\xbf"
-_TIME_STR = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3})?$")
 _TOO_DEEP = "invalid_json: nested too deeply to decode (arrays or objects inside one another)"
-_I64 = 2**63
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -81,10 +77,6 @@ class _FlatEnvelope(msgspec.Struct):
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_flat_envelope = msgspec.json.Decoder(_FlatEnvelope).decode
 _decode_flat = msgspec.json.Decoder(FlatLogs).decode
-
-
-class Fail(Exception):
-    """Raised inside the transform; carries the failure reason."""
 
 
 class UuidMaker:
@@ -121,146 +113,6 @@ def event_uuid(topic: str, partition: int, offset: int) -> str:
     return UuidMaker()((topic, partition), offset).decode()
 
 
-def _id_json(v, field: str) -> Optional[bytes]:
-    """An identity field's value as a JSON string (None when absent or empty)."""
-    t = type(v)
-    if t is int:
-        return b'"%d"' % v
-    if t is str:
-        return _encode(v) if v else None
-    if v is None:
-        return None
-    return _encode(_ident(v, field))
-
-
-def _ident(v, field: str) -> str:
-    t = type(v)
-    if t is str:
-        return v
-    if t is int:
-        return str(v)
-    if t is float:
-        return str(int(v)) if v.is_integer() else repr(v)
-    raise Fail(f"identity: field {field!r} is a {type(v).__name__}, expected a string or a number")
-
-
-def event_time(rule: Rule, logs: dict, now: float) -> bytes:
-    """``#time`` as bytes, from the configured field (processing time when absent)."""
-    f = rule.time_field
-    fmt = rule.seconds
-    if f is None:
-        return fmt(int(now))
-    v = logs.get(f)
-    if v is None:
-        return fmt(int(now))  # documented fallback: processing time
-    t = type(v)
-    unit = rule.time_unit
-    if t is int and unit == "s":
-        return fmt(v)
-    if unit == "string":
-        if t is str and _TIME_STR.match(v) and (v[8:10] < "29" or _is_date(v)):
-            return v.encode()
-        raise Fail(f"time: field {f!r} = {_short(v)} is not 'YYYY-MM-DD HH:MM:SS[.mmm]'")
-    if t is str and v.isdigit():
-        v = int(v)
-        t = int
-    if t is not int and t is not float:
-        raise Fail(f"time: field {f!r} = {_short(v)} is not a number of {'seconds' if unit == 's' else 'milliseconds'}")
-    try:
-        ms = int(round(v * 1000)) if unit == "s" else int(v)
-    except (OverflowError, ValueError):
-        raise Fail(f"time: field {f!r} = {_short(v)} is out of range") from None
-    sec, milli = divmod(ms, 1000)
-    base = fmt(sec)
-    return b"%s.%03d" % (base, milli) if unit == "ms" or milli else base
-
-
-def _coerce(v, typ: str, key: str):
-    try:
-        if typ == "string":
-            if type(v) is str:
-                return v
-            if type(v) in (dict, list):
-                return _encode(v).decode()
-            if type(v) is bool:
-                return "true" if v else "false"
-            return str(v)
-        if typ == "int":
-            if type(v) is bool:
-                return int(v)
-            return int(float(v)) if type(v) is str and not v.lstrip("-").isdigit() else int(v)
-        if typ == "number":
-            if type(v) in (int, float) and type(v) is not bool:
-                return v
-            f = float(v)
-            if not math.isfinite(f):  # "nan", "inf", "1e400": no JSON number holds them
-                raise ValueError
-            return int(f) if f.is_integer() and "." not in str(v) else f
-        if typ == "bool":
-            if type(v) is bool:
-                return v
-            if type(v) is str and v.lower() in ("true", "false", "1", "0"):
-                return v.lower() in ("true", "1")
-            if type(v) in (int, float):
-                return bool(v)
-    except (TypeError, ValueError, OverflowError):
-        pass
-    raise Fail(f"property_type: {key!r} = {_short(v)} cannot be coerced to {typ}")
-
-
-def _short_reason(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short(v) -> str:
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
-def _check_value(k: str, v) -> None:
-    t = type(v)
-    if t is dict:
-        raise Fail(f"property_type: {k!r} is an object; ThinkingData takes numbers, strings, booleans, "
-                   f"lists and times (set properties.types.{k} to \"string\" to keep it as JSON text)")
-    if t is int and not -_I64 <= v < _I64:
-        raise Fail(f"property_value: {k!r} = {_short(v)} is beyond 64-bit integers "
-                   f"(set properties.types.{k} to \"string\" to keep it as text)")
-    if t is list:
-        for x in v:
-            if type(x) in (dict, list) or x is None:
-                raise Fail(f"property_type: {k!r} is a list holding {type(x).__name__ if x is not None else 'null'}; "
-                           f"lists may hold only strings, numbers and booleans")
-
-
-def build_properties(rule: Rule, logs: dict) -> bytes:
-    """The exact path: rebuild properties with drops, coercions, renames and checks."""
-    props = {}
-    types, rename, drop = rule.types, rule.rename, rule.drop
-    for k, v in logs.items():
-        if k in drop or v is None:
-            continue
-        t = types.get(k)
-        if t is not None:
-            v = _coerce(v, t, k)
-        k2 = rename.get(k, k)
-        if not NAME_RE.match(k2):
-            raise Fail(f"property_name: {k2!r} breaks ThinkingData's rule ^[#a-zA-Z][a-zA-Z0-9_]{{0,49}}$")
-        _check_value(k2, v)
-        props[k2] = v
-    return _encode(props)
-
-
-def _layout_ok(rule: Rule, keys: tuple) -> bool:
-    ok = rule.layouts.get(keys)
-    if ok is None:
-        special = rule.special
-        ok = all(NAME_RE.match(k) and k not in special for k in keys)
-        if len(rule.layouts) > 10_000:
-            rule.layouts.clear()
-        rule.layouts[keys] = ok
-    return ok
-
-
 Lookup = Callable[[str], Union[AppSettings, Problem]]
 
 
@@ -294,7 +146,7 @@ class Transformer:
             except Fail as e:
                 append((FAILED, getattr(e, "app_id", None), str(e)))
             except Exception as e:  # a case no rule foresaw: this event fails, the daemon goes on
-                append((FAILED, None, _short_reason(f"internal: {type(e).__name__}: {e}")))
+                append((FAILED, None, short_reason(f"internal: {type(e).__name__}: {e}")))
         return out
 
     def _one(self, payload, headers, topic, partition, offset, now, rules):
@@ -410,9 +262,9 @@ class Transformer:
         if type(rule) is _FilteredOnly:
             raise Fail(rule.reason)
         f = rule.account_field
-        acc = None if f is None else _id_json(logs.get(f), f)
+        acc = None if f is None else id_json(logs.get(f), f)
         f = rule.distinct_field
-        did = None if f is None else _id_json(logs.get(f), f)
+        did = None if f is None else id_json(logs.get(f), f)
         if acc is None and did is None:
             raise Fail(f"identity: #account_id (field {rule.account_field!r}) and #distinct_id "
                        f"(field {rule.distinct_field!r}) are both empty")
@@ -434,7 +286,7 @@ class Transformer:
             keys = tuple(logs)
             ok = rule.layouts.get(keys)
             if ok is None:
-                ok = _layout_ok(rule, keys)
+                ok = layout_ok(rule, keys)
             props = _encode(logs) if ok else build_properties(rule, logs)
         else:
             props = build_properties(rule, logs)
@@ -483,7 +335,7 @@ def _app_key(app_id) -> str:
         t = str
     if t is str and app_id.isascii() and app_id.isdigit() and len(app_id) <= 18:
         return str(int(app_id))
-    raise Fail(f"bad_app_id: {_short(app_id)} is not a non-negative integer")
+    raise Fail(f"bad_app_id: {short(app_id)} is not a non-negative integer")
 
 
 def _not_envelope(payload: bytes) -> str:
@@ -525,15 +377,6 @@ def _not_utf8(payload: bytes) -> str:
     except UnicodeDecodeError as e:
         return f"invalid_utf8: byte {e.start} of the event ({payload[e.start:e.start + 4]!r}) is not UTF-8"
     return "invalid_utf8: the event is not UTF-8"
-
-
-def _is_date(text: str) -> bool:
-    """True when the YYYY-MM-DD at the start of ``text`` is a day of the calendar."""
-    try:
-        dt.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
-        return True
-    except ValueError:
-        return False
 
 
 def _json_type(v) -> str:
