@@ -297,3 +297,39 @@ def test_retry_back_off_doubles_per_attempt_up_to_the_cap(tmp_path):
         finally:
             pool.close()
         assert waits == [5, 10, 20, 30, 30] and e.attempts == 5 and e.reason.startswith("no_settings")
+
+
+def test_status_on_the_control_thread_during_an_assignment(kafka, topic_factory, tmp_path):
+    """The control socket's threads answer from the snapshot the loop publishes:
+    a status taken while a large assignment is being applied on the loop's
+    thread never sees (nor trips over) a set changing under it."""
+    from sink import runtime
+
+    topic = topic_factory(partitions=1)
+    svc = service(tmp_path, kafka, topic)
+    status = runtime.control_handlers(svc)["status"]
+    errors, answers = [], []
+    done = threading.Event()
+
+    def ask():
+        while not done.is_set():
+            try:
+                answers.append(status({}))
+            except Exception as e:  # noqa: BLE001 - what the test is about
+                errors.append(repr(e))
+
+    t = threading.Thread(target=ask)
+    try:
+        svc.source.consumer = svc.source.new_consumer()
+        t.start()
+        parts = [TopicPartition(topic, p) for p in range(10000)]
+        svc.source._on_assign(svc.source.consumer, parts)
+        svc.snapshot = svc._take_snapshot()
+        wait_for(lambda: len(answers[-1]["partitions"]) == 10000 if answers else False, 30, "the new snapshot")
+    finally:
+        done.set()
+        t.join(30)
+        svc.source.close()
+        svc.pool.close()
+        svc.db.close()
+    assert errors == [] and len(answers) > 10
