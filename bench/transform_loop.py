@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         from naive import naive_line
 
     try:
-        from sink.batch import item as make_item
+        from sink.batch import Item as make_item
     except ImportError:  # a tree from before typed items (bench/run.py --baseline)
         def make_item(*fields):
             return fields

@@ -5,13 +5,16 @@ count filtered out)."""
 from __future__ import annotations
 
 from array import array
-from typing import NamedTuple, Optional
+from typing import Optional
 
-from .transform import FILTERED, OK
+import msgspec
+
+OK, FILTERED, FAILED = 0, 1, 2  # the kinds of transform results: (kind, app, line | why | reason)
 
 
-class Item(NamedTuple):
-    """One consumed Kafka message."""
+class Item(msgspec.Struct, array_like=True, gc=False):
+    """One consumed Kafka message. Built in C and read by attribute, it costs
+    less on the hot path than a tuple passed on with ``*item``."""
 
     payload: bytes
     headers: Optional[list]  # [(name, bytes or None), ...] as the consumer gives them
@@ -20,17 +23,6 @@ class Item(NamedTuple):
     offset: int
 
 
-# building an Item with tuple.__new__ skips NamedTuple's Python-level __new__ on the hot path
-_new = tuple.__new__
-
-
-def item(payload: bytes, headers, topic: str, partition: int, offset: int) -> Item:
-    return _new(Item, (payload, headers, topic, partition, offset))
-
-
-def from_message(m) -> Item:
-    """The Item of a confluent_kafka Message (an empty value is an empty payload)."""
-    return _new(Item, (m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
 
 
 class Outcome:

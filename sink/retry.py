@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from mulog.backoff import delay
 from offsets import FailureQueue, StateError
 
-from .batch import item
-from .transform import FILTERED, OK
+from .batch import FILTERED, OK, Item
 from .writer import SinkError
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ class Retrier:
         due = self.fq.due(now, self.conf.batch)
         if not due:
             return 0
-        results = self.pool.run([item(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due],
+        results = self.pool.run([Item(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due],
                                 recheck=True)
         per_app: dict[str, tuple[list, list]] = {}
         done, again = [], []

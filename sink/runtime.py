@@ -62,7 +62,7 @@ def control_handlers(svc: Service) -> dict:
             admin.append(queries.admin_client(s.bootstrap_servers))
         k = s.conf.kafka
         rows = queries.offset_rows(s.bootstrap_servers, k.group_id, list(k.topics), k.topic_pattern,
-                                   svc.checkpoint.local_offsets, timeout, admin=admin[0])
+                                   svc.snapshot.local_offsets, timeout, admin=admin[0])
         return {"rows": rows, "source": "daemon"}
 
     def fq_count(req):

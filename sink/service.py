@@ -38,7 +38,7 @@ from confluent_kafka import KafkaError
 from mulog.instrument import Instruments
 from offsets import FailedEvent, FailureQueue, StateDB, StateError
 
-from .batch import first_offsets, from_message
+from .batch import Item, first_offsets
 from .checkpoint import Checkpoint
 from .config import MtgaSettings
 from .pausing import Pausing
@@ -62,6 +62,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     events_per_s: float
     partitions: tuple
     lags: dict
+    local_offsets: dict  # every offset the store holds (the checkpoint replaces it, never mutates it)
     last_checkpoint: Optional[float]
     failure_queue: int
     stalled: Optional[str]
@@ -145,8 +146,9 @@ class Service:
                 now = time.monotonic()
                 if now >= next_lag:
                     self.lags = self.source.lags(self.checkpoint.next)
-                    next_lag = now + 5.0
+                    next_lag = now + 2.0
                 if now >= next_ckpt:
+                    self._drain(everything=True)
                     self.save()
                     next_ckpt = now + c.checkpoint.interval_s
                 if now >= next_retry:
@@ -214,10 +216,9 @@ class Service:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self.source.error(err)
                 continue
-            it = from_message(m)
-            if pausing.rewind and not pausing.admits((it.topic, it.partition), it.offset):
+            if pausing.rewind and not pausing.admits((m.topic(), m.partition()), m.offset()):
                 continue
-            append(it)
+            append(Item(m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
         if not items:
             return
         recheck = self.recheck_settings
@@ -323,7 +324,8 @@ class Service:
         ck = self.checkpoint
         return Snapshot(
             pid=os.getpid(), started=self.started, taken=time.time(), events_per_s=round(self._events_per_s(), 1),
-            partitions=tuple(sorted(self.source.assigned)), lags=dict(self.lags), last_checkpoint=ck.last or None,
+            partitions=tuple(sorted(self.source.assigned)), lags=dict(self.lags), local_offsets=ck.local_offsets,
+            last_checkpoint=ck.last or None,
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,

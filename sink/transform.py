@@ -27,11 +27,11 @@ from typing import Annotated, Callable, Optional, Union
 
 import msgspec
 
+from .batch import FAILED, FILTERED, OK, Item
 from .properties import Fail, id_json, layout_ok, short, short_reason, build_properties, event_time
 from .settings import AppSettings, Problem, Rule
 from .timefmt import TimeRangeError
 
-OK, FILTERED, FAILED = 0, 1, 2
 
 REASONS = {
     "invalid_json": "the payload is not valid JSON",
@@ -127,10 +127,10 @@ class Transformer:
 
     def __call__(self, payload: bytes, headers: Optional[list], topic: str, partition: int, offset: int):
         """-> (OK, app_id, line) | (FILTERED, app_id, why) | (FAILED, app_id or None, reason)."""
-        return self.run_batch([(payload, headers, topic, partition, offset)])[0]
+        return self.run_batch([Item(payload, headers, topic, partition, offset)])[0]
 
     def run_batch(self, items) -> list:
-        """Transform ``(payload, headers, topic, partition, offset)`` items, in order.
+        """Transform ``batch.Item``s, in order.
 
         Settings are looked up once per (app, log_name) per batch, and the clock
         read once, which keeps the per-event work to the event itself.
@@ -142,7 +142,7 @@ class Transformer:
         one = self._one
         for it in items:
             try:
-                append(one(*it, now, rules))
+                append(one(it.payload, it.headers, it.topic, it.partition, it.offset, now, rules))
             except Fail as e:
                 append((FAILED, getattr(e, "app_id", None), str(e)))
             except Exception as e:  # a case no rule foresaw: this event fails, the daemon goes on

@@ -57,7 +57,7 @@ def pack(items: Sequence[Item], base: int, recheck: bool) -> tuple:
 
 
 def _unpack(chunk: tuple):
-    """The chunk's items, as (payload, headers, topic, partition, offset) tuples (an Item's fields)."""
+    """The chunk's items."""
     blob, lens_b, headers, topics, parts_b, offs_b, base, recheck = chunk
     lens = array("I")
     lens.frombytes(lens_b)
@@ -68,7 +68,7 @@ def _unpack(chunk: tuple):
     ends = list(itertools.accumulate(lens))
     payloads = list(map(blob.__getitem__, map(slice, [0] + ends[:-1], ends)))
     n = len(payloads)
-    return list(zip(payloads, headers if headers else itertools.repeat(None, n),
+    return list(map(Item, payloads, headers if headers else itertools.repeat(None, n),
                     itertools.repeat(topics, n) if type(topics) is str else topics, parts, offs))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mulog import sample
+from sink.batch import Item
 from sink.settings import SettingsStore
 from sink.transform import FAILED, FILTERED, OK, Transformer, UuidMaker, build_properties, event_uuid
 from ta_rules import violations
@@ -276,9 +277,9 @@ def test_app_ids_equal_in_value_but_not_in_type_do_not_share_a_rule(tmp_path):
     """In one batch, a cached (24, log) rule must not serve app_id 24.0 or true; lists must not crash it."""
     tr = Transformer(make_settings(tmp_path).get)
     env = lambda app, ln="log_item": json.dumps({"headers": {"app_id": app, "log_name": ln}, "logs": SPEC_LOGS}).encode()
-    out = tr.run_batch([(env(24), None, "t", 0, 0), (env(24.0), None, "t", 0, 1), (env(True), None, "t", 0, 2),
-                        (env([24]), None, "t", 0, 3), (env(24, {"a": 1}), None, "t", 0, 4),
-                        (env(24, ["log_item"]), None, "t", 0, 5), (env("24"), None, "t", 0, 6)])
+    out = tr.run_batch([Item(env(24), None, "t", 0, 0), Item(env(24.0), None, "t", 0, 1), Item(env(True), None, "t", 0, 2),
+                        Item(env([24]), None, "t", 0, 3), Item(env(24, {"a": 1}), None, "t", 0, 4),
+                        Item(env(24, ["log_item"]), None, "t", 0, 5), Item(env("24"), None, "t", 0, 6)])
     assert [(r[0], r[2].split(":")[0] if r[0] == FAILED else None) for r in out] == [
         (OK, None), (FAILED, "bad_app_id"), (FAILED, "bad_app_id"), (FAILED, "bad_app_id"),
         (FAILED, "no_log_name"), (FAILED, "no_log_name"), (OK, None)]
@@ -343,6 +344,6 @@ def test_an_unforeseen_error_fails_the_event_not_the_batch(tmp_path):
     tr = Transformer(lookup)
     good = json.dumps({"headers": {"app_id": 24, "log_name": "log_item"}, "logs": SPEC_LOGS}).encode()
     bad = json.dumps({"headers": {"app_id": 25, "log_name": "log_item"}, "logs": SPEC_LOGS}).encode()
-    res = tr.run_batch([(good, None, "t", 0, 0), (bad, None, "t", 0, 1), (good, None, "t", 0, 2)])
+    res = tr.run_batch([Item(good, None, "t", 0, 0), Item(bad, None, "t", 0, 1), Item(good, None, "t", 0, 2)])
     assert [r[0] for r in res] == [OK, FAILED, OK]
     assert res[1][2] == "internal: ZeroDivisionError: a bug somewhere"

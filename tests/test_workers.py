@@ -10,7 +10,7 @@ import pytest
 from mulog import sample
 from sink.transform import Transformer
 from sink.settings import SettingsStore
-from sink.batch import item, summarize
+from sink.batch import Item, summarize
 from sink.workers import Pool
 
 APPS = (24, 25, 26)
@@ -31,7 +31,7 @@ def batch(n, start, bad_every=0):
     for i, e in enumerate(sample.envelopes(n, app_ids=APPS, seed=start, start=start)):
         if bad_every and i % bad_every == 0:
             e = b"{broken %d" % i
-        items.append(item(e, None, "t", i % 3, start + i))
+        items.append(Item(e, None, "t", i % 3, start + i))
     return items
 
 
