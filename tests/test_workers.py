@@ -75,16 +75,25 @@ def test_a_discarded_batch_keeps_the_replies_in_step(settings):
         pool.close()
 
 
-def test_a_dead_worker_costs_speed_not_events(settings, caplog):
+def test_a_worker_dead_before_a_batch_is_replaced_before_the_batch_is_sent(settings, caplog):
+    """Killed while idle: the next submit starts a new worker first (its first
+    restart does not wait), so both chunks go to live workers and the loop
+    transforms nothing itself."""
     pool = Pool(settings, 2)
     try:
-        os.kill(pool._procs[0].proc.pid, signal.SIGKILL)
+        old = pool._procs[0].proc.pid
+        os.kill(old, signal.SIGKILL)
         pool._procs[0].proc.join(10)
         items = batch(4000, 0)
-        out = pool.submit(items).get()
+        p = pool.submit(items)
+        assert pool.restarts == 1 and pool._procs[0].proc.pid != old
+        assert [w.idx for w, *_ in p.sent] == [0, 1] and all(w.dead is None for w, *_ in p.sent)
+        out = p.get()
         assert sum(n for _, n, _ in out.apps.values()) == 4000
         for line in b"".join(lines_of(out).values()).splitlines():
             assert json.loads(line)["#type"] == "track"
+        assert "transforming its part here" not in caplog.text
+        p.release()
     finally:
         pool.close()
 
