@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
+import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ from mulog import sample
 pytestmark = pytest.mark.kafka
 
 APPS = (24, 25, 26)
+# a host that leaves or joins is noticed within seconds, not the default 30 s
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 
 def mtga(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -142,5 +147,135 @@ def test_topic_pattern_consumes_the_matching_topics_only_and_the_queries_list_on
     assert sum(x["high"] - x["current"] for x in rows) == 7
     lag, err = cli_json(conf, "kafka-lag")
     assert lag == {"lag": 7} and "mtga is not running" in err, (lag, err)
+
+
+# ----------------------------------------------------------------------------- eager assignment
+
+
+class Host:
+    """One ``mtga start`` with its own configuration, state and output folders."""
+
+    def __init__(self, root: Path, bootstrap: str, topic: str, group: str, **over):
+        self.name, self.root = root.name, root
+        root.mkdir(parents=True)
+        write_settings(root / "settings", APPS)
+        self.conf = write_conf(root, bootstrap, topic, group, workers=1, **over)
+        self.m = Mtga(self.conf)
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    def log(self) -> str:
+        p = self.root / "mtga.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def partitions(self):
+        """Partitions assigned now, from ``mtga status --json`` (None when it does not answer)."""
+        r = mtga("status", "-c", str(self.conf), "--json")
+        if r.returncode != 0:
+            return None
+        return {int(re.fullmatch(r".*\[(\d+)\]", p).group(1)) for p in json.loads(r.stdout)["partitions"]}
+
+    def stop_if_alive(self) -> None:
+        if self.m.alive():
+            self.m.kill()
+
+
+class Feeder(threading.Thread):
+    """Produces ``payloads`` round robin over the partitions at about ``rate``/s."""
+
+    def __init__(self, bootstrap: str, topic: str, payloads: list, partitions: int, rate: int):
+        super().__init__(daemon=True)
+        self.args = (bootstrap, topic, payloads, partitions, rate)
+        self.where: list = []
+        self.error = None
+
+    def run(self) -> None:
+        bootstrap, topic, payloads, partitions, rate = self.args
+        try:
+            step = max(1, rate // 10)
+            for i in range(0, len(payloads), step):
+                t0 = time.monotonic()
+                self.where += produce_rr(bootstrap, topic, payloads[i:i + step], partitions)
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))  # pacing the load, not synchronising
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def finish(self) -> list:
+        self.join(60)
+        assert not self.is_alive() and self.error is None, self.error
+        return self.where
+
+
+def revoked(log: str, topic: str) -> list[set[int]]:
+    """The partitions of each "revoked" line of a log, in order."""
+    return [{int(p) for p in re.findall(rf"{re.escape(topic)}\[(\d+)\]", ln)}
+            for ln in log.splitlines() if " revoked " in ln]
+
+
+def test_eager_assignment_two_hosts_every_event_once_across_join_and_leaves(kafka, topic_factory, tmp_path):
+    """partition.assignment.strategy: range (not cooperative): the consumer is
+    given whole assignments (assign, not incremental_assign) and a rebalance
+    revokes every partition of every member first. A joins, B joins while
+    events flow, A stops (SIGTERM) while events flow, B stops: every event is
+    written once across the two outputs."""
+    topic = topic_factory(partitions=4)
+    group = f"g-{topic}"
+    eager = {"consumer": {**FAST_GROUP, "partition.assignment.strategy": "range"}}
+    a = Host(tmp_path / "host-a", kafka, topic, group, kafka=eager, checkpoint={"interval_s": 1})
+    b = Host(tmp_path / "host-b", kafka, topic, group, kafka=eager, checkpoint={"interval_s": 1})
+    where: list = []
+    t0 = time.monotonic()
+
+    def written(*hosts):
+        got: Counter = Counter()
+        for h in hosts:
+            got.update(uuid_counts(h.out, running=True))
+        return set(got) >= {uuid_of(topic, p, o) for p, o in where}
+
+    try:
+        where += produce_rr(kafka, topic, list(sample.envelopes(2000, app_ids=APPS, seed=61)), 4)
+        a.m.start()
+        wait_for(lambda: written(a), 60, "host a to write the first 2000 events")
+        wait_for(lambda: a.partitions() == {0, 1, 2, 3}, 30, "host a to hold the 4 partitions", every=0.5)
+
+        feed = Feeder(kafka, topic, list(sample.envelopes(3000, app_ids=APPS, seed=62)), 4, rate=1500)
+        feed.start()
+        b.m.start()  # joins while events flow: a gives up all four, then each gets two
+        pa, pb = wait_for(lambda: (x := (a.partitions(), b.partitions())) and x[0] and x[1]
+                          and x[0] | x[1] == {0, 1, 2, 3} and not x[0] & x[1] and x, 60,
+                          "the 4 partitions split between a and b", every=0.5)
+        where += feed.finish()
+        wait_for(lambda: written(a, b), 60, "every event so far written by a or b")
+        assert revoked(a.log(), topic)[0] == {0, 1, 2, 3}, a.log()  # eager: all of them, not the two b takes
+
+        feed = Feeder(kafka, topic, list(sample.envelopes(3000, app_ids=APPS, seed=63)), 4, rate=1500)
+        feed.start()
+        wait_for(lambda: len(feed.where) > 500, 30, "the third feed under way")
+        b_revoked = len(revoked(b.log(), topic))
+        assert a.m.term() == 0, a.m.output()
+        a_final = {p: o for (t, p), o in stored_offsets(a.root / "state").items() if p in pa}
+        wait_for(lambda: b.partitions() == {0, 1, 2, 3}, 60, "host b to take a's partitions", every=0.5)
+        assert revoked(b.log(), topic)[b_revoked:][:1] == [pb], b.log()  # b gave up its own two first
+        where += feed.finish()
+        wait_for(lambda: written(a, b), 60, "every event written by a or b")
+        assert b.m.term() == 0, b.m.output()
+    finally:
+        a.stop_if_alive()
+        b.stop_if_alive()
+
+    want = {uuid_of(topic, p, o) for p, o in where}
+    ca, cb = uuid_counts(a.out), uuid_counts(b.out)
+    both = ca + cb
+    repeated = {u: c for u, c in both.items() if c > 1}
+    print(f"\neager: a {sorted(pa)}, b {sorted(pb)}; {len(want)} events, a wrote {sum(ca.values())}, "
+          f"b {sum(cb.values())}, {len(repeated)} repeated; {time.monotonic() - t0:.1f}s")
+    assert len(want) == 8000 and set(both) == want and not repeated
+    assert ca and cb  # both hosts wrote
+    # b went on with a's partitions where a's final checkpoint left them
+    resumed = {int(p): int(o) for p, o in re.findall(rf"assigned {re.escape(topic)}\[(\d+)\] from group offset (\d+)",
+                                                       b.log()) if int(p) in pa}
+    assert resumed == a_final, (resumed, a_final)
 
 
