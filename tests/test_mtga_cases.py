@@ -4,7 +4,9 @@ processes, real signals; delivery counted line by line by #uuid."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -16,8 +18,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from mtga_helpers import (MTGA, Mtga, produce, stored_offsets, uuid_counts, uuid_of, wait_for, write_conf,
-                          write_settings)
+from mtga_helpers import (MTGA, Mtga, output_lines, produce, stored_offsets, uuid_counts, uuid_of, wait_for,
+                          write_conf, write_settings)
 from mulog import sample
 
 pytestmark = pytest.mark.kafka
@@ -277,5 +279,79 @@ def test_eager_assignment_two_hosts_every_event_once_across_join_and_leaves(kafk
     resumed = {int(p): int(o) for p, o in re.findall(rf"assigned {re.escape(topic)}\[(\d+)\] from group offset (\d+)",
                                                        b.log()) if int(p) in pa}
     assert resumed == a_final, (resumed, a_final)
+
+
+# ----------------------------------------------------------------------------- SIGHUP
+
+HUP_LINE = "SIGHUP: every app's settings are checked again before the next batch"
+
+
+def metadata(prefix: str) -> str:
+    return json.dumps({"event_name": {"prefix": prefix}, "account_id": "role_id",
+                       "time": {"field": "mtime", "unit": "s", "time_zone": "+08:00"}})
+
+
+def test_sighup_rechecks_settings_before_the_next_batch_and_mtga_keeps_running(kafka, topic_factory, tmp_path):
+    """SIGHUP (whose default action ends a process) is caught: mtga logs it,
+    goes on, and the next batch is transformed with the settings on disk.
+
+    Settings are also checked again on their own, at most every 2 s per app.
+    Each round therefore uses an app nothing has used before: its event A loads
+    its settings (the app's last check, after the round began), its metadata
+    changes, SIGHUP, and its event B must show the change. A round over in
+    under 2 s rules the 2 s check out: B's new settings came from the signal."""
+    topic = topic_factory(partitions=1)
+    settings = write_settings(tmp_path / "settings", (24,))
+    log = tmp_path / "mtga.log"
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=1)
+    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 0})
+
+    def send(app: int) -> str:
+        got = []
+        producer.produce(topic, next(sample.envelopes(1, app_ids=(app,))), partition=0,
+                         on_delivery=lambda err, msg: got.append((err, msg.offset())))
+        assert producer.flush(30) == 0 and got[0][0] is None, got
+        return uuid_of(topic, 0, got[0][1])
+
+    def line(u: str) -> dict:
+        def find():
+            for ln in output_lines(tmp_path / "out", running=True):
+                d = json.loads(ln)
+                if d["#uuid"] == u:
+                    return d
+        return wait_for(find, 30, f"the line of event {u}", every=0.02)
+
+    def hup_lines() -> int:
+        return log.read_text().count(HUP_LINE) if log.exists() else 0
+
+    m = Mtga(conf).start()
+    try:
+        assert line(send(24))["#event_name"] == "t_log_item"  # running: its signal handlers are set
+        rounds = []
+        for k in range(8):
+            app = 900 + k
+            meta = settings / f"metadata.{app}.json"
+            meta.write_text(metadata("old_"))
+            t0 = time.monotonic()
+            assert line(send(app))["#event_name"] == "old_log_item"
+            tmp = settings / f".metadata.{app}.json.new"
+            tmp.write_text(metadata(f"hup{k}_"))
+            os.replace(tmp, meta)
+            os.kill(m.proc.pid, signal.SIGHUP)
+            wait_for(lambda: hup_lines() == k + 1 or not m.alive(), 30, f"the SIGHUP line number {k + 1}",
+                     every=0.02)
+            assert m.alive(), f"SIGHUP ended mtga (exit {m.proc.wait(30)}): {m.output()}"
+            assert line(send(app))["#event_name"] == f"hup{k}_log_item"
+            rounds.append(round(time.monotonic() - t0, 2))
+            if sum(t < 2.0 for t in rounds) >= 2:
+                break
+        print(f"\nSIGHUP rounds (seconds from the app's first load to its changed line): {rounds}")
+        assert sum(t < 2.0 for t in rounds) >= 2, rounds
+        assert m.alive()
+    finally:
+        rc = m.term()
+    assert rc == 0, m.output()  # ended by SIGTERM, cleanly: no SIGHUP ended it
+    assert hup_lines() == len(rounds)
+    assert "Traceback" not in log.read_text()
 
 
