@@ -18,8 +18,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from mtga_helpers import (MTGA, Mtga, output_lines, produce, stored_offsets, uuid_counts, uuid_of, wait_for,
-                          write_conf, write_settings)
+from mtga_helpers import (MTGA, Mtga, output_lines, pid_gone, produce, stored_offsets, uuid_counts, uuid_of,
+                          wait_for, write_conf, write_settings)
 from mulog import sample
 
 pytestmark = pytest.mark.kafka
@@ -355,3 +355,42 @@ def test_sighup_rechecks_settings_before_the_next_batch_and_mtga_keeps_running(k
     assert "Traceback" not in log.read_text()
 
 
+# ----------------------------------------------------------------------------- daemon file modes
+
+
+def test_daemon_writes_files_0640_in_folders_0750_and_keeps_state_0700(kafka, topic_factory, tmp_path):
+    """``mtga start --daemon`` sets umask 0027: output files (opened 0644) are
+    0640, the folders it creates 0750, whatever the umask of whoever started
+    it (here 0022, the usual one); the state folder stays 0700."""
+    topic = topic_factory(partitions=2)
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}")
+    before = os.umask(0o022)
+    try:
+        r = mtga("start", "--daemon", "-c", str(conf))
+    finally:
+        os.umask(before)
+    assert r.returncode == 0, r.stderr
+    pid = int(re.search(r"pid (\d+)", r.stdout).group(1))
+    state, out = tmp_path / "state", tmp_path / "out"
+    try:
+        where = produce(kafka, topic, list(sample.envelopes(300, app_ids=APPS)))
+        want = {uuid_of(topic, p, o) for p, o in where}
+        wait_for(lambda: set(uuid_counts(out, running=True)) == want, 60, "the 300 events written")
+
+        def mode(p: Path) -> str:
+            return oct(p.stat().st_mode & 0o777)
+
+        files = sorted(out.rglob("log.*"))
+        assert sorted(f.parent.name for f in files) == ["24", "25", "26"]
+        assert {str(f.relative_to(out)): mode(f) for f in files} == \
+            {str(f.relative_to(out)): "0o640" for f in files}
+        assert {d.name: mode(d) for d in out.iterdir()} == {a: "0o750" for a in ("24", "25", "26")}
+        assert mode(out) == "0o750"
+        assert mode(state) == "0o700"
+    finally:
+        sp = mtga("stop", "-c", str(conf), timeout=90)
+    assert sp.returncode == 0 and f"mtga stopped (pid {pid})" in sp.stdout, sp.stdout + sp.stderr
+    assert pid_gone(pid)
+    assert mode(state) == "0o700"
+    assert max(uuid_counts(out).values()) == 1
