@@ -151,6 +151,52 @@ def test_topic_pattern_consumes_the_matching_topics_only_and_the_queries_list_on
     assert lag == {"lag": 7} and "mtga is not running" in err, (lag, err)
 
 
+def test_a_topic_pattern_means_the_same_to_the_consumer_and_to_the_queries(kafka, named_topics, tmp_path):
+    """conf/mtga.yml's own example of a pattern, '^mulog_clean_\\d+$', written for
+    these topics: mtga either refuses it at start, or consumes the partitions
+    that offset-checker lists for it (the queries match with Python's ``re``,
+    the consumer with librdkafka's regular expressions)."""
+    r = uuid.uuid4().hex[:8]
+    topic = f"mp_{r}_1"
+    named_topics({topic: 2})
+    where = produce_rr(kafka, topic, list(sample.envelopes(50, app_ids=APPS)), 2)
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{r}", checkpoint={"interval_s": 1},
+                      kafka={"topics": [], "topic_pattern": rf"^mp_{r}_\d+$"})
+    m = Mtga(conf).start()
+    seen = {"listed": None, "consumed": None}
+
+    def settled():
+        if not m.alive():
+            return True
+        st = mtga("status", "-c", str(conf), "--json")
+        if st.returncode != 0:
+            return False  # not answering yet
+        rows, _ = cli_json(conf, "offset-checker")
+        seen["listed"] = [f"{x['topic']}[{x['partition']}]" for x in rows]
+        seen["consumed"] = json.loads(st.stdout)["partitions"]
+        return seen["listed"] and seen["listed"] == seen["consumed"]
+
+    try:
+        try:
+            wait_for(settled, 20, "mtga to consume what offset-checker lists", every=0.5)
+        except AssertionError as e:
+            if "timed out" not in str(e):
+                raise  # else said below, with what each side showed
+        if not m.alive():
+            out = m.output()
+            assert m.proc.returncode != 0 and "topic_pattern" in out, out
+            return
+        assert seen["listed"] == [f"{topic}[0]", f"{topic}[1]"], seen
+        assert seen["consumed"] == seen["listed"], (
+            f"offset-checker lists {seen['listed']} for the pattern; the consumer took {seen['consumed']}")
+        want = {uuid_of(topic, p, o) for p, o in where}
+        wait_for(lambda: set(uuid_counts(tmp_path / "out", running=True)) == want, 30, "the 50 events written")
+    finally:
+        if m.alive():
+            assert m.term() == 0
+
+
 # ----------------------------------------------------------------------------- eager assignment
 
 
