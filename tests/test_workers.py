@@ -75,16 +75,62 @@ def test_a_discarded_batch_keeps_the_replies_in_step(settings):
         pool.close()
 
 
-def test_a_dead_worker_costs_speed_not_events(settings, caplog):
+def test_a_worker_dead_before_a_batch_is_replaced_before_the_batch_is_sent(settings, caplog):
+    """Killed while idle: the next submit starts a new worker first (its first
+    restart does not wait), so both chunks go to live workers and the loop
+    transforms nothing itself."""
     pool = Pool(settings, 2)
     try:
-        os.kill(pool._procs[0].proc.pid, signal.SIGKILL)
+        old = pool._procs[0].proc.pid
+        os.kill(old, signal.SIGKILL)
         pool._procs[0].proc.join(10)
         items = batch(4000, 0)
-        out = pool.submit(items).get()
+        p = pool.submit(items)
+        assert pool.restarts == 1 and pool._procs[0].proc.pid != old
+        assert [w.idx for w, *_ in p.sent] == [0, 1] and all(w.dead is None for w, *_ in p.sent)
+        out = p.get()
         assert sum(n for _, n, _ in out.apps.values()) == 4000
         for line in b"".join(lines_of(out).values()).splitlines():
             assert json.loads(line)["#type"] == "track"
+        assert "transforming its part here" not in caplog.text
+        p.release()
+    finally:
+        pool.close()
+
+
+def test_a_worker_dying_with_a_chunk_in_flight_costs_speed_not_events(settings, caplog):
+    """Worker 0 is stopped, given its chunk, and killed before it can answer:
+    ``get`` transforms that chunk in the calling process, the outcome is the
+    plain transform's (every event once, in order), and the next batch starts
+    a new worker in its place."""
+    items = batch(4000, 0, bad_every=97)
+    local = summarize(Transformer(SettingsStore(settings).get).run_batch(items))
+    pool = Pool(settings, 2)
+    try:
+        dying = pool._procs[0]
+        os.kill(dying.proc.pid, signal.SIGSTOP)
+        p = pool.submit(items)
+        assert [w for w, *_ in p.sent] == pool._procs and dying.dead is None  # a chunk each, none answered
+        assert not p.ready()
+        os.kill(dying.proc.pid, signal.SIGKILL)
+        out = p.get()
+        assert dying.dead is not None
+        assert lines_of(out) == lines_of(local)
+        assert {a: (n, list(idx)) for a, (_, n, idx) in out.apps.items()} == \
+            {a: (n, list(idx)) for a, (_, n, idx) in local.apps.items()}
+        assert out.failures == local.failures and len(out.failures) == 42
+        uuids = [json.loads(line)["#uuid"] for line in b"".join(lines_of(out).values()).splitlines()]
+        assert len(uuids) == len(set(uuids)) == 4000 - 42
+        assert "transform worker 0: the worker exited" in caplog.text and "transforming its part here" in caplog.text
+        p.release()
+        assert pool.restarts == 0
+        p = pool.submit(items)  # the dead worker is replaced before this batch is cut up
+        assert pool.restarts == 1 and pool._procs[0] is not dying and pool._procs[0].proc.is_alive()
+        assert "transform worker 0 started again" in caplog.text
+        assert lines_of(p.get()) == lines_of(local)
+        assert len(p.sent) == 2 and all(w.dead is None for w, *_ in p.sent)
+        p.release()
+        assert pool.live == 2
     finally:
         pool.close()
 
