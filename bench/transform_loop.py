@@ -66,9 +66,10 @@ def main(argv=None) -> int:
     else:
         from naive import naive_line
 
-    try:
-        from sink.batch import Item as make_item
-    except ImportError:  # a tree from before typed items (bench/run.py --baseline)
+    import sink.transform
+
+    make_item = getattr(sink.transform, "Item", None)  # the transform's item type
+    if make_item is None:  # a tree from before typed items (bench/run.py --baseline)
         def make_item(*fields):
             return fields
 

@@ -35,6 +35,25 @@ MAX_AUTO_WORKERS = 4
 CONSUMER_FIXED = ("enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers")
 
 
+_PERL_ONLY = re.compile(r"\\[A-Za-z0-9]|\(\?|[*+?}]\?|\[:")
+_INSTEAD = {"\\d": "[0-9]", "\\w": "[A-Za-z0-9_]", "\\D": "[^0-9]", "\\W": "[^A-Za-z0-9_]"}
+
+
+def posix_problem(pattern: str) -> str | None:
+    """What in ``pattern`` the Kafka client would read otherwise than mtga's own
+    queries do: the consumer matches topics with POSIX extended regular
+    expressions, offset-checker and kafka-lag with Python's; only what both read
+    alike is taken (no backslash classes like \\d, no (?...), no lazy
+    quantifiers, no [:class:])."""
+    m = _PERL_ONLY.search(pattern)
+    if m is None:
+        return None
+    bad = m.group()
+    hint = f"; write {_INSTEAD[bad]}" if bad in _INSTEAD else ""
+    return (f"'{bad}' means something else to the Kafka client, which matches topics with POSIX regular "
+            f"expressions, than to Python{hint}")
+
+
 class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "mtga"
@@ -48,6 +67,9 @@ class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if not self.group_id:
             raise ValueError("group_id: expected a non-empty string")
         if self.topic_pattern is not None:
+            problem = posix_problem(self.topic_pattern)
+            if problem:
+                raise ValueError(f"topic_pattern: {problem}")
             try:
                 re.compile(self.topic_pattern)
             except re.error as e:

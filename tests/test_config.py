@@ -5,6 +5,7 @@ was expected, and exit code 2 (checked through the real console scripts)."""
 import pytest
 
 from conftest import REPO, run_cli
+from mulog.config import ConfigError
 from shipper import config as shipper_config
 from sink import config as mtga_config
 
@@ -104,3 +105,18 @@ def test_producer_overrides_merge_over_defaults(tmp_path):
     assert s.producer["linger.ms"] == 5
     assert s.producer["compression.type"] == "snappy"
     assert s.producer["enable.idempotence"] is True
+
+
+def test_a_topic_pattern_the_consumer_would_read_otherwise_is_refused(tmp_path):
+    """The consumer matches topic_pattern as a POSIX regular expression, the
+    queries with Python's: '\\d' would make mtga consume nothing while
+    offset-checker counted lag (tests/test_mtga_cases.py shows it with a broker)."""
+    (tmp_path / "settings").mkdir()
+    f = tmp_path / "mtga.yml"
+    for bad, hint in ((r"^mulog_clean_\d+$", "write [0-9]"), (r"^(?:a|b)_x$", "(?"), (r"^t_[[:digit:]]$", "[:")):
+        f.write_text(f"kafka:\n  topic_pattern: '{bad}'\n")
+        with pytest.raises(ConfigError) as e:
+            mtga_config.load(f)
+        assert str(e.value).startswith(f"{f}: kafka.topic_pattern: ") and hint in str(e.value), str(e.value)
+    f.write_text("kafka:\n  topic_pattern: '^mulog_clean_[0-9]+$'\n")
+    assert mtga_config.load(f).conf.kafka.topic_pattern == "^mulog_clean_[0-9]+$"
