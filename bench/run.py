@@ -44,7 +44,7 @@ BIN = Path(sys.executable).parent
 
 QUICK = {"events": 20_000, "lines": 50_000}
 FULL = {"events": 1_000_000, "lines": 2_000_000}
-DATA_VERSION = 1  # bump when the generated data changes shape
+DATA_VERSION = 2  # bump when the generated data changes shape (2: recent event times)
 LINE_FIELDS = 11  # first fields of a sample event: about 200 bytes per line
 POLL_S = 0.05
 

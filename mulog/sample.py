@@ -4,6 +4,7 @@ like SPEC's example. Used by the demo, the benchmarks and the tests."""
 from __future__ import annotations
 
 import random
+import time
 from typing import Iterator
 
 import msgspec
@@ -16,8 +17,15 @@ LANGS = ("zh-CN", "en-US", "ja-JP", "ko-KR")
 _enc = msgspec.json.Encoder()
 
 
+def recent_base() -> int:
+    """Midnight (UTC) two days ago: sample events carry times from there on, within
+    the window ThinkingData takes (3 years back to 3 days ahead) and the same all day."""
+    return (int(time.time()) // 86400 - 2) * 86400
+
+
 def event(rnd: random.Random, n: int, log_name: str | None = None, mtime: int | None = None) -> dict:
-    """One bare ``logs`` object; ``n`` makes it unique (the log_name is the caller's)."""
+    """One bare ``logs`` object; ``n`` makes it unique (the log_name is the caller's); its
+    ``mtime`` is ``n`` seconds (modulo two days) after recent_base()."""
     role = 6001310000000 + rnd.randrange(10_000_000)
     gold = rnd.randrange(10_000_000)
     dia = rnd.randrange(100_000)
@@ -27,7 +35,7 @@ def event(rnd: random.Random, n: int, log_name: str | None = None, mtime: int | 
         "agent_id": rnd.choice((36, 37, 38, 52)),
         "amount": rnd.randrange(1, 100),
         "item_id": 31100000 + rnd.randrange(100_000),
-        "mtime": mtime if mtime is not None else 1608184243 + n,
+        "mtime": mtime if mtime is not None else recent_base() + n % 172800,
         "role_id": role,
         "role_level": rnd.randrange(1, 900),
         "server_id": 5000 + rnd.randrange(40),

@@ -4,10 +4,11 @@ from .db import Batch, StateDB, StateError, StateLocked, StateMissing, StateWrit
 from .failures import Entry, FailedEvent, FailureQueue, reason_code
 from .files import FINGERPRINT_BYTES, FilePosition, FilePositions, file_identity, fingerprint
 from .partitions import PartitionOffsets
+from .types import PropertyTypes
 
 __all__ = [
     "Batch", "StateDB", "StateError", "StateLocked", "StateMissing", "StateWriteError", "ensure_private_dir",
     "Entry", "FailedEvent", "FailureQueue", "reason_code",
     "FINGERPRINT_BYTES", "FilePosition", "FilePositions", "file_identity", "fingerprint",
-    "PartitionOffsets",
+    "PartitionOffsets", "PropertyTypes",
 ]

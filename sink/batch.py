@@ -28,15 +28,19 @@ class Item(msgspec.Struct, array_like=True, gc=False):
 class Outcome:
     """A transformed batch: ``apps`` maps app id -> [buffers holding the lines
     (newline-terminated, in order), line count, indexes of the events];
-    ``failures`` lists (index, app, reason)."""
+    ``failures`` lists (index, app, reason); ``fixed`` counts the events fixed
+    per rule; ``learned`` lists the (app, name, kind) a worker learned."""
 
-    __slots__ = ("apps", "failures", "filtered")
+    __slots__ = ("apps", "failures", "filtered", "fixed", "learned")
 
-    def __init__(self, apps: dict, failures: list, filtered: int):
+    def __init__(self, apps: dict, failures: list, filtered: int, fixed: Optional[dict] = None,
+                 learned: Optional[list] = None):
         self.apps, self.failures, self.filtered = apps, failures, filtered
+        self.fixed = fixed or {}
+        self.learned = learned or []
 
 
-def summarize(results: list, base: int = 0) -> Outcome:
+def summarize(results: list, base: int = 0, fixed: Optional[dict] = None) -> Outcome:
     """The transform's results (one per item, in order) grouped into an Outcome;
     ``base`` is the index of the first item in the whole batch."""
     groups: dict = {}
@@ -54,7 +58,7 @@ def summarize(results: list, base: int = 0) -> Outcome:
         else:
             failures.append((i, app, value))
     apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
-    return Outcome(apps, failures, filtered)
+    return Outcome(apps, failures, filtered, fixed)
 
 
 def merge(parts: list) -> Outcome:
@@ -64,7 +68,10 @@ def merge(parts: list) -> Outcome:
     apps: dict = {}
     failures = []
     filtered = 0
+    fixed: dict = {}
     for o in parts:
+        for code, n in o.fixed.items():
+            fixed[code] = fixed.get(code, 0) + n
         for app, (bufs, n, idx) in o.apps.items():
             cur = apps.get(app)
             if cur is None:
@@ -75,7 +82,7 @@ def merge(parts: list) -> Outcome:
                 cur[2].extend(idx)
         failures.extend(o.failures)
         filtered += o.filtered
-    return Outcome(apps, failures, filtered)
+    return Outcome(apps, failures, filtered, fixed)
 
 
 def first_offsets(items) -> dict[tuple[str, int], int]:

@@ -13,7 +13,7 @@ import typer
 from mulog import logs
 from mulog.cli import UserError, run
 
-from . import config, daemon
+from . import cli_schema, config, daemon
 from .cli_queries import COMMANDS, ConfigOpt, StateOpt, abs_path, load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -138,7 +138,29 @@ def restart(ctx: typer.Context, cfg: Optional[Path] = ConfigOpt, state_dir: Opti
                                          for k, v in args.items() if k in START_FLAGS})
 
 
+@app.command("check-output")
+def check_output(paths: List[Path] = typer.Argument(..., help="LogBus files, or folders of them"),
+                 as_json: bool = typer.Option(False, "--json", help="print JSON instead of text")) -> None:
+    """Check LogBus files (names and every line) against ThinkingData's data rules;
+    exit code 1 when anything breaks one."""
+    import json
+
+    from .check_output import check, print_report
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    r = check(str(p) for p in paths)
+    if as_json:
+        typer.echo(json.dumps(r.as_json(), indent=2))
+    else:
+        print_report(r, typer.echo)
+    if r.counts:
+        raise typer.Exit(1)
+
+
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
+app.add_typer(cli_schema.app, name="schema")
 
 main = run(app, "mtga")

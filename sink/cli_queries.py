@@ -61,7 +61,7 @@ JsonOpt = typer.Option(False, "--json", help="print JSON instead of text")
 BootstrapOpt = typer.Option(None, "--bootstrap-servers", help="Kafka brokers (when no daemon runs)")
 
 
-def _ask(s: config.MtgaSettings, cmd: str, **args):
+def ask(s: config.MtgaSettings, cmd: str, **args):
     """The daemon's answer, or None when no daemon runs (the caller reads the stores)."""
     from .control import ControlTimeout, ControlUnavailable, request
 
@@ -76,18 +76,18 @@ def _ask(s: config.MtgaSettings, cmd: str, **args):
         raise UserError(f"mtga (pid {pid}) did not answer on {s.socket_path} within {t:.0f}s; it may be stuck "
                         f"or overloaded (see {s.log_file})", code=EXIT_TIMEOUT) from None
     except ControlUnavailable:
-        _note(f"mtga (pid {pid}) runs but its control socket {s.socket_path} does not answer; "
+        note(f"mtga (pid {pid}) runs but its control socket {s.socket_path} does not answer; "
               f"reading the local store instead")
         return None
     except RuntimeError as e:
         raise UserError(f"mtga refused: {e}") from None
 
 
-def _note(msg: str) -> None:
+def note(msg: str) -> None:
     typer.echo(f"note: {msg}", err=True)
 
 
-def _offline_store(s: config.MtgaSettings):
+def offline_store(s: config.MtgaSettings):
     """The state database opened read-only, or None when nothing was ever stored."""
     from offsets import StateDB, StateMissing
 
@@ -102,17 +102,17 @@ def _offset_rows(s: config.MtgaSettings) -> tuple[list, str]:
 
     from . import queries
 
-    res = _ask(s, "offsets")
+    res = ask(s, "offsets")
     if res is not None:
         return res["rows"], "daemon"
-    db = _offline_store(s)
+    db = offline_store(s)
     local = {}
     if db is not None:
         with db:
             local = PartitionOffsets(db).all()
     k = s.conf.kafka
     topics = list(k.topics) or ([] if k.topic_pattern else sorted({t for t, _ in local}))
-    _note(f"mtga is not running: current offsets read from {s.state_dir / 'db'}, watermarks from Kafka")
+    note(f"mtga is not running: current offsets read from {s.state_dir / 'db'}, watermarks from Kafka")
     try:
         rows = queries.offset_rows(s.bootstrap_servers, k.group_id, topics, k.topic_pattern, local,
                                    s.conf.control.timeout_s)
@@ -121,7 +121,7 @@ def _offset_rows(s: config.MtgaSettings) -> tuple[list, str]:
     return rows, "store"
 
 
-def _print_json(obj) -> None:
+def print_json(obj) -> None:
     import json
 
     typer.echo(json.dumps(obj, indent=2, default=str))
@@ -137,7 +137,7 @@ def offset_checker(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = 
     s = load(cfg, state_dir, bootstrap_servers=bootstrap_servers)
     rows, _ = _offset_rows(s)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     t = Table(box=box.MARKDOWN, show_edge=True)
     for col in ("#", "Topic", "Partition", "Low", "High", "Current", "Lag"):
@@ -166,7 +166,7 @@ def kafka_lag(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = State
     rows, _ = _offset_rows(s)
     lag = sum(r["lag"] for r in rows)
     if as_json:
-        _print_json({"lag": lag})
+        print_json({"lag": lag})
     else:
         typer.echo(str(lag))
 
@@ -178,9 +178,9 @@ def failure_queue_count(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Pat
     from offsets import FailureQueue
 
     s = load(cfg, state_dir)
-    res = _ask(s, "fq_count", by_reason=by_reason)
+    res = ask(s, "fq_count", by_reason=by_reason)
     if res is None:
-        db = _offline_store(s)
+        db = offline_store(s)
         if db is None:
             res = {"count": 0, "by_reason": {}} if by_reason else {"count": 0}
         else:
@@ -189,9 +189,9 @@ def failure_queue_count(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Pat
                 res = {"count": fq.count()}
                 if by_reason:
                     res["by_reason"] = fq.count_by_reason()
-        _note(f"mtga is not running: read from {s.state_dir / 'db'}")
+        note(f"mtga is not running: read from {s.state_dir / 'db'}")
     if as_json:
-        _print_json(res)
+        print_json(res)
     elif by_reason:
         for reason, n in res["by_reason"].items():
             typer.echo(f"{n}\t{reason}")
@@ -211,7 +211,7 @@ def clear_failure_queue(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Pat
     what = f"failure-queue entries with reason {reason!r}" if reason else "every failure-queue entry"
     if not yes and not typer.confirm(f"Remove {what} (state {s.state_dir})?", default=False):
         raise UserError("nothing removed")
-    res = _ask(s, "fq_clear", confirm=True, reason=reason)
+    res = ask(s, "fq_clear", confirm=True, reason=reason)
     if res is None:
         if not (s.state_dir / "db" / "CURRENT").exists():
             res = {"removed": 0}
@@ -219,7 +219,7 @@ def clear_failure_queue(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Pat
             with StateDB(s.state_dir / "db", "mtga") as db:
                 res = {"removed": FailureQueue(db).clear(reason=reason)}
     if as_json:
-        _print_json(res)
+        print_json(res)
     else:
         typer.echo(f"removed {res['removed']}")
 
@@ -231,23 +231,23 @@ def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt
     from offsets import FailureQueue, PartitionOffsets
 
     s = load(cfg, state_dir)
-    res = _ask(s, "status")
+    res = ask(s, "status")
     if res is None:
         out = {"running": False, "state_dir": str(s.state_dir), "failure_queue": 0, "stored_partitions": 0}
-        db = _offline_store(s)
+        db = offline_store(s)
         if db is not None:
             with db:
                 out["failure_queue"] = FailureQueue(db).count()
                 out["stored_partitions"] = len(PartitionOffsets(db).all())
         if as_json:
-            _print_json(out)
+            print_json(out)
         else:
             typer.echo(f"mtga is not running (state dir {s.state_dir}); failure queue {out['failure_queue']}, "
                        f"{out['stored_partitions']} partition offset(s) stored")
         raise typer.Exit(1)
     res["running"] = True
     if as_json:
-        _print_json(res)
+        print_json(res)
         return
 
     def ts(v):

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 def samples(svc: "Service"):
     snap = svc.snapshot
     yield from svc.inst.samples()
+    yield ("mtga_events_fixed", "counter", "Events fixed as their app's settings say instead of refused, by rule",
+           ("rule",), [((code,), n) for code, n in sorted(snap.fixed.items())])
     yield ("mtga_failure_queue_size", "gauge", "Events waiting in the failure queue", (), [((), snap.failure_queue)])
     yield ("mtga_partition_lag", "gauge", "Messages behind the partition's end", ("topic", "partition"),
            [((t, str(p)), v) for (t, p), v in sorted(snap.lags.items())])

@@ -1,27 +1,27 @@
 """Property values of a track line: the identity fields, ``#time``, and the
-exact path that rebuilds ``properties`` field by field (drops, type coercions,
-renames, name and value checks). Pure functions; a value ThinkingData would not
-take raises ``Fail`` with its reason."""
+exact path that rebuilds ``properties`` field by field: drops, type coercions,
+renames, ThinkingData's rules (sink/tarules.py, with the fixes the app chose)
+and the type guard (sink/typeguard.py). Pure functions; a value ThinkingData
+would not take raises ``Fail`` with its reason."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import msgspec
 
-from .settings import NAME_RE, Rule
+from .settings import Rule
+from .tarules import (FUTURE_S, MAX_ID_CHARS, PAST_S, TIME_TEXT, Fail, duplicate_names, fix_value, name_problem,
+                      short, value_problem)
 
-_TIME_STR = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3})?$")
-_I64 = 2**63
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from .typeguard import TypeGuard
 
 _encode = msgspec.json.encode
-
-
-class Fail(Exception):
-    """Raised inside the transform; carries the failure reason."""
 
 
 def id_json(v, field: str) -> Optional[bytes]:
@@ -30,39 +30,42 @@ def id_json(v, field: str) -> Optional[bytes]:
     if t is int:
         return b'"%d"' % v
     if t is str:
-        return _encode(v) if v else None
+        if not v:
+            return None
+        if len(v) > MAX_ID_CHARS:
+            raise Fail(f"id_too_long: field {field!r} is {len(v)} characters; ThinkingData takes at most "
+                       f"{MAX_ID_CHARS} in #account_id and #distinct_id")
+        return _encode(v)
     if v is None:
         return None
-    return _encode(_ident(v, field))
+    return id_json(_ident(v, field), field)
 
 
 def _ident(v, field: str) -> str:
     t = type(v)
-    if t is str:
-        return v
-    if t is int:
-        return str(v)
     if t is float:
         return str(int(v)) if v.is_integer() else repr(v)
     raise Fail(f"identity: field {field!r} is a {type(v).__name__}, expected a string or a number")
 
 
-def event_time(rule: Rule, logs: dict, now: float) -> bytes:
-    """``#time`` as bytes, from the configured field (processing time when absent)."""
+def event_time(rule: Rule, logs: dict, now: float) -> tuple[bytes, Optional[float]]:
+    """``#time`` as bytes, from the configured field (processing time when
+    absent), and the event's epoch seconds (None for processing time)."""
     f = rule.time_field
     fmt = rule.seconds
     if f is None:
-        return fmt(int(now))
+        return fmt(int(now)), None
     v = logs.get(f)
     if v is None:
-        return fmt(int(now))  # documented fallback: processing time
+        return fmt(int(now)), None  # documented fallback: processing time
     t = type(v)
     unit = rule.time_unit
     if t is int and unit == "s":
-        return fmt(v)
+        return fmt(v), v
     if unit == "string":
-        if t is str and _TIME_STR.match(v) and (v[8:10] < "29" or _is_date(v)):
-            return v.encode()
+        if t is str and TIME_TEXT.match(v) and (v[8:10] < "29" or _is_date(v)):
+            local = dt.datetime.strptime(v[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=rule.tz)
+            return v.encode(), local.timestamp()
         raise Fail(f"time: field {f!r} = {short(v)} is not 'YYYY-MM-DD HH:MM:SS[.mmm]'")
     if t is str and v.isdigit():
         v = int(v)
@@ -75,7 +78,28 @@ def event_time(rule: Rule, logs: dict, now: float) -> bytes:
         raise Fail(f"time: field {f!r} = {short(v)} is out of range") from None
     sec, milli = divmod(ms, 1000)
     base = fmt(sec)
-    return b"%s.%03d" % (base, milli) if unit == "ms" or milli else base
+    return (b"%s.%03d" % (base, milli) if unit == "ms" or milli else base), sec
+
+
+def time_window(rule: Rule, tm: bytes, sec: float, now: float, fixed: "Counter") -> bytes:
+    """``tm`` when ``sec`` is within the days ThinkingData takes, else the
+    processing time (when the app fixes it) or a failure."""
+    if now - PAST_S <= sec <= now + FUTURE_S:
+        return tm
+    if rule.fix.get("time_out_of_range"):
+        fixed["time_out_of_range"] += 1
+        return rule.seconds(int(now))
+    days = (now - sec) / 86400
+    when = f"{days:.0f} days in the past" if days > 0 else f"{-days:.1f} days in the future"
+    raise Fail(f"time_out_of_range: field {rule.time_field!r} gives #time {tm.decode()!r}, {when}; ThinkingData "
+               f"takes from 3 years in the past to 3 days in the future")
+
+
+def zone_offset(rule: Rule, sec: Optional[float], now: float) -> bytes:
+    """The ``#zone_offset`` property (hours from UTC of #time), as JSON."""
+    off = rule.tz.utcoffset(dt.datetime.fromtimestamp(now if sec is None else sec, rule.tz))
+    h = off.total_seconds() / 3600
+    return b"%d" % h if h.is_integer() else b"%s" % repr(h).encode()
 
 
 def _coerce(v, typ: str, key: str):
@@ -111,34 +135,29 @@ def _coerce(v, typ: str, key: str):
     raise Fail(f"property_type: {key!r} = {short(v)} cannot be coerced to {typ}")
 
 
-def short_reason(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def checked(rule: Rule, name: str, v, fixed: "Counter"):
+    """``v`` as ThinkingData takes it: unchanged, fixed as the app chose, or a failure."""
+    while True:
+        p = value_problem(name, v)
+        if p is None:
+            return v
+        code, detail = p
+        if rule.fix.get(code):
+            w = fix_value(code, v)
+            if w is not v and w != v:
+                fixed[code] += 1
+                v = w
+                continue
+        raise Fail(f"{code}: {detail}")
 
 
-def short(v) -> str:
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
-def _check_value(k: str, v) -> None:
-    t = type(v)
-    if t is dict:
-        raise Fail(f"property_type: {k!r} is an object; ThinkingData takes numbers, strings, booleans, "
-                   f"lists and times (set properties.types.{k} to \"string\" to keep it as JSON text)")
-    if t is int and not -_I64 <= v < _I64:
-        raise Fail(f"property_value: {k!r} = {short(v)} is beyond 64-bit integers "
-                   f"(set properties.types.{k} to \"string\" to keep it as text)")
-    if t is list:
-        for x in v:
-            if type(x) in (dict, list) or x is None:
-                raise Fail(f"property_type: {k!r} is a list holding {type(x).__name__ if x is not None else 'null'}; "
-                           f"lists may hold only strings, numbers and booleans")
-
-
-def build_properties(rule: Rule, logs: dict) -> bytes:
-    """The exact path: rebuild properties with drops, coercions, renames and checks."""
+def build_properties(rule: Rule, logs: dict, app: str, guard: "TypeGuard", fixed: "Counter", learn: list,
+                     first: bytes = b"") -> bytes:
+    """The exact path: rebuild properties with drops, coercions, renames,
+    ThinkingData's rules and the type guard. ``first`` is JSON put before them
+    (``"#zone_offset":8,``)."""
     props = {}
-    types, rename, drop = rule.types, rule.rename, rule.drop
+    types, rename, drop, pinned = rule.types, rule.rename, rule.drop, rule.pinned
     for k, v in logs.items():
         if k in drop or v is None:
             continue
@@ -146,22 +165,19 @@ def build_properties(rule: Rule, logs: dict) -> bytes:
         if t is not None:
             v = _coerce(v, t, k)
         k2 = rename.get(k, k)
-        if not NAME_RE.match(k2):
-            raise Fail(f"property_name: {k2!r} breaks ThinkingData's rule ^[#a-zA-Z][a-zA-Z0-9_]{{0,49}}$")
-        _check_value(k2, v)
-        props[k2] = v
-    return _encode(props)
-
-
-def layout_ok(rule: Rule, keys: tuple) -> bool:
-    ok = rule.layouts.get(keys)
-    if ok is None:
-        special = rule.special
-        ok = all(NAME_RE.match(k) and k not in special for k in keys)
-        if len(rule.layouts) > 10_000:
-            rule.layouts.clear()
-        rule.layouts[keys] = ok
-    return ok
+        p = name_problem(k2)
+        if p is not None:
+            if p[0] == "preset_property" and rule.fix.get("preset_property"):
+                fixed["preset_property"] += 1
+                continue
+            raise Fail(f"{p[0]}: {p[1]}")
+        v = checked(rule, k2, v, fixed)
+        props[k2] = v if k2.lower() in pinned else guard.check(app, k2, v, learn)
+    p = duplicate_names(props)
+    if p is not None:
+        raise Fail(f"{p[0]}: {p[1]}")
+    out = _encode(props)
+    return b"{" + first + out[1:] if first and len(out) > 2 else (b"{" + first[:-1] + b"}" if first else out)
 
 
 def _is_date(text: str) -> bool:

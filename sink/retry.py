@@ -33,12 +33,13 @@ log = logging.getLogger("mtga")
 
 class Retrier:
     def __init__(self, fq: FailureQueue, pool: "Pool", writer: "LogBusWriter", conf: "RetryConf",
-                 inst: "Instruments", changed: Callable[[], None]):
+                 inst: "Instruments", changed: Callable[[], None], store_types: Callable[[], None] = lambda: None):
         self.fq = fq
         self.pool = pool
         self.writer = writer
         self.conf = conf
         self.changed = changed  # the queue changed: the next checkpoint syncs the store
+        self.store_types = store_types  # property types learned, kept before their lines are written
         self.error: str | None = None
         self.ok = inst.counter("events_retried_ok", "Failure-queue entries processed on retry")
         self.again = inst.counter("events_retried_failed", "Failure-queue entries that failed again on retry")
@@ -67,6 +68,7 @@ class Retrier:
             return 0
         results = self.pool.run([Item(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due],
                                 recheck=True)
+        self.store_types()
         per_app: dict[str, tuple[list, list]] = {}
         done, again = [], []
         for e, (kind, app, value) in zip(due, results):

@@ -34,6 +34,7 @@ def status(snap: Snapshot, group: str) -> dict:
         "filtered": v["events_filtered"],
         "failed": v["events_failed"],
         "retried_ok": v["events_retried_ok"],
+        "fixed": snap.fixed,
         "partitions": [f"{t}[{p}]" for t, p in snap.partitions],
         "last_checkpoint": snap.last_checkpoint,
         "failure_queue": snap.failure_queue,
@@ -81,7 +82,26 @@ def control_handlers(svc: Service) -> dict:
                     f" (reason {reason})" if reason else "")
         return {"removed": n}
 
+    def schema(req):
+        return {"apps": svc.call(lambda: {a: dict(k) for a, k in svc.guard.kinds.items() if k}, timeout)}
+
+    def schema_forget(req):
+        app, prop = req.get("app"), req.get("property")
+        if not isinstance(app, str) or not isinstance(prop, str):
+            raise ValueError('expected {"app": "24", "property": "amount"}')
+
+        def forget():
+            hit = svc.guard.forget(app, prop)
+            return svc.types.forget(app, prop) or hit
+
+        forgot = svc.call(forget, timeout)
+        if forgot:
+            log.warning("type guard: the type of %r in app %s forgotten over the control socket", prop, app)
+        return {"forgot": forgot}
+
     return {
+        "schema": schema,
+        "schema_forget": schema_forget,
         "ping": lambda req: "pong",
         "status": lambda req: status(svc.snapshot, s.conf.kafka.group_id),
         "offsets": offsets,

@@ -36,7 +36,7 @@ import msgspec
 from confluent_kafka import KafkaError
 
 from mulog.instrument import Instruments
-from offsets import FailedEvent, FailureQueue, StateDB, StateError
+from offsets import FailedEvent, FailureQueue, PropertyTypes, StateDB, StateError
 
 from .batch import Item, first_offsets
 from .checkpoint import Checkpoint
@@ -44,6 +44,7 @@ from .config import MtgaSettings
 from .pausing import Pausing
 from .retry import Retrier
 from .source import Source
+from .typeguard import TypeGuard
 from .workers import Pool
 from .writer import LogBusWriter, SinkError
 
@@ -74,6 +75,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     workers: int
     worker_restarts: int
     counters: dict
+    fixed: dict  # rule -> events fixed
 
 
 class Service:
@@ -97,14 +99,19 @@ class Service:
         self.written = inst.counter("events_written", "Track lines written to LogBus files")
         self.filtered = inst.counter("events_filtered", "Events filtered out by settings")
         self.failed = inst.counter("events_failed", "Events sent to the failure queue")
+        self.fixed: collections.Counter = collections.Counter()  # rule -> events fixed as their app's settings say
         self.fq = FailureQueue(self.db)
+        self.types = PropertyTypes(self.db)
+        self.guard = TypeGuard(self.types.all())
         self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes,
                                    fsync=c.output.fsync == "checkpoint")
-        self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept")
+        self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept",
+                         guard=self.guard)
         self.checkpoint = Checkpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
         self.source = Source(s, self.checkpoint, inst, self._give_up)
         self.pausing = Pausing(self.source, inst)
-        self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued)
+        self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued,
+                             self.store_types)
         self.inflight: collections.deque = collections.deque()  # (items, workers.Pending), in consumed order
         self.commands: queue.Queue = queue.Queue()
         self.stop_event = threading.Event()
@@ -262,9 +269,13 @@ class Service:
         """Write a transformed batch (a batch.Outcome): one write per app; events
         the transform failed, or whose app's write failed, go to the failure queue.
 
-        The transform's failures are queued before any line is written, so a
-        failure queue that cannot take them stalls the batch with nothing written
-        (a rewind then repeats nothing)."""
+        The property types the batch taught the guard are stored first, and the
+        transform's failures are queued before any line is written, so a store
+        or a failure queue that cannot take them stalls the batch with nothing
+        written (a rewind then repeats nothing)."""
+        self.store_types()
+        for code, n in out.fixed.items():
+            self.fixed[code] += n
         failures = [_failed(items[i], reason) for i, _app, reason in out.failures]
         if failures:
             self.fq.push_many(failures)
@@ -284,6 +295,18 @@ class Service:
         self.written.value += written
         self.filtered.value += out.filtered
         self.failed.value += len(failures) + len(unwritten)
+
+    def store_types(self) -> None:
+        """Keep what the type guard learned (in the same store as the offsets)."""
+        learned = self.guard.take_learned()
+        if learned:
+            try:
+                self.types.put_many(learned)
+            except StateError:
+                self.guard.learned[:0] = learned  # stored with the next batch
+                raise
+            log.info("learned the type of %d propert%s: %s", len(learned), "y" if len(learned) == 1 else "ies",
+                     ", ".join(f"app {a} {n}: {k}" for a, n, k in learned[:5]) + (", ..." if len(learned) > 5 else ""))
 
     # ------------------------------------------------------------------ other threads
     def call(self, fn, timeout: float):
@@ -329,7 +352,7 @@ class Service:
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
-            counters=self.inst.values())
+            counters=self.inst.values(), fixed=dict(self.fixed))
 
     def _stats_line(self) -> None:
         v = self.inst.values()

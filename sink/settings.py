@@ -28,12 +28,12 @@ from mulog import cjson
 from mulog.config import ConfigError, convert
 from mulog.files import signature
 
+from .tarules import FIXES, NAME, NAME_TEXT, name_problem
 from .timefmt import SecondFormatter, parse_zone
+from .typeguard import PINNED
 
 log = logging.getLogger("mtga.settings")
 
-NAME_RE = re.compile(r"^[#a-zA-Z][a-zA-Z0-9_]{0,49}$")
-EVENT_NAME_RE = re.compile(r"^[a-zA-Z#][a-zA-Z0-9_]{0,49}$")
 APP_ID_RE = re.compile(r"^[0-9]{1,18}$")
 
 CoerceType = Literal["string", "number", "int", "bool"]
@@ -48,6 +48,7 @@ class TimeConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     field: Optional[str] = None
     unit: Literal["s", "ms", "string"] = "s"
     time_zone: str = "+00:00"
+    zone_offset: bool = False  # add the preset property #zone_offset (hours from UTC of #time)
 
 
 class PropsConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +74,14 @@ class Metadata(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     time: TimeConf = msgspec.field(default_factory=TimeConf)
     properties: PropsConf = msgspec.field(default_factory=PropsConf)
     events: dict[str, EventOverride] = {}
+    fix: dict[str, str] = {}  # rule -> how to fix an event that breaks it (tarules.FIXES) instead of refusing it
+
+    def __post_init__(self):
+        for rule, how in self.fix.items():
+            if rule not in FIXES:
+                raise ValueError(f"fix: {rule!r} is not a rule mtga can fix; expected one of {', '.join(FIXES)}")
+            if how not in (FIXES[rule], "refuse"):
+                raise ValueError(f"fix.{rule}: expected {FIXES[rule]!r} or 'refuse', got {how!r}")
 
 
 class Condition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -115,8 +124,14 @@ class Rule:
     special: frozenset  # keys that need the slow path (types, rename, drop)
     # epoch second -> b"YYYY-MM-DD HH:MM:SS" in the rule's zone
     seconds: "SecondFormatter"
-    # key layout -> True when the fast path may take it
-    layouts: dict = field(default_factory=dict)
+    zone_offset: bool = False
+    fix: dict = field(default_factory=dict)  # rule code -> fix (only those the app chose)
+    pinned: dict = field(default_factory=dict)  # lower-case property name -> kind its settings type gives
+    # (key layout, value types) -> how the fast path takes it (see transform.py), valid for ``plans_for``
+    plans: dict = field(default_factory=dict)
+    plans_for: int = -1
+    shape: object = None  # typed.Shape, valid for ``shape_for``
+    shape_for: int = -1
 
 
 @dataclass
@@ -152,9 +167,8 @@ class AppSettings:
             name = ov.event_name
         else:
             name = md.event_name.names.get(log_name) or md.event_name.prefix + log_name
-        if not EVENT_NAME_RE.match(name):
-            return (f"event_name: {name!r} (from log_name {log_name!r}) breaks "
-                    f"ThinkingData's rule ^[a-zA-Z#][a-zA-Z0-9_]{{0,49}}$")
+        if not NAME.match(name):
+            return f"event_name: {name!r} (from log_name {log_name!r}) breaks ThinkingData's rule {NAME_TEXT}"
         tconf: TimeConf = pick("time")
         props: PropsConf = pick("properties")
         return Rule(
@@ -173,6 +187,9 @@ class AppSettings:
             rename=dict(props.rename),
             drop=frozenset(props.drop),
             special=frozenset(props.types) | frozenset(props.rename) | frozenset(props.drop),
+            zone_offset=tconf.zone_offset,
+            fix={k: v for k, v in md.fix.items() if v != "refuse"},
+            pinned={props.rename.get(k, k).lower(): PINNED[t] for k, t in props.types.items()},
         )
 
     def filtered(self, log_name: str, logs: dict) -> Optional[str]:
@@ -220,8 +237,9 @@ def load_app(folder: Path, app_id: str) -> AppSettings:
     except ValueError as e:
         raise ConfigError(mpath, None, str(e)) from None
     for k in list(md.properties.rename.values()):
-        if not NAME_RE.match(k):
-            raise ConfigError(mpath, "properties.rename", f"expected property names matching {NAME_RE.pattern}, got {k!r}")
+        if name_problem(k):
+            raise ConfigError(mpath, "properties.rename", f"expected property names matching {NAME_TEXT} (or one "
+                                                          f"of ThinkingData's preset properties), got {k!r}")
     return AppSettings(
         app_id=app_id, metadata=md, filter=flt,
         keep=frozenset(flt.keep) if flt.keep is not None else None,

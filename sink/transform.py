@@ -8,122 +8,62 @@ Output line, one JSON object::
      "#account_id":"6001310009300","#distinct_id":"","#ip":"","#uuid":"...",
      "properties":{...the event's fields...}}
 
-Speed: most events are flat objects whose keys are valid property names. They
-are decoded straight into a typed mapping (msgspec checks in C that every value
-is a string, a 64-bit integer, a float, a boolean or a list of those), the key
-layout is checked once per distinct layout and cached, and the mapping is
-re-encoded as ``properties``. Anything else (nulls, nested objects, keys that
-settings coerce, rename or drop, invalid names) takes the exact path, which
-rebuilds the properties field by field and names what is wrong.
+Every line keeps ThinkingData's data rules (sink/tarules.py) and the type
+guard (sink/typeguard.py); what breaks them fails, or is fixed where the app's
+settings say so (counted in ``fixed``).
 
-Failure reasons are ``"<code>: <detail>"``; the codes are listed in REASONS.
+Speed: most events are flat objects whose keys are valid property names. They
+are decoded straight into a typed mapping: msgspec checks in C that every value
+is a text short enough for 2 KB, a number within +-9E15, a boolean, a list of
+at most 500 of those, or an object of at most 100 of those. What the keys and
+the value types mean (names, cases, the kinds learned, pinned properties) is
+checked once per distinct (key layout, value types) and cached as a plan; the
+mapping is then re-encoded as ``properties``. Anything else (nulls, deeper
+nesting, keys that settings coerce, rename or drop, a value of another kind
+than learned) takes the exact path, which rebuilds the properties field by
+field and names what is wrong.
+
+Failure reasons are ``"<code>: <detail>"``; the codes are tarules.REASONS.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from typing import Annotated, Callable, Optional, Union
+from collections import Counter
+from typing import Callable, Optional, Union
 
 import msgspec
 
 from .batch import FAILED, FILTERED, OK, Item
-from .properties import Fail, id_json, layout_ok, short, short_reason, build_properties, event_time
+from .events import BOM, app_key, decode
+from .properties import build_properties, event_time, id_json, time_window, zone_offset
 from .settings import AppSettings, Problem, Rule
+from .tarules import FUTURE_S, PAST_S, TIME_TEXT, Fail, duplicate_names, name_problem, short_reason
 from .timefmt import TimeRangeError
+from .typed import UNSET, decode_envelope, shape
+from .typeguard import TypeGuard
+from .uuids import UuidMaker, event_uuid  # noqa: F401 - event_uuid: tests and tools ask the transform
 
 
-REASONS = {
-    "invalid_json": "the payload is not valid JSON",
-    "invalid_utf8": "the payload is not valid UTF-8",
-    "not_object": "the event is not a JSON object",
-    "no_app_id": "no app_id in the Kafka headers or the envelope",
-    "no_log_name": "no log_name in the Kafka headers or the envelope",
-    "bad_app_id": "the app_id is not a non-negative integer",
-    "no_settings": "no metadata.<app_id>.json for the app",
-    "bad_settings": "the app's settings files have a mistake",
-    "event_name": "the event name breaks ThinkingData's naming rule",
-    "identity": "#account_id and #distinct_id are both empty",
-    "time": "the time field cannot be read as configured",
-    "property_name": "a property name breaks ThinkingData's naming rule",
-    "property_type": "a property value has a type ThinkingData does not take",
-    "property_value": "a property value is out of range",
-    "sink_write": "the output file could not be written",
-    "internal": "an unexpected error while transforming this event (a bug: please report it)",
-}
-
-_BOM = b"\xef\xbb\xbf"
-_TOO_DEEP = "invalid_json: nested too deeply to decode (arrays or objects inside one another)"
-
-_decode = msgspec.json.decode
 _encode = msgspec.json.encode
-
-
-_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-_Scalar = Union[str, _Int64, float, bool]
-FlatLogs = dict[str, Union[_Scalar, list[_Scalar]]]
-
-
-class _Envelope(msgspec.Struct):
-    headers: dict
-    logs: dict
-
-
-class _FlatEnvelope(msgspec.Struct):
-    headers: dict
-    logs: FlatLogs
-
-
-_decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_decode_flat_envelope = msgspec.json.Decoder(_FlatEnvelope).decode
-_decode_flat = msgspec.json.Decoder(FlatLogs).decode
-
-
-class UuidMaker:
-    """Deterministic ``#uuid``s: the same (stream, position), the same UUID.
-
-    A stream is a Kafka partition (``k|topic|partition``, position = offset) or,
-    for shipper lines, the source file (``f|host|file identity``, position =
-    byte offset), so a line the shipper sent twice keeps one UUID. Layout
-    (RFC 9562 version 8, custom): the first 64 bits are an MD5 of the stream
-    name with the version nibble set; the last 64 are the variant bits and
-    the 62-bit position. Distinct positions of a stream never collide.
-    """
-
-    def __init__(self):
-        self._prefix: dict[tuple, bytes] = {}
-
-    def __call__(self, stream: tuple, position: int) -> bytes:
-        """``stream`` is (topic, partition) or, for shipper lines, (host, file identity)."""
-        p = self._prefix.get(stream)
-        if p is None:
-            a, b = stream
-            name = b"k|%s|%d" % (a.encode(), b) if type(a) is str else b"f|%s|%s" % (a, b)
-            x = hashlib.md5(name).hexdigest().encode()
-            p = b"%s-%s-8%s-" % (x[:8], x[8:12], x[13:16])
-            if len(self._prefix) > 100_000:
-                self._prefix.clear()
-            self._prefix[stream] = p
-        h = b"%016x" % (0x8000000000000000 | (position & 0x3FFFFFFFFFFFFFFF))
-        return b"%s%s-%s" % (p, h[:4], h[4:])
-
-
-def event_uuid(topic: str, partition: int, offset: int) -> str:
-    """The ``#uuid`` of the event at ``offset`` in a partition (no shipper headers)."""
-    return UuidMaker()((topic, partition), offset).decode()
-
-
 Lookup = Callable[[str], Union[AppSettings, Problem]]
 
 
 class Transformer:
     """Turns events into track lines with the settings ``lookup`` gives."""
 
-    def __init__(self, lookup: Lookup, uuid: bool = True, clock: Callable[[], float] = time.time):
+    def __init__(self, lookup: Lookup, uuid: bool = True, clock: Callable[[], float] = time.time,
+                 guard: Optional[TypeGuard] = None):
         self.lookup = lookup
         self.uuid = uuid
         self.clock = clock
         self.uuids = UuidMaker()
+        self.guard = guard if guard is not None else TypeGuard()
+        self.fixed: Counter = Counter()  # rule code -> events fixed as their app's settings say
+
+    def take_fixed(self) -> dict:
+        out, self.fixed = dict(self.fixed), Counter()
+        return out
 
     def __call__(self, payload: bytes, headers: Optional[list], topic: str, partition: int, offset: int):
         """-> (OK, app_id, line) | (FILTERED, app_id, why) | (FAILED, app_id or None, reason)."""
@@ -168,59 +108,41 @@ class Transformer:
             if file_id is not None and pos is not None and pos.isdigit():
                 stream = (host or b"", file_id)
                 offset = int(pos)  # the line's byte offset in its file names its #uuid
-        if payload[:3] == _BOM:
+        if payload[:3] == BOM:
             payload = payload[3:]
-        flat = True  # decoded as FlatLogs: every value already of a type ThinkingData takes
-        try:
-            if app_id is not None:  # bare form: the payload is the logs object
-                try:
-                    logs = _decode_flat(payload)
-                except msgspec.ValidationError:
-                    flat = False
-                    logs = _decode(payload)
-                    if type(logs) is dict and len(logs) == 2 and type(logs.get("logs")) is dict \
-                            and type(logs.get("headers")) is dict:
-                        logs = logs["logs"]  # an envelope after all
-            else:
-                try:
-                    env = _decode_flat_envelope(payload)
-                except msgspec.ValidationError:
-                    flat = False
-                    env = _decode_envelope(payload)
-                logs = env.logs
-                h = env.headers
-                app_id = h.get("app_id")
-                log_name = h.get("log_name")
-        except msgspec.ValidationError as e:
-            msg = str(e)
-            if "missing required field" in msg or "Expected `object`" in msg:
-                raise Fail(_not_envelope(payload)) from None
-            raise Fail(f"invalid_json: {msg}") from None
-        except msgspec.DecodeError as e:
-            raise Fail(_undecodable(payload, e)) from None
-        except UnicodeDecodeError:
-            raise Fail(_not_utf8(payload)) from None
-        except RecursionError:
-            raise Fail(_TOO_DEEP) from None
-        if type(logs) is not dict:
-            raise Fail(f"not_object: the event is a JSON {_json_type(logs)}, expected an object")
-
-        if type(app_id) in _PLAIN and type(log_name) in _PLAIN:
-            key = (app_id, log_name)
-            hit = rules.get(key)
-            if hit is None:
-                hit = rules[key] = self._resolve(app_id, log_name)
-        else:  # 24.0 == 24 and True == 1 must not share a cached rule; a list is not even hashable
-            hit = self._resolve(app_id, log_name)
-        app, settings, rule = hit
-        if rule is None:
-            _fail_app(app, settings)  # settings holds the reason
-        if settings is not None:  # the app filters
-            why = settings.filtered(rule.log_name, logs)
+        fit = None
+        if app_id is None:
+            try:
+                env = decode_envelope(payload)
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+                env = None
+            if env is not None and type(env.headers.get("app_id")) in _PLAIN \
+                    and type(env.headers.get("log_name")) in _PLAIN:
+                fit = self._fit(env.headers["app_id"], env.headers["log_name"], env.logs, rules)
+        elif type(app_id) in _PLAIN and type(log_name) in _PLAIN:
+            fit = self._fit(app_id, log_name, payload, rules)
+        if fit is not None:
+            app, settings, rule, shp, logs = fit
+        else:
+            logs, app_id, log_name, flat = decode(payload, app_id, log_name)
+            if type(app_id) in _PLAIN and type(log_name) in _PLAIN:
+                key = (app_id, log_name)
+                hit = rules.get(key)
+                if hit is None:
+                    hit = rules[key] = self._resolve(app_id, log_name)
+            else:  # 24.0 == 24 and True == 1 must not share a cached rule; a list is not even hashable
+                hit = self._resolve(app_id, log_name)
+            app, settings, rule = hit
+            if rule is None:
+                _fail_app(app, settings)  # settings holds the reason
+        if settings is not None:  # the app filters (by log_name only, on the typed path)
+            why = settings.filtered(rule.log_name, logs if fit is None else None)
             if why is not None:
                 return (FILTERED, app, why)
         try:
-            return (OK, app, self._line(rule, logs, flat, topic, partition, offset, stream, now))
+            if fit is not None:
+                return (OK, app, self._typed(app, rule, shp, logs, topic, partition, offset, stream, now))
+            return (OK, app, self._line(app, rule, logs, flat, topic, partition, offset, stream, now))
         except Fail as e:
             e.app_id = app
             raise
@@ -229,10 +151,77 @@ class Transformer:
             err.app_id = app
             raise err from None
 
+    def _fit(self, app_id, log_name, raw, rules):
+        """The typed path (sink/typed.py): (app, settings, rule, shape, the Struct
+        decoded), or None when the event does not fit its rule's Struct (the dict
+        path takes it)."""
+        key = (app_id, log_name)
+        hit = rules.get(key)
+        if hit is None:
+            hit = rules[key] = self._resolve(app_id, log_name)
+        app, settings, rule = hit
+        if rule is None or type(rule) is not Rule or (settings is not None and settings.where):
+            return None
+        guard = self.guard
+        shp = rule.shape
+        if rule.shape_for != guard.changes:
+            shp = rule.shape = shape(rule, guard.kinds.get(app) or {}, guard.spelling.get(app) or {}, guard.changes)
+            rule.shape_for = guard.changes
+        if shp is None:
+            return None
+        try:
+            return app, settings, rule, shp, shp.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            return None
+
+    def _typed(self, app: str, rule: Rule, shp, s, topic, partition, offset, stream, now) -> bytes:
+        """The line of an event decoded into its rule's Struct ``s``."""
+        a = shp.account
+        if a is not None and (v := getattr(s, a)) is not UNSET:
+            acc = b'"%d"' % v if type(v) is int else id_json(v, rule.account_field)
+        else:
+            acc = None
+        a = shp.distinct
+        did = None if a is None else id_json(_value(s, a), rule.distinct_field)
+        if acc is None and did is None:
+            raise Fail(f"identity: #account_id (field {rule.account_field!r}) and #distinct_id "
+                       f"(field {rule.distinct_field!r}) are both empty")
+        a = shp.ip
+        ip = None if a is None else getattr(s, a)
+        if ip is None or ip is UNSET:
+            ip = b'""'
+        elif type(ip) is str:
+            ip = _encode(ip)
+        else:
+            raise Fail(f"property_type: ip field {rule.ip_field!r} is a {type(ip).__name__}, expected a string")
+        a = shp.time
+        sec = None if a is None else getattr(s, a)
+        if type(sec) is int and rule.seconds_field is not None:
+            tm = rule.seconds(sec)
+        elif rule.time_field is None or sec is UNSET:
+            tm, sec = rule.seconds(int(now)), None
+        else:
+            tm, sec = event_time(rule, {rule.time_field: sec}, now)
+        if sec is not None and not now - _PAST_S <= sec <= now + _FUTURE_S:
+            tm = time_window(rule, tm, sec, now, self.fixed)
+        props = _encode(s)
+        if rule.zone_offset:
+            first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now)
+            props = b"{" + first + props[1:] if len(props) > 2 else b"{" + first[:-1] + b"}"
+        return self._assemble(rule, tm, acc, did, ip, props, topic, partition, offset, stream)
+
+    def _assemble(self, rule, tm, acc, did, ip, props, topic, partition, offset, stream) -> bytes:
+        if self.uuid:
+            if stream is None:
+                stream = (topic, partition)
+            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip,
+                                 self.uuids(stream, offset), props)
+        return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
+
     def _resolve(self, app_id, log_name):
         """-> (app, settings if the app filters else None, rule) or (app, reason, None)."""
         try:
-            app = _app_key(app_id)
+            app = app_key(app_id)
         except Fail as e:
             return (None, str(e), None)
         if log_name is None:
@@ -258,7 +247,7 @@ class Transformer:
         filters = settings if (settings.keep is not None or settings.drop or settings.where) else None
         return (app, filters, rule)
 
-    def _line(self, rule: Rule, logs: dict, flat: bool, topic, partition, offset, stream, now) -> bytes:
+    def _line(self, app: str, rule: Rule, logs: dict, flat: bool, topic, partition, offset, stream, now) -> bytes:
         if type(rule) is _FilteredOnly:
             raise Fail(rule.reason)
         f = rule.account_field
@@ -277,25 +266,94 @@ class Transformer:
         else:
             raise Fail(f"property_type: ip field {f!r} is a {type(ip).__name__}, expected a string")
         f = rule.seconds_field  # the common case, inline: a time field in whole seconds
-        if f is not None and type(t := logs.get(f)) is int:
-            tm = rule.seconds(t)
+        if f is not None and type(sec := logs.get(f)) is int:
+            tm = rule.seconds(sec)
         else:
-            tm = event_time(rule, logs, now)
+            tm, sec = event_time(rule, logs, now)
+        if sec is not None and not now - _PAST_S <= sec <= now + _FUTURE_S:
+            tm = time_window(rule, tm, sec, now, self.fixed)
+        first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now) if rule.zone_offset else b""
 
+        guard = self.guard
+        plan = False
         if flat:
             keys = tuple(logs)
-            ok = rule.layouts.get(keys)
-            if ok is None:
-                ok = layout_ok(rule, keys)
-            props = _encode(logs) if ok else build_properties(rule, logs)
+            sig = (keys, tuple(map(type, logs.values())))
+            plans = rule.plans
+            if rule.plans_for != guard.changes:
+                plans.clear()
+                rule.plans_for = guard.changes
+            plan = plans.get(sig)
+            if plan is None:
+                plan = plans[sig] = self._plan(app, rule, keys, sig[1])
+            if plan is not True and plan:
+                plan = _holds(plan, logs)
+        if plan:
+            props = _encode(logs)
+            if first:
+                props = b"{" + first + props[1:] if len(props) > 2 else b"{" + first[:-1] + b"}"
         else:
-            props = build_properties(rule, logs)
-        if self.uuid:
-            if stream is None:
-                stream = (topic, partition)
-            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip,
-                                 self.uuids(stream, offset), props)
-        return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
+            learn: list = []
+            props = build_properties(rule, logs, app, guard, self.fixed, learn, first)
+            if learn:
+                guard.learn(app, learn)
+        return self._assemble(rule, tm, acc, did, ip, props, topic, partition, offset, stream)
+
+    def _plan(self, app: str, rule: Rule, keys: tuple, types: tuple):
+        """How the fast path takes events of this key layout and these value
+        types: True (as they are), a tuple of (key, check) to make on each event
+        first, or False (the exact path)."""
+        if len(rule.plans) > 10_000:
+            rule.plans.clear()
+        special, pinned = rule.special, rule.pinned
+        kinds = self.guard.kinds.get(app) or {}
+        checks = []
+        for k, t in zip(keys, types):
+            if k in special or name_problem(k) is not None or (rule.zone_offset and k == "#zone_offset"):
+                return False
+            low = k.lower()
+            want = kinds.get(low)
+            if want is None or low in pinned:
+                return False  # learned on the exact path first; a pinned one is coerced there
+            if t is str:
+                if want == "time":
+                    checks.append((k, _is_time))
+                elif want != "string":
+                    return False
+            elif t is dict:
+                if want != "object":
+                    return False
+                checks.append((k, _object_ok))
+            elif _KIND.get(t) != want:
+                return False
+        if duplicate_names(keys) is not None:
+            return False
+        return tuple(checks) or True
+
+
+def _value(s, attr: str):
+    v = getattr(s, attr)
+    return None if v is UNSET else v
+
+
+def _holds(plan: tuple, logs: dict) -> bool:
+    for k, check in plan:
+        if not check(logs[k]):
+            return False
+    return True
+
+
+def _is_time(v: str) -> bool:
+    return TIME_TEXT.match(v) is not None
+
+
+def _object_ok(v: dict) -> bool:
+    """Names of an object's sub-properties (types and sizes were checked decoding)."""
+    return all(name_problem(k, top=False) is None for k in v) and duplicate_names(v) is None
+
+
+_KIND = {int: "number", float: "number", bool: "boolean", list: "list"}
+_PAST_S, _FUTURE_S = PAST_S, FUTURE_S
 
 
 _PLAIN = frozenset((str, bytes, int))  # app_id / log_name types whose equal values mean the same app / log
@@ -320,65 +378,3 @@ def _fail_app(app: str, reason: str):
     raise e
 
 
-def _app_key(app_id) -> str:
-    """The app id as a folder-safe string, or a failure."""
-    t = type(app_id)
-    if t is int and app_id >= 0:
-        return str(app_id)
-    if app_id is None:
-        raise Fail("no_app_id: the envelope's headers have no app_id")
-    if t is bytes:
-        try:
-            app_id = app_id.decode()
-        except UnicodeDecodeError:
-            raise Fail("bad_app_id: the app_id header is not UTF-8") from None
-        t = str
-    if t is str and app_id.isascii() and app_id.isdigit() and len(app_id) <= 18:
-        return str(int(app_id))
-    raise Fail(f"bad_app_id: {short(app_id)} is not a non-negative integer")
-
-
-def _not_envelope(payload: bytes) -> str:
-    """The reason for a payload without Kafka headers that is no envelope."""
-    try:
-        top = _decode(payload)
-    except msgspec.DecodeError as e:  # e.g. trailing bytes after a first object
-        return _undecodable(payload, e)
-    except UnicodeDecodeError:
-        return _not_utf8(payload)
-    except RecursionError:
-        return _TOO_DEEP
-    if type(top) is not dict:
-        return f"not_object: the event is a JSON {_json_type(top)}, expected an object"
-    h = top.get("headers")
-    if "headers" in top and type(h) is not dict:
-        return f"no_app_id: the envelope's headers is a JSON {_json_type(h)}, expected an object with app_id"
-    if "headers" in top and "logs" in top:
-        return f"not_object: the envelope's logs is a JSON {_json_type(top['logs'])}, expected an object"
-    return "no_app_id: neither Kafka headers nor an envelope {\"headers\": {...}, \"logs\": {...}} give app_id"
-
-
-def _undecodable(payload: bytes, error: Exception) -> str:
-    """The reason for a payload the JSON decoder refused: invalid_utf8 when it stopped at bytes
-    that are not UTF-8 (older msgspec raises UnicodeDecodeError there, newer a DecodeError
-    saying "Invalid UTF-8"), else invalid_json with the decoder's words (a UTF-16 event, whose
-    first byte is no JSON, stays invalid_json)."""
-    if "UTF-8" in str(error):
-        return _not_utf8(payload)
-    return f"invalid_json: {error}"
-
-
-def _not_utf8(payload: bytes) -> str:
-    """The reason for a payload that is not UTF-8, with the offset of the first bad byte.
-
-    (The decoder's own error counts from the start of the string value it was reading.)"""
-    try:
-        payload.decode()
-    except UnicodeDecodeError as e:
-        return f"invalid_utf8: byte {e.start} of the event ({payload[e.start:e.start + 4]!r}) is not UTF-8"
-    return "invalid_utf8: the event is not UTF-8"
-
-
-def _json_type(v) -> str:
-    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)

@@ -41,8 +41,9 @@ def _init(settings_dir: str, uuid: bool, log_queue, level: int, keep_dir: Option
     _tr = Transformer(_store.get, uuid=uuid)
 
 
-def pack(items: Sequence[Item], base: int, recheck: bool) -> tuple:
-    """A chunk of items as one joined payload block plus arrays (what travels)."""
+def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple] = None) -> tuple:
+    """A chunk of items as one joined payload block plus arrays (what travels);
+    ``kinds``: (version, the type guard's kinds) when the worker's copy is older."""
     payloads = [it.payload for it in items]
     lens = array("I", map(len, payloads))
     parts = array("i", [it.partition for it in items])
@@ -53,12 +54,12 @@ def pack(items: Sequence[Item], base: int, recheck: bool) -> tuple:
     topics = [it.topic for it in items]
     one_topic = topics[0] if all(t == topics[0] for t in topics) else None
     return (b"".join(payloads), lens.tobytes(), headers, one_topic or topics,
-            parts.tobytes(), offs.tobytes(), base, recheck)
+            parts.tobytes(), offs.tobytes(), base, recheck, kinds)
 
 
 def _unpack(chunk: tuple):
     """The chunk's items."""
-    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck = chunk
+    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck, kinds = chunk
     lens = array("I")
     lens.frombytes(lens_b)
     parts = array("i")
@@ -73,9 +74,14 @@ def _unpack(chunk: tuple):
 
 
 def _run_chunk(chunk: tuple) -> Outcome:
-    if chunk[-1]:
+    base, recheck, kinds = chunk[6:]
+    if recheck:
         _store.invalidate()
-    return summarize(_tr.run_batch(_unpack(chunk)), chunk[6])
+    if kinds is not None:
+        _tr.guard.replace(kinds[1], kinds[0])
+    o = summarize(_tr.run_batch(_unpack(chunk)), base, _tr.take_fixed())
+    o.learned = list(_tr.guard.learned)  # what this copy learned since the loop's kinds came
+    return o
 
 
 _PIPE_SIZE = 1 << 20
@@ -137,6 +143,6 @@ def serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level
             mm[pos:pos + len(blob)] = blob
             placed[app] = (pos, pos + len(blob), n, idx.tobytes())
             pos += len(blob)
-        send(dumps(("shm", seq, placed, o.failures, o.filtered), pickle.HIGHEST_PROTOCOL))
+        send(dumps(("shm", seq, placed, o.failures, o.filtered, o.fixed, o.learned), pickle.HIGHEST_PROTOCOL))
 
 

@@ -38,6 +38,7 @@ from mulog.backoff import Backoff
 from .batch import Item, Outcome, merge, summarize
 from .settings import SettingsStore
 from .transform import Transformer
+from .typeguard import TypeGuard
 from .worker_proc import IN_BYTES, OUT_BYTES, SLOTS, grow_pipe, map_shared, pack, serve
 from .worker_proc import shm_dir as _shm_dir
 
@@ -56,6 +57,7 @@ class _Worker:
         self.idx = idx
         self.dead: Optional[str] = None
         self.seq = 0
+        self.kinds_version: Optional[int] = None  # the type guard version its copy was made from
         self.started_at = time.monotonic()
         self.receiver: Optional[threading.Thread] = None
         base = os.path.join(_shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
@@ -198,10 +200,12 @@ class _Worker:
 
 
 class Pool:
-    def __init__(self, settings_dir, workers: int, uuid: bool = True, keep_dir=None):
+    def __init__(self, settings_dir, workers: int, uuid: bool = True, keep_dir=None,
+                 guard: Optional[TypeGuard] = None):
         self.workers = max(1, workers)
         self.store = SettingsStore(settings_dir, keep_dir=keep_dir)
-        self.local = Transformer(self.store.get, uuid=uuid)
+        self.guard = guard if guard is not None else TypeGuard()  # the loop's: the one that counts
+        self.local = Transformer(self.store.get, uuid=uuid, guard=self.guard)
         self._procs: list[_Worker] = []
         self._listener = None
         if self.workers > 1:
@@ -247,14 +251,23 @@ class Pool:
             self._restart_dead()
         live = [w for w in self._procs if w.dead is None]
         if len(live) < 2 or len(items) < 256:
-            return Pending(self, items, recheck, done=summarize(self.run(items, recheck)))
+            return Pending(self, items, recheck, done=self._here(items, 0, recheck))
         n = len(live)
         size = (len(items) + n - 1) // n
         sent = []
         for w, i in zip(live, range(0, len(items), size)):
-            seq, slot = w.send(pack(items[i:i + size], i, recheck))
+            kinds = None
+            if w.kinds_version != self.guard.version:  # its copy of the type guard is older
+                kinds = (self.guard.version, {app: dict(k) for app, k in self.guard.kinds.items()})
+                w.kinds_version = self.guard.version
+            seq, slot = w.send(pack(items[i:i + size], i, recheck, kinds))
             sent.append((w, i, i + size, seq, slot))
         return Pending(self, items, recheck, sent=sent)
+
+    def _here(self, items: Sequence[Item], base: int, recheck: bool) -> Outcome:
+        """Items transformed in this process, as an Outcome."""
+        results = self.run(items, recheck)
+        return summarize(results, base, self.local.take_fixed())
 
     @property
     def live(self) -> int:
@@ -299,19 +312,28 @@ class Pending:
                     reply = None
                 if reply is None:
                     log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
-                    parts.append(summarize(self.pool.run(self.items[lo:hi], self.recheck), lo))
+                    parts.append(self.pool._here(self.items[lo:hi], lo, self.recheck))
                     continue
                 if reply[0] == "inline":
-                    parts.append(reply[2])
+                    o = reply[2]
+                    learned, fixed = o.learned, o.fixed
+                else:
+                    _, _, placed, failures, filtered, fixed, learned = reply
+                if learned and self.pool.guard.conflicts(learned):
+                    # a kind this chunk learned was learned otherwise by an earlier one: the types
+                    # go by batch order, so the chunk is transformed again here with what counts
+                    parts.append(self.pool._here(self.items[lo:hi], lo, self.recheck))
                     continue
-                _, _, placed, failures, filtered = reply
+                if reply[0] == "inline":
+                    parts.append(o)
+                    continue
                 view = memoryview(w.outs[slot])
                 apps = {}
                 for app, (a, b, n, idx_b) in placed.items():
                     idx = array("I")
                     idx.frombytes(idx_b)
                     apps[app] = [[view[a:b]], n, idx]
-                parts.append(Outcome(apps, failures, filtered))
+                parts.append(Outcome(apps, failures, filtered, fixed))
             self._done = merge(parts)
             self.items = None
         return self._done

@@ -2,6 +2,7 @@
 rules, failures with reasons, filters, the fast path against the exact path."""
 
 import json
+import time
 import uuid as uuidlib
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from mulog import sample
 from sink.batch import Item
 from sink.settings import SettingsStore
-from sink.transform import FAILED, FILTERED, OK, Transformer, UuidMaker, build_properties, event_uuid
+from sink.transform import FAILED, FILTERED, OK, UuidMaker, event_uuid
+from sink.transform import Transformer as _Transformer
 from ta_rules import violations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +42,14 @@ def run(tr, logs, headers=None, envelope=True, app=24, log_name="log_item", offs
     return tr(payload, headers, "mulog_clean_24", 2, offset)
 
 
+SPEC_NOW = 1608184243.0  # the SPEC example's time: the transform runs as on that day
+
+
+def Transformer(lookup, **kw):
+    kw.setdefault("clock", lambda: SPEC_NOW)
+    return _Transformer(lookup, **kw)
+
+
 SPEC_LOGS = {"account_name": "4866014107", "action": 2146, "agent_id": 36, "amount": 1, "item_id": 31103003,
              "mtime": 1608184243, "role_id": 6001310009300, "role_level": 800, "server_id": 5001,
              "via": "36|3100", "ip": ""}
@@ -58,7 +68,7 @@ def test_spec_example(tmp_path):
     assert d["#ip"] == ""
     assert d["properties"] == SPEC_LOGS
     assert uuidlib.UUID(d["#uuid"])
-    assert violations(line) == []
+    assert violations(line, SPEC_NOW) == []
 
 
 def test_bare_form_with_headers_equals_envelope(tmp_path):
@@ -171,7 +181,7 @@ def test_coercions_renames_drops(tmp_path):
     assert p["extra"] == '{"a":[1,2]}'
     assert "via" not in p and p["via_path"] == "36|3100"
     assert "ip" not in p
-    assert violations(line) == []
+    assert violations(line, SPEC_NOW) == []
     kind, _, reason = run(tr, dict(SPEC_LOGS, amount="many"))
     assert kind == FAILED and reason == "property_type: 'amount' = 'many' cannot be coerced to int"
 
@@ -180,9 +190,10 @@ def test_coercions_renames_drops(tmp_path):
     ({"role_id": 1, "bad-key": 1}, "property_name", "'bad-key'"),
     ({"role_id": 1, "1abc": 1}, "property_name", "'1abc'"),
     ({"role_id": 1, "k" * 51: 1}, "property_name", "breaks"),
-    ({"role_id": 1, "nested": {"a": 1}}, "property_type", "'nested' is an object"),
-    ({"role_id": 1, "lst": [{"a": 1}]}, "property_type", "list holding dict"),
-    ({"role_id": 1, "big": 2**70}, "property_value", "beyond 64-bit"),
+    ({"role_id": 1, "nested": {"a": {"b": 1}}}, "object_nested", "'nested'.a is an object inside an object"),
+    ({"role_id": 1, "lst": [{"a": 1}, 2]}, "property_type", "list holding objects and other values"),
+    ({"role_id": 1, "lst": [[1]]}, "property_type", "'lst' is a list holding a list"),
+    ({"role_id": 1, "big": 2**70}, "number_out_of_range", "beyond plus or minus 9E15"),
 ])
 def test_property_rules(tmp_path, logs, code, words):
     tr = Transformer(make_settings(tmp_path).get)
@@ -254,7 +265,7 @@ def test_number_coercion_refuses_what_json_cannot_hold(tmp_path, value):
     kind, _, reason = run(tr, {"role_id": 1, "price": value})
     assert kind == FAILED and reason == f"property_type: 'price' = {value!r} cannot be coerced to number"
     kind, _, line = run(tr, {"role_id": 1, "price": "1e3"})
-    assert kind == OK and json.loads(line)["properties"]["price"] == 1000 and violations(line) == []
+    assert kind == OK and json.loads(line)["properties"]["price"] == 1000 and violations(line, SPEC_NOW) == []
 
 
 @pytest.mark.parametrize("text, ok", [
@@ -264,8 +275,11 @@ def test_number_coercion_refuses_what_json_cannot_hold(tmp_path, value):
     ("2020-04-31 10:00:00", False),
 ])
 def test_time_text_must_be_a_real_time(tmp_path, text, ok):
+    import datetime as dt
+
     meta = dict(BASE_META, time={"field": "t", "unit": "string"})
-    tr = Transformer(make_settings(tmp_path, meta).get)
+    when = dt.datetime.fromisoformat(text[:19]).timestamp() if ok else SPEC_NOW  # within TA's window
+    tr = Transformer(make_settings(tmp_path, meta).get, clock=lambda: when)
     kind, _, out = run(tr, {"role_id": 1, "t": text})
     if ok:
         assert kind == OK and json.loads(out)["#time"] == text
@@ -312,20 +326,26 @@ def test_filters(tmp_path):
 
 def test_fast_path_output_equals_exact_path(tmp_path):
     """Every sample event: the spliced properties equal a full rebuild."""
+    from collections import Counter
+
+    from sink.properties import build_properties
+    from sink.typeguard import TypeGuard
+
     store = make_settings(tmp_path)
-    tr = Transformer(store.get)
+    tr = Transformer(store.get, clock=time.time)
     rule = store.get("24").rule("log_item")
+    guard = TypeGuard()
     for i, payload in enumerate(sample.envelopes(3000)):
         kind, _, line = tr(payload, None, "t", 0, i)
         assert kind == OK
         d = json.loads(line)
         logs = json.loads(payload)["logs"]
-        assert d["properties"] == json.loads(build_properties(rule, logs))
+        assert d["properties"] == json.loads(build_properties(rule, logs, "24", guard, Counter(), []))
         assert violations(line) == []
 
 
 def test_shipped_example_settings_transform_sample_events():
-    tr = Transformer(SettingsStore(REPO / "conf" / "settings").get)
+    tr = Transformer(SettingsStore(REPO / "conf" / "settings").get, clock=time.time)
     for i, payload in enumerate(sample.envelopes(600)):
         kind, app, line = tr(payload, None, "t", 0, i)
         assert kind in (OK, FILTERED), line
