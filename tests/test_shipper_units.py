@@ -303,3 +303,28 @@ def test_acknowledgements_move_the_position_in_order_only(tmp_path):
         assert t.delivered == 4 and not t.pending
     finally:
         t.close()
+
+
+# ------------------------------------------------------------ managed producer settings
+
+
+@pytest.mark.parametrize("key, value", [("enable.idempotence", "false"), ("acks", "1"),
+                                        ("request.required.acks", "0"), ("enable.gapless.guarantee", "false"),
+                                        ("partitioner", "random")])
+def test_producer_settings_the_delivery_rests_on_are_refused(tmp_path, key, value):
+    """Idempotence, acks=all, the gap-less guarantee and the partitioner are what
+    lets one acknowledgement per read chunk stand for its lines: a configuration
+    that changes one is refused in one line naming the file, the key and why."""
+    from conftest import run_cli
+
+    f = write_conf(tmp_path, f"kafka:\n  producer:\n    linger.ms: 5\n    {key}: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    assert str(e.value).startswith(f"{f}: kafka.producer: {key!r} is managed by the shipper (always "), str(e.value)
+    assert "cannot be set here" in str(e.value)
+    r = run_cli("shipper", "check-config", "-c", str(f))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"kafka.producer: {key!r} is managed by the shipper" in r.stderr
+    s = config.load(write_conf(tmp_path, "kafka:\n  producer:\n    linger.ms: 5\n"))
+    assert (s.producer["enable.idempotence"], s.producer["acks"], s.producer["enable.gapless.guarantee"],
+            s.producer["partitioner"]) == (True, "all", True, "consistent_random")
