@@ -235,7 +235,9 @@ class Shipper:
         if ev == "deleted":
             log.info("deleted: %s (%s); reading what is left of it, then closing it", t.path, t.identity)
         idle = now - t.last_data
-        if t.state == DRAINING and idle >= self.conf.rotate_wait_s:
+        # a rotated file keeps its descriptor until every chunk sent is acknowledged: a
+        # refused one is read again from it, whatever the file is called by then
+        if t.state == DRAINING and idle >= self.conf.rotate_wait_s and not t.pending and t.failed_at is None:
             log.info("finished %s (%s, rotated or deleted) at offset %d", t.path, t.identity, t.read_pos)
             t.close()
             t.state = CLOSED
