@@ -12,10 +12,8 @@ SIGHUP reloads the configuration (also done when the file changes on disk).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import re
 import signal
 import socket
 import stat
@@ -25,29 +23,21 @@ from typing import Callable
 
 from mulog.config import ConfigError
 from mulog.files import last_line_end, signature
-from offsets import FINGERPRINT_BYTES, FilePositions, StateDB, StateError, fingerprint
+from offsets import FilePositions, StateDB, StateError
 
 from .config import Input, ShipperSettings
-from .framing import log_name_for
+from .globs import log_name_of, owner
+from .identity import FINGERPRINT_BYTES, fingerprint, same_start, stored_start
 from .publisher import Publisher, Stopping
 from .stats import FileStat, Stats
 from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer
-from .watcher import Found, Watcher, scan, wanted_by
+from .watcher import Found, Watcher, scan
 
 log = logging.getLogger("shipper")
 
 CHUNKS_PER_TURN = 4  # read chunks per file before the next file gets its turn
 CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
-
-
-@functools.lru_cache(maxsize=256)
-def _pattern(p: str) -> re.Pattern:
-    return re.compile(p)
-
-
-def log_name_of(inp: Input, path: str) -> str | None:
-    return log_name_for(path, inp.log_name, _pattern(inp.log_name_pattern) if inp.log_name_pattern else None)
 
 
 class Shipper:
@@ -322,7 +312,7 @@ class Shipper:
                 continue  # the usual case: known already
             if key in found and found[key].path == new:
                 continue  # still matched under its new name, and its open failed (said then)
-            inp = next((i for i in self.inputs if wanted_by(i, old)), None)
+            inp = owner(self.inputs, old)
             ln = log_name_of(inp, old) if inp is not None else None
             if ln is None:
                 continue
@@ -360,11 +350,12 @@ class Shipper:
                 if key != (p.dev, p.ino) or st.st_size <= p.offset:
                     continue  # another device, or nothing left to read
                 try:
-                    if fingerprint(new, p.fp_len) != (p.fp_len, p.fp_crc):
-                        continue  # the inode now holds another file (a compressed copy, say)
+                    with open(new, "rb") as f:
+                        if not same_start(f.fileno(), (p.fp_len, p.fp_crc)):
+                            continue  # the inode now holds another file (a compressed copy, say)
                 except OSError:
                     continue
-                inp = next((i for i in self.inputs if wanted_by(i, p.path)), None)
+                inp = owner(self.inputs, p.path)
                 ln = log_name_of(inp, p.path) if inp is not None else None
                 if ln is None:
                     continue
@@ -395,26 +386,16 @@ class Shipper:
             return
         size = st.st_size
         stored = self.positions.get(*key)
-        how = ""
-        start = 0
-        fp = (0, 0)
-        if stored is not None:
-            if fingerprint(fd, stored.fp_len) == (stored.fp_len, stored.fp_crc):
-                if size >= stored.offset:
-                    start, fp, how = stored.offset, (stored.fp_len, stored.fp_crc), "resuming"
-                else:
-                    how = f"truncated while stopped (size {size} < stored offset {stored.offset})"
-            else:
-                how = "new file (its inode held another file before)"
-        if not how:
-            if initial and inp.start_at == "end" and f.path not in self.known_paths:
-                start = last_line_end(fd, size)
-                fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
-                how = "start_at=end"
-            else:
-                how = "new file"
-        if start == 0:
-            fp = fingerprint(fd, 0)
+        start, how = stored_start(stored, fd, size)
+        if start is not None:
+            fp = (stored.fp_len, stored.fp_crc)
+        elif initial and inp.start_at == "end" and f.path not in self.known_paths:
+            start = last_line_end(fd, size)
+            fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
+            how = "start_at=end"
+        else:
+            start, fp = 0, fingerprint(fd, 0)
+            how = how or "new file"
         if initial and stored is None and size > 0 and self.new_store is not None:
             self.new_store.append((f.path, size, start))
         os.lseek(fd, start, os.SEEK_SET)

@@ -1,18 +1,7 @@
 """One tailer per file: its identity, its read and delivered positions, rotation.
 
-A file is known by device + inode. Two fingerprints of its first bytes go with it:
-
-- the *verification* fingerprint (``fp_len``, ``fp_crc``, stored with the
-  position in offsets.FilePositions) covers the first bytes read so far and grows
-  with the file up to FINGERPRINT_BYTES. At start-up a stored position is applied
-  to the file at that device+inode only if the file's first ``fp_len`` bytes still
-  have that checksum: a new file that reuses an old inode starts afresh.
-- the *identity* fingerprint covers the file's first line (at most
-  FINGERPRINT_BYTES of it); it no longer changes once that line is complete, which
-  happens before any line is sent. ``offsets.file_identity(dev, ino, crc)`` of it is
-  the file identity sent with every line (Kafka key and ``file`` header), the same
-  before and after a restart, so a consumer can derive stable ids from
-  (host, file, offset).
+A file is known by device + inode, checked by fingerprints of its first bytes
+and named by its identity: shipper/identity.py.
 
 Positions: ``read_pos`` is the next byte to read from the descriptor; lines framed
 and handed to the publisher wait in ``pending`` (one ``Ack`` per read chunk) until
@@ -33,11 +22,12 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError
 
-from offsets import FINGERPRINT_BYTES, FilePosition, file_identity, fingerprint
+from offsets import FilePosition
 
 from mulog.backoff import Backoff
 
 from .framing import Frame, Framer, utf8_text
+from .identity import FINGERPRINT_BYTES, file_identity, fingerprint, identity_crc, same_start
 
 if TYPE_CHECKING:
     from shipper.config import Input
@@ -53,18 +43,6 @@ DRAINING = "draining"  # renamed away or deleted: read to its end, close once id
 RETIRING = "retiring"  # no input wants it any more: stop reading, close
 IDLE = "idle"  # descriptor closed after inactivity; reopened when the file grows
 CLOSED = "closed"  # done with: dropped once every line sent is acknowledged
-
-
-def identity_crc(fd: int) -> int | None:
-    """crc32 of the file's first line (at most FINGERPRINT_BYTES); None while that
-    line is still incomplete."""
-    data = os.pread(fd, FINGERPRINT_BYTES, 0)
-    nl = data.find(b"\n")
-    if nl >= 0:
-        return zlib.crc32(data[: nl + 1])
-    if len(data) >= FINGERPRINT_BYTES:
-        return zlib.crc32(data)
-    return None
 
 
 class Ack:
@@ -215,7 +193,7 @@ class Tailer:
         if self.fd < 0 or self.fp_len == 0:
             return False
         try:
-            return fingerprint(self.fd, self.fp_len) != (self.fp_len, self.fp_crc)
+            return not same_start(self.fd, (self.fp_len, self.fp_crc))
         except OSError:
             return False
 
@@ -312,7 +290,7 @@ class Tailer:
             return False
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (self.dev, self.ino) or (
-                self.fp_len and fingerprint(fd, self.fp_len) != (self.fp_len, self.fp_crc)):
+                self.fp_len and not same_start(fd, (self.fp_len, self.fp_crc))):
             os.close(fd)
             return False
         self.fd = fd

@@ -16,7 +16,6 @@ with one modify event per write.
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import logging
 import os
@@ -31,7 +30,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileDeletedEvent, FileMovedEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
-from .framing import watch_root
+from .globs import excluded, watch_root
 
 if TYPE_CHECKING:
     from shipper.config import Input
@@ -46,42 +45,6 @@ class Found:
     path: str
     input: "Input"
     st: os.stat_result
-
-
-def excluded(inp: "Input", path: str) -> bool:
-    name = os.path.basename(path)
-    for pat in inp.exclude:
-        if "/" in pat:
-            if fnmatch.fnmatchcase(path, pat):
-                return True
-        elif fnmatch.fnmatchcase(name, pat):
-            return True
-    return False
-
-
-def glob_match(pattern: str, path: str) -> bool:
-    """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` (for a
-    path that is no longer there: the old name of a renamed file)."""
-    pp, sp = pattern.split("/"), path.split("/")
-
-    def part(name: str, p: str) -> bool:
-        if name.startswith(".") and not p.startswith("."):
-            return False  # glob's wildcards leave hidden names alone
-        return fnmatch.fnmatchcase(name, p)
-
-    def m(i: int, j: int) -> bool:
-        if i == len(pp):
-            return j == len(sp)
-        if pp[i] == "**":  # zero or more folders (or anything, at the end)
-            return m(i + 1, j) or (j < len(sp) and not sp[j].startswith(".") and m(i, j + 1))
-        return j < len(sp) and part(sp[j], pp[i]) and m(i + 1, j + 1)
-
-    return m(0, 0)
-
-
-def wanted_by(inp: "Input", path: str) -> bool:
-    """Whether ``inp`` would ship the file at ``path`` (its globs, its exclusions)."""
-    return any(glob_match(p, path) for p in inp.paths) and not excluded(inp, path)
 
 
 def scan(inputs: Iterable["Input"]) -> dict[tuple[int, int], Found]:

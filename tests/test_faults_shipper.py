@@ -429,7 +429,7 @@ def test_lines_of_a_rotated_file_refused_by_a_new_cluster_are_sent_again(tmp_pat
 def test_glob_match_agrees_with_glob(tmp_path):
     import glob as globmod
 
-    from shipper.watcher import glob_match
+    from shipper.globs import glob_match
 
     for rel in ("a.log", "b.txt", ".hidden.log", "d1/x.log", "d1/d2/y.log", "d1/.h/z.log", "e/f.log.1"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ import re
 import pytest
 
 from mulog.config import ConfigError
-from offsets import FINGERPRINT_BYTES, fingerprint
-from shipper import config
-from shipper.framing import Framer, log_name_for, utf8_text, watch_root
 from mulog.files import last_line_end
-from shipper.tailer import identity_crc
+from shipper import config
+from shipper.framing import Framer, utf8_text
+from shipper.globs import log_name_for, watch_root
+from shipper.identity import FINGERPRINT_BYTES, fingerprint, identity_crc
 
 
 def frame_all(framer: Framer, chunks):
