@@ -99,3 +99,9 @@ class Instruments:
         """Every counter as a metrics sample (see mulog.metrics)."""
         for c in self._all.values():
             yield (f"{self.prefix}_{c.name}", "counter", c.help, (), [((), c.value)])
+
+    def samples_from(self, values: dict[str, int]) -> Iterator[tuple]:
+        """As ``samples()``, from ``values()`` taken earlier: the figures of a
+        snapshot, for a metrics server that must not read live counters."""
+        for c in self._all.values():
+            yield (f"{self.prefix}_{c.name}", "counter", c.help, (), [((), values.get(c.name, 0))])

@@ -1,17 +1,15 @@
 """FilePositions: how far each tailed file has been delivered to Kafka.
 
-A file is identified by device + inode, checked against a fingerprint of its
-first bytes (up to FINGERPRINT_BYTES): a new file that reuses an old inode has
-different first bytes, so its stored position is not applied to it. The
-fingerprint covers fewer bytes while the file is shorter; its length is stored
-with it so that it is recomputed over the same range.
+One record per device + inode: the delivered offset, the fingerprint of the
+file's first bytes (its length and crc32, so that it is recomputed over the same
+range), the path and when it was stored. These are numbers only: what they mean
+(when a stored position applies to a file) is decided by shipper/identity.py.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
 
@@ -20,17 +18,6 @@ import msgspec
 from .db import Batch, StateDB
 
 _PREFIX = b"fp/"
-FINGERPRINT_BYTES = 1024
-
-
-def fingerprint(fd_or_path, length: int = FINGERPRINT_BYTES) -> tuple[int, int]:
-    """(length covered, crc32) of the first ``length`` bytes of a file."""
-    if isinstance(fd_or_path, int):
-        data = os.pread(fd_or_path, length, 0)
-    else:
-        with open(fd_or_path, "rb") as f:
-            data = f.read(length)
-    return len(data), zlib.crc32(data)
 
 
 class _Rec(msgspec.Struct, array_like=True):
@@ -50,14 +37,6 @@ class FilePosition:
     path: str
     offset: int
     updated_at: float
-
-    @property
-    def identity(self) -> str:
-        return file_identity(self.dev, self.ino, self.fp_crc)
-
-
-def file_identity(dev: int, ino: int, fp_crc: int) -> str:
-    return f"{dev:x}:{ino:x}:{fp_crc:08x}"
 
 
 def _key(dev: int, ino: int) -> bytes:

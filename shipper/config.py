@@ -15,11 +15,23 @@ from mulog.config import ConfigError, bootstrap_override, convert, layered, read
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
-# Producer settings chosen for throughput and safety; `kafka.producer` overrides any.
+# Producer settings the delivery reasoning rests on (one acknowledgement per read
+# chunk stands for every line of the chunk, and a file's lines stay in order in
+# one partition); `kafka.producer` may not set them.
+PRODUCER_MANAGED: dict[str, tuple[Scalar, str]] = {
+    "enable.idempotence": (True, "no line duplicated or reordered by the producer's retries"),
+    "acks": ("all", "a line counts as delivered once every in-sync replica has it"),
+    "request.required.acks": ("all", "an alias of acks"),
+    "enable.gapless.guarantee": (True, "a failure that could leave a hole before an acknowledged line stops "
+                                       "the shipper"),
+    "partitioner": ("consistent_random", "a file's lines go to one partition, by the file identity"),
+}
+# Producer settings chosen for throughput; `kafka.producer` overrides any of these.
 PRODUCER_DEFAULTS: dict[str, Scalar] = {
     "compression.type": "snappy",
     "enable.idempotence": True,
     "acks": "all",
+    "partitioner": "consistent_random",
     "linger.ms": 50,
     "batch.size": 1_000_000,
     "batch.num.messages": 100_000,
@@ -37,6 +49,13 @@ PRODUCER_DEFAULTS: dict[str, Scalar] = {
 class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
     producer: dict[str, Scalar] = {}
+
+    def __post_init__(self):
+        for k in self.producer:
+            if k in PRODUCER_MANAGED:
+                value, why = PRODUCER_MANAGED[k]
+                raise ValueError(f"producer: {k!r} is managed by the shipper (always {value}: {why}) and cannot "
+                                 f"be set here")
 
 
 class Input(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -219,4 +238,4 @@ def load_tail(path: str | Path | None, flags: TailFlags) -> ShipperSettings:
 
 
 __all__ = ["ConfigError", "Input", "ShipperConf", "ShipperSettings", "TailFlags", "db_path", "load", "load_tail", "build",
-           "PRODUCER_DEFAULTS"]
+           "PRODUCER_DEFAULTS", "PRODUCER_MANAGED"]

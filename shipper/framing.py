@@ -1,4 +1,4 @@
-"""Line framing and naming: pure functions, no I/O.
+"""Line framing: pure functions, no I/O.
 
 ``Framer`` cuts a byte stream (what a tailer reads from a file, in big chunks)
 into complete lines. A line is only handed out once its newline has been read;
@@ -16,9 +16,7 @@ the position to store once every line of the frame is acknowledged.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import PurePath
 
 
 @dataclass
@@ -118,18 +116,7 @@ class Framer:
         return Frame(out, start, end, offsets, cuts, empty)
 
 
-# --------------------------------------------------------------------- naming
-
-
-def log_name_for(path: str, log_name: str | None, pattern: re.Pattern | None) -> str | None:
-    """The log_name of a file: the fixed name, or the pattern's ``log_name`` group
-    matched against the file name (None when it does not match)."""
-    if pattern is None:
-        return log_name
-    m = pattern.search(PurePath(path).name)
-    if not m:
-        return None
-    return m.group("log_name") or None
+# --------------------------------------------------------------------- headers
 
 
 def utf8_text(s: str | None) -> str | None:
@@ -143,28 +130,3 @@ def utf8_text(s: str | None) -> str | None:
         return s
     except UnicodeEncodeError:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-# ---------------------------------------------------------------------- globs
-
-
-_MAGIC = re.compile(r"[*?[]")
-
-
-def has_magic(s: str) -> bool:
-    return _MAGIC.search(s) is not None
-
-
-def watch_root(pattern: str) -> tuple[str, bool]:
-    """The folder to watch for a glob and whether sub-folders must be watched too.
-
-    ``/a/b/*.log`` -> (``/a/b``, False); ``/a/**/x.log`` and ``/a/*/x.log`` ->
-    (``/a``, True): a wildcard in a folder part needs the whole subtree.
-    """
-    parts = PurePath(pattern).parts
-    fixed: list[str] = []
-    for p in parts[:-1]:
-        if has_magic(p):
-            return str(PurePath(*fixed)) if fixed else "/", True
-        fixed.append(p)
-    return (str(PurePath(*fixed)) if fixed else "/"), False

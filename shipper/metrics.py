@@ -1,62 +1,49 @@
 """Prometheus metrics of ``shipper tail`` (``metrics.enabled``; default port 9465).
 
-Collected at scrape time, in the HTTP server's thread, from the counters the
-loop keeps anyway (``Stats``, the publisher's in-flight counts, each tailer's
-positions): the read/send path does no extra work for them. The scrape only
-reads plain numbers and takes a snapshot of the tailer table, so it never
-blocks the loop.
+Read at scrape time, in the HTTP server's thread, from the snapshot the loop
+publishes every few hundred milliseconds (shipper/stats.py): every counter of the
+program, and gauges of the producer's queue, Kafka, and each followed file. The
+scrape never touches live tailers or descriptors, and the read/send path does no
+extra work for it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import Callable
 
+from mulog.instrument import Instruments
 from mulog.metrics import MetricsServer
 from mulog.metrics import serve as _serve
 
-if TYPE_CHECKING:
-    from .service import Shipper
+from .stats import Snapshot
 
 DEFAULT_PORT = 9465
 
 
-def samples(sh: "Shipper"):
-    st = sh.stats
-    pub = sh.publisher
-    files = sh.file_stats()
-    tailers = list(sh.tailers.values())
-    yield ("shipper_lines_read", "counter", "Lines framed from files (empty lines included; they are not sent)",
-           (), [((), st.lines_sent + st.empty_lines)])
-    yield ("shipper_lines_sent", "counter", "Lines handed to the Kafka producer (a re-sent line counts again)",
-           (), [((), st.lines_sent)])
-    yield ("shipper_lines_acked", "counter", "Lines Kafka acknowledged", (), [((), st.lines_acked)])
-    yield ("shipper_bytes_sent", "counter", "File bytes (newlines included) of the lines handed to the producer",
-           (), [((), st.bytes_sent)])
-    yield ("shipper_lines_cut", "counter", "Lines longer than max_line_bytes, cut", (), [((), st.cut_lines)])
-    yield ("shipper_lines_empty", "counter", "Empty lines skipped", (), [((), st.empty_lines)])
-    yield ("shipper_truncations", "counter", "Files found truncated (copytruncate) and read again from 0", (),
-           [((), st.truncations)])
-    yield ("shipper_chunk_errors", "counter", "Read chunks Kafka refused (sent again)", (),
-           [((), st.chunk_errors)])
-    yield ("shipper_files_open", "gauge", "Files open for reading", (),
-           [((), sum(1 for t in tailers if t.fd >= 0))])
-    yield ("shipper_files_tracked", "gauge", "Files followed (open, idle or draining)", (), [((), len(tailers))])
+def samples(snap: Snapshot, inst: Instruments):
+    files = snap.files
+    yield from inst.samples_from(snap.counters)
+    yield ("shipper_files_open", "gauge", "Files open for reading", (), [((), snap.files_open)])
+    yield ("shipper_files_tracked", "gauge", "Files followed (open, idle or draining)", (), [((), len(files))])
     yield ("shipper_producer_queue_lines", "gauge", "Lines handed to the producer and not yet acknowledged", (),
-           [((), pub.inflight_msgs)])
+           [((), snap.queue_lines)])
     yield ("shipper_producer_queue_bytes", "gauge", "Bytes (with per-line overhead) waiting for Kafka", (),
-           [((), pub.inflight_bytes)])
-    yield ("shipper_kafka_up", "gauge", "0 while Kafka is unreachable, else 1", (),
-           [((), 0 if pub.down_since is not None else 1)])
+           [((), snap.queue_bytes)])
+    yield ("shipper_kafka_up", "gauge", "0 while Kafka is unreachable, else 1", (), [((), 1 if snap.kafka_up else 0)])
     yield ("shipper_bytes_behind", "gauge", "Bytes of all followed files not yet acknowledged by Kafka", (),
-           [((), sum(f.behind for f in files))])
+           [((), snap.bytes_behind)])
     labels = ("path", "file")  # the identity too: a draining rotated file may still carry the path
     yield ("shipper_file_bytes_behind", "gauge", "File size minus the delivered offset", labels,
            [((f.path, f.identity), f.behind) for f in files])
     yield ("shipper_file_delivered_offset", "gauge", "Byte offset up to which Kafka acknowledged every line",
            labels, [((f.path, f.identity), f.delivered) for f in files])
-    yield ("shipper_file_size_bytes", "gauge", "File size at the scrape", labels,
+    yield ("shipper_file_size_bytes", "gauge", "File size when the figures were taken", labels,
            [((f.path, f.identity), f.size) for f in files])
+    yield ("shipper_snapshot_age_seconds", "gauge", "Seconds since the loop last published these figures (grows "
+           "while the loop is stuck)", (), [((), max(0.0, time.time() - snap.taken))])
 
 
-def serve(sh: "Shipper", host: str, port: int) -> MetricsServer:
-    return _serve(lambda: samples(sh), host, port or DEFAULT_PORT)
+def serve(snapshot: Callable[[], Snapshot], inst: Instruments, host: str, port: int) -> MetricsServer:
+    """Serve the figures of ``snapshot()`` (the loop's last one) and ``inst``'s counters."""
+    return _serve(lambda: samples(snapshot(), inst), host, port or DEFAULT_PORT)

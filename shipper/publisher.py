@@ -7,10 +7,13 @@ file's lines stay in order in one partition, with headers ``host``, ``path``,
 
 Speed: ``produce()`` is called with positional arguments and, for every line but
 the last of a read chunk, without a delivery callback; the last line carries the
-chunk's ``Ack``. The idempotent producer keeps a partition's messages in order,
-and ``enable.gapless.guarantee`` turns any failure that could leave a hole before
-an acknowledged message into a fatal error, so one acknowledgement per chunk is
-enough. Fatal errors arrive through ``error_cb``.
+chunk (shipper/acks.py). The idempotent producer keeps a partition's messages in
+order, and ``enable.gapless.guarantee`` turns any failure that could leave a hole
+before an acknowledged message into a fatal error, so one acknowledgement per
+chunk is enough (shipper/config.py does not let ``kafka.producer`` change either,
+nor acks=all or the partitioner). Delivery reports are read here and handed to
+the file's acks: acknowledged, refused (sent again) or purged at the stop. Fatal
+errors arrive through ``error_cb``.
 
 Memory: the bytes and messages handed to the producer and not yet acknowledged are
 counted here; reading pauses (``room()`` is False) well before librdkafka's own
@@ -26,14 +29,18 @@ from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from .acks import Chunk
 from .framing import Frame
-from .stats import Stats
-from .tailer import Ack, Tailer
+from .stats import Counters
+from .tailer import Tailer
 
 log = logging.getLogger("shipper.publisher")
 kafka_log = logging.getLogger("shipper.kafka")
 
 MSG_OVERHEAD = 256  # bytes librdkafka keeps per message besides the payload (key, headers, bookkeeping)
+_PURGED = frozenset((KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))
+_UNREACHABLE = frozenset((KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
+                          KafkaError._TIMED_OUT))
 
 
 class _QuietExperimental(logging.Filter):
@@ -51,12 +58,12 @@ class Stopping(Exception):
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, producer_conf: dict, stats: Stats,
+    def __init__(self, bootstrap: str, producer_conf: dict, counters: Counters,
                  should_stop: Callable[[], bool], on_fatal: Callable[[str], None]):
         conf = dict(producer_conf)
         conf["bootstrap.servers"] = bootstrap
         conf["error_cb"] = self._on_error
-        self.stats = stats
+        self.c = counters
         self.should_stop = should_stop
         self.on_fatal = on_fatal
         max_msgs = int(conf.get("queue.buffering.max.messages", 100_000))
@@ -67,7 +74,6 @@ class Publisher:
         self.inflight_msgs = 0
         self.inflight_bytes = 0
         self.down_since: float | None = None
-        self.last_error = ""
         self.fatal = ""
         self.producer = Producer(conf, logger=kafka_log)
         self._produce = self.producer.produce
@@ -78,29 +84,32 @@ class Publisher:
         return self.inflight_bytes < self.max_bytes and self.inflight_msgs < self.max_msgs
 
     def send(self, t: Tailer, frame: Frame) -> None:
-        """Produce every line of ``frame``; the last one carries the chunk's Ack."""
+        """Produce every line of ``frame``; the last one carries the chunk."""
         lines = frame.lines
         n = len(lines)
+        c = self.c
         if n == 0:
-            t.add_empty(frame.end)
+            t.acks.nothing_to_send(frame.end)
+            c.lines_read.value += frame.empty
+            c.lines_empty.value += frame.empty
             return
         nbytes = sum(map(len, lines)) + n * MSG_OVERHEAD
-        ack = Ack(t, t.gen, frame.end, n, nbytes, self)
-        t.pending.append(ack)
+        chunk = t.acks.chunk(frame.end, n, nbytes, self.report)
         self.inflight_msgs += n
         self.inflight_bytes += nbytes
         try:
-            self._send(t, frame, ack)
+            self._send(t, frame, chunk)
         except KafkaException as e:
             err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else KafkaError(KafkaError._FAIL, str(e))
             if err.fatal():
                 self._fatal(err.str())
-            ack(err, None)  # the chunk counts as failed: the tailer goes back and sends it again
+            self.report(chunk, err)  # the chunk counts as refused: the tailer goes back and sends it again
             return
-        self.stats.lines_sent += n
-        self.stats.bytes_sent += frame.end - frame.start
+        c.lines_sent.value += n
+        c.lines_read.value += n + frame.empty
+        c.bytes_sent.value += frame.end - frame.start
 
-    def _send(self, t: Tailer, frame: Frame, ack: Ack) -> None:
+    def _send(self, t: Tailer, frame: Frame, chunk: Chunk) -> None:
         lines = frame.lines
         produce = self._produce
         topic = t.topic
@@ -141,23 +150,22 @@ class Publisher:
                 except BufferError:
                     self._wait_room()
             last_off = offs[-1]
+            mx = t.input.max_line_bytes
             for off, full in frame.cuts:
-                log.warning("line cut: %s at offset %d is %d bytes, longer than max_line_bytes=%d; "
-                            "sent its first %d bytes", t.path, off, full, t.input.max_line_bytes,
-                            t.input.max_line_bytes)
-            t.cut_lines += len(frame.cuts)
-            self.stats.cut_lines += len(frame.cuts)
-            self.stats.empty_lines += frame.empty
+                self.c.lines_cut("line cut: %s at offset %d is %d bytes, longer than max_line_bytes=%d; "
+                                 "sent its first %d bytes", t.path, off, full, mx, mx)
+            self.c.lines_empty.value += frame.empty
         hdrs["offset"] = str(last_off)
         while True:
             try:
-                produce(topic, lines[-1], key, -1, ack, None, 0, hdrs)
+                produce(topic, lines[-1], key, -1, chunk, None, 0, hdrs)
                 break
             except BufferError:
                 self._wait_room()
 
     def _wait_room(self) -> None:
-        self.stats.queue_full += 1
+        self.c.queue_full("producer queue full (%d lines, %d bytes waiting for Kafka): waiting for room",
+                          len(self.producer), self.inflight_bytes)
         while True:
             served = self.poll(0.05)
             if self.should_stop():
@@ -165,17 +173,26 @@ class Publisher:
             if served:
                 return
 
-    def chunk_resolved(self, ack: Ack, err) -> None:
-        self.inflight_msgs -= ack.n
-        self.inflight_bytes -= ack.nbytes
+    def report(self, chunk: Chunk, err) -> None:
+        """The delivery report of a chunk's last line (or its failure to be produced)."""
+        self.inflight_msgs -= chunk.n
+        self.inflight_bytes -= chunk.nbytes
+        acks = chunk.acks
         if err is None:
-            self.stats.lines_acked += ack.n
+            self.c.lines_acked.value += chunk.n
+            acks.acked(chunk)
             if self.down_since is not None:
                 log.info("Kafka reachable again after %.1fs; %d lines waiting to be acknowledged",
                          time.monotonic() - self.down_since, self.inflight_msgs)
                 self.down_since = None
+        elif err.code() in _PURGED:
+            acks.dropped(chunk)  # never sent (the stop): read again at the next start
+        elif acks.refuse(chunk, err.str()):
+            t = acks.owner
+            self.c.chunk_errors("Kafka refused lines of %s (%s, offsets up to %d): %s; they will be sent again",
+                                t.path, t.identity, chunk.end, err)
         else:
-            self.stats.chunk_errors += 1
+            self.c.chunk_errors.add(1)  # the same refusal, said once for the file
 
     # --------------------------------------------------------------- polling
     def poll(self, timeout: float = 0.0) -> int:
@@ -210,7 +227,7 @@ class Publisher:
             if err.fatal():
                 self._fatal(err.str())
             else:
-                log.warning("Kafka: %s", err.str())
+                self.c.kafka_errors("Kafka: %s", err.str())
         else:
             self._fatal(str(e))
 
@@ -224,21 +241,16 @@ class Publisher:
         return len(self.producer)
 
     def _on_error(self, err: KafkaError) -> None:
-        code = err.code()
         if err.fatal():
             self._fatal(err.str())
             return
-        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
-                    KafkaError._TIMED_OUT):
+        if err.code() in _UNREACHABLE:
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                log.warning("Kafka unreachable (%s); lines are kept and reading pauses when %d MB "
-                            "are waiting", err.str(), self.max_bytes >> 20)
+                self.c.kafka_unreachable("Kafka unreachable (%s); lines are kept and reading pauses when %d MB "
+                                         "are waiting", err.str(), self.max_bytes >> 20)
             return
-        text = err.str()
-        if text != self.last_error:
-            log.warning("Kafka: %s", text)
-            self.last_error = text
+        self.c.kafka_errors("Kafka: %s", err.str())
 
     def close(self) -> None:
         # purge what is left (positions were saved only up to acknowledged lines)

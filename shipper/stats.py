@@ -1,14 +1,68 @@
-"""Counters of the shipper, in one small object (the stats log line and the
-Prometheus metrics in shipper/metrics.py read them; only the loop writes them)."""
+"""What the shipper counts, and the snapshot other threads read.
+
+``Counters``: one mulog.instrument.Instruments for the program. An event worth
+knowing (a cut line, a truncation, a refused chunk, a full producer queue, a
+Kafka error, positions that could not be saved) is one call that logs it
+(rate-limited), counts it and is exported to Prometheus; the hot path only adds
+to plain counters. Every counter is exported, so nothing is counted unseen.
+
+``Snapshot``: what the loop last published (every SNAPSHOT_S and before each
+stats line): the counters, the producer's queue, Kafka up or down, and per file
+its path, identity, size and delivered offset. The metrics server's thread and
+the stats line read it, never the live tailers.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass, field
+
+import msgspec
+
+from mulog.instrument import Instruments
+
+SNAPSHOT_S = 0.25  # how often the loop publishes a snapshot
 
 
-@dataclass
-class FileStat:
+class Counters:
+    def __init__(self):
+        inst = self.inst = Instruments("shipper")
+        tlog = logging.getLogger("shipper.tailer")
+        plog = logging.getLogger("shipper.publisher")
+        slog = logging.getLogger("shipper")
+        self.lines_read = inst.counter("lines_read", "Lines framed from files (empty lines included; they are "
+                                                     "not sent)")
+        self.lines_sent = inst.counter("lines_sent", "Lines handed to the Kafka producer (a re-sent line counts "
+                                                     "again)")
+        self.lines_acked = inst.counter("lines_acked", "Lines Kafka acknowledged")
+        self.bytes_sent = inst.counter("bytes_sent", "File bytes (newlines included) of the lines handed to the "
+                                                     "producer")
+        self.lines_empty = inst.counter("lines_empty", "Empty lines skipped")
+        self.lines_cut = inst.event("lines_cut", "Lines longer than max_line_bytes, cut", plog)
+        self.truncations = inst.event("truncations", "Files found truncated (copytruncate) and read again from 0",
+                                      tlog)
+        self.chunk_errors = inst.event("chunk_errors", "Read chunks Kafka refused (sent again)", tlog,
+                                       logging.ERROR)
+        self.queue_full = inst.event("producer_queue_full", "Times produce() met a full producer queue and "
+                                                            "waited for room", plog)
+        self.kafka_errors = inst.event("kafka_errors", "Errors the Kafka producer reported (not fatal)", plog)
+        self.kafka_unreachable = inst.event("kafka_unreachable", "Times Kafka became unreachable", plog)
+        self.save_failures = inst.event("positions_not_saved", "Checkpoints whose positions could not be stored "
+                                                               "(tried again)", slog, logging.ERROR, first=1,
+                                        every=100)
+        self.open_errors = inst.event("open_errors", "Files an input wants that could not be opened (logged once "
+                                                     "per file)", slog)
+        self.not_shipped = inst.event("files_not_shipped", "Files an input's glob matches whose name does not match "
+                                                           "its log_name_pattern (logged once per file)", slog)
+        self.read_errors = inst.counter("read_errors", "Files closed after a read error (logged each time)")
+        self.scans = inst.counter("scans", "Scans of the inputs' globs (periodic, and at most one per "
+                                           "debounce interval after inotify events)")
+        self.files_opened = inst.counter("files_opened", "Files opened for reading (new, found again or reopened)")
+        self.files_finished = inst.counter("files_finished", "Rotated or deleted files read to their end, every "
+                                                             "line acknowledged, and closed")
+
+
+class FileView(msgspec.Struct, frozen=True):
     path: str
     identity: str
     size: int
@@ -19,31 +73,30 @@ class FileStat:
         return max(0, self.size - self.delivered)
 
 
-@dataclass
-class Stats:
-    lines_sent: int = 0  # lines handed to the producer
-    bytes_sent: int = 0  # file bytes they span (newlines included)
-    lines_acked: int = 0  # lines Kafka acknowledged
-    cut_lines: int = 0  # lines longer than max_line_bytes, cut
-    empty_lines: int = 0  # empty lines skipped
-    truncations: int = 0  # files found truncated (copytruncate)
-    chunk_errors: int = 0  # read chunks Kafka refused (sent again)
-    queue_full: int = 0  # times produce() met a full queue
-    files_open: int = 0
-    files_known: int = 0
-    started: float = field(default_factory=time.monotonic)
-    _last: tuple[float, int, int] = (0.0, 0, 0)
+class Snapshot(msgspec.Struct, frozen=True):
+    taken: float  # time.time()
+    counters: dict
+    files: tuple  # FileView of every followed file
+    files_open: int
+    queue_lines: int  # lines handed to the producer, not yet acknowledged
+    queue_bytes: int
+    kafka_up: bool
 
-    def rates(self, now: float | None = None) -> tuple[float, float]:
-        """(lines/s, bytes/s) since the previous call."""
-        now = time.monotonic() if now is None else now
-        t0, l0, b0 = self._last or (self.started, 0, 0)
-        if not t0:
-            t0 = self.started
+    @property
+    def bytes_behind(self) -> int:
+        return sum(f.behind for f in self.files)
+
+
+class Rates:
+    """Lines/s and bytes/s sent between two stats lines."""
+
+    def __init__(self):
+        self.last = (time.monotonic(), 0, 0)
+
+    def __call__(self, snap: Snapshot) -> tuple[float, float]:
+        now = time.monotonic()
+        t0, l0, b0 = self.last
+        lines, nbytes = snap.counters["lines_sent"], snap.counters["bytes_sent"]
         dt = max(1e-9, now - t0)
-        r = ((self.lines_sent - l0) / dt, (self.bytes_sent - b0) / dt)
-        self._last = (now, self.lines_sent, self.bytes_sent)
-        return r
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k != "started"}
+        self.last = (now, lines, nbytes)
+        return (lines - l0) / dt, (nbytes - b0) / dt

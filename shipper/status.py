@@ -10,10 +10,10 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from offsets import FilePositions, StateDB, file_identity
+from offsets import FilePositions, StateDB
 
 from .config import db_path
-from .tailer import identity_crc
+from .identity import file_identity, identity_crc
 
 
 @dataclass
@@ -31,14 +31,15 @@ class FileStatus:
 
 def _current(p) -> tuple[int | None, str]:
     """(size, identity) of the file the position belongs to, if it is still at its path."""
+    stored = file_identity(p.dev, p.ino, p.fp_crc)
     try:
         fd = os.open(p.path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return None, p.identity
+        return None, stored
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (p.dev, p.ino):
-            return None, p.identity
+            return None, stored
         crc = identity_crc(fd)
         return st.st_size, file_identity(p.dev, p.ino, crc if crc is not None else p.fp_crc)
     finally:

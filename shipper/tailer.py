@@ -1,24 +1,26 @@
-"""One tailer per file: its identity, its read and delivered positions, rotation.
+"""One tailer per file: its descriptor, its read position, its lifecycle state.
 
-A file is known by device + inode. Two fingerprints of its first bytes go with it:
+States:
 
-- the *verification* fingerprint (``fp_len``, ``fp_crc``, stored with the
-  position in offsets.FilePositions) covers the first bytes read so far and grows
-  with the file up to FINGERPRINT_BYTES. At start-up a stored position is applied
-  to the file at that device+inode only if the file's first ``fp_len`` bytes still
-  have that checksum: a new file that reuses an old inode starts afresh.
-- the *identity* fingerprint covers the file's first line (at most
-  FINGERPRINT_BYTES of it); it no longer changes once that line is complete, which
-  happens before any line is sent. ``offsets.file_identity(dev, ino, crc)`` of it is
-  the file identity sent with every line (Kafka key and ``file`` header), the same
-  before and after a restart, so a consumer can derive stable ids from
-  (host, file, offset).
+    ACTIVE    at a matching path: read as it grows
+    DRAINING  renamed away or deleted: read to its end; closed once idle and
+              every line sent is acknowledged
+    RETIRING  no input wants it any more: not read; closed once nothing is pending
+    IDLE      descriptor closed after inactivity; opened again when the file grows
+    CLOSED    done with; dropped from the table once its position is saved
 
-Positions: ``read_pos`` is the next byte to read from the descriptor; lines framed
-and handed to the publisher wait in ``pending`` (one ``Ack`` per read chunk) until
-Kafka acknowledges them; ``delivered`` only moves over chunks acknowledged in
-order. A truncation (copytruncate) starts a new *generation* from offset 0:
-acknowledgements of lines of the old content no longer move the position.
+The state changes only in ``to()``, which logs the change once (with the reason
+the caller gives) and closes the descriptor when the new state has none. What
+to change when is decided by the prospector (finding files, rotation, the EOF
+policy) and the loop (retiring). A descriptor is never closed while a chunk of
+the file is pending with Kafka (``acks``): a refused chunk is read again from
+it, even after the file was renamed or deleted. Only a read error closes it
+early (there is nothing left to read from).
+
+Positions: ``read_pos`` is the next byte to read; framed lines go to the
+publisher one chunk at a time, and ``acks`` (shipper/acks.py) moves the
+delivered offset as Kafka acknowledges them. A truncation (copytruncate) starts
+a new generation from offset 0. File identity and fingerprints: shipper/identity.py.
 """
 
 from __future__ import annotations
@@ -28,93 +30,47 @@ import logging
 import os
 import time
 import zlib
-from collections import deque
 from typing import TYPE_CHECKING
 
-from confluent_kafka import KafkaError
+from offsets import FilePosition
 
-from offsets import FINGERPRINT_BYTES, FilePosition, file_identity, fingerprint
-
-from mulog.backoff import Backoff
-
+from .acks import FileAcks
 from .framing import Frame, Framer, utf8_text
+from .identity import FINGERPRINT_BYTES, file_identity, fingerprint, identity_crc, same_start
 
 if TYPE_CHECKING:
     from shipper.config import Input
 
+    from .stats import Counters
+
 log = logging.getLogger("shipper.tailer")
 
 READ_CHUNK = 1 << 20  # bytes per read() call
-_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
-# states
-ACTIVE = "active"  # at a matching path: read as it grows
-DRAINING = "draining"  # renamed away or deleted: read to its end, close once idle
-RETIRING = "retiring"  # no input wants it any more: stop reading, close
-IDLE = "idle"  # descriptor closed after inactivity; reopened when the file grows
-CLOSED = "closed"  # done with: dropped once every line sent is acknowledged
-
-
-def identity_crc(fd: int) -> int | None:
-    """crc32 of the file's first line (at most FINGERPRINT_BYTES); None while that
-    line is still incomplete."""
-    data = os.pread(fd, FINGERPRINT_BYTES, 0)
-    nl = data.find(b"\n")
-    if nl >= 0:
-        return zlib.crc32(data[: nl + 1])
-    if len(data) >= FINGERPRINT_BYTES:
-        return zlib.crc32(data)
-    return None
-
-
-class Ack:
-    """Delivery callback of the last message of one read chunk.
-
-    The producer is idempotent and keeps a partition's messages in order, and all
-    lines of a file go to one partition (same key): when the last line of a chunk
-    is acknowledged, so are those before it.
-    """
-
-    __slots__ = ("tailer", "gen", "end", "n", "nbytes", "done", "failed", "sink")
-
-    def __init__(self, tailer: "Tailer", gen: int, end: int, n: int, nbytes: int, sink):
-        self.tailer = tailer
-        self.gen = gen
-        self.end = end
-        self.n = n
-        self.nbytes = nbytes
-        self.done = n == 0
-        self.failed = False
-        self.sink = sink  # the publisher, told when the chunk leaves its queue
-
-    def __call__(self, err, msg) -> None:
-        if self.sink is not None:
-            self.sink.chunk_resolved(self, err)
-        if err is None:
-            self.done = True
-            self.tailer.advance()
-        else:
-            self.failed = True
-            self.tailer.chunk_failed(self, err)
+ACTIVE = "active"
+DRAINING = "draining"
+RETIRING = "retiring"
+IDLE = "idle"
+CLOSED = "closed"
+_OPEN = (ACTIVE, DRAINING, RETIRING)  # states that keep a descriptor
 
 
 class Tailer:
     def __init__(self, dev: int, ino: int, path: str, fd: int, inp: "Input", log_name: str,
-                 start: int, fp: tuple[int, int], host: str, *, size: int = 0):
+                 start: int, fp: tuple[int, int], host: str, counters: "Counters", *, size: int = 0):
         self.dev = dev
         self.ino = ino
         self.path = path
         self.fd = fd
         self.host = host
+        self.counters = counters
         self.input = inp
         self.log_name = log_name
         self.state = ACTIVE
-        self.gen = 0
         self.framer = Framer(start, inp.max_line_bytes)
         self.read_pos = start
-        self.delivered = start
-        self.saved: tuple | None = None  # what the checkpointer last stored
-        self.pending: deque[Ack] = deque()
+        self.acks = FileAcks(start, self)
+        self.saved: tuple | None = None  # what the checkpoint last stored
         self.fp_len, self.fp_crc = fp  # covers the first fp_len bytes; grows as the file is read
         self.ident: int | None = None
         self.topic = inp.topic
@@ -122,13 +78,32 @@ class Tailer:
         self.headers: dict = {}
         self.last_data = time.monotonic()
         self.size_seen = size
-        self.failed_at: float | None = None  # a chunk failed: rewind once nothing is pending
-        self.retry_at = 0.0
-        self.backoff = Backoff(1.0, 60.0)
-        self.cut_lines = 0
         self._refresh_identity()
 
+    # ---------------------------------------------------------------- state
+    def to(self, state: str, why: str, *args, level: int = logging.INFO, force: bool = False) -> None:
+        """The one place the state changes: log ``why % args`` once and close the
+        descriptor when ``state`` has none. Closing it while chunks are pending is
+        a bug unless ``force`` (a read error: nothing can be read from it anyway)."""
+        if state == self.state:
+            return
+        if state not in _OPEN and self.fd >= 0:
+            if not (force or self.acks.idle):
+                raise RuntimeError(f"{self!r}: descriptor closed ({state}) with chunks pending with Kafka")
+            self._close_fd()
+        self.state = state
+        log.log(level, why, *args)
+
+    @property
+    def finished(self) -> bool:
+        """Closed, and every line sent acknowledged (or refused for good)."""
+        return self.state == CLOSED and not self.acks.pending
+
     # ---------------------------------------------------------------- naming
+    @property
+    def delivered(self) -> int:
+        return self.acks.delivered
+
     @property
     def identity(self) -> str:
         crc = self.ident if self.ident is not None else self.fp_crc
@@ -165,7 +140,7 @@ class Tailer:
     # ---------------------------------------------------------------- reading
     @property
     def readable(self) -> bool:
-        return self.fd >= 0 and self.state in (ACTIVE, DRAINING) and self.failed_at is None
+        return self.fd >= 0 and (self.state == ACTIVE or self.state == DRAINING) and self.acks.refused is None
 
     def read(self, now: float) -> Frame | None | bool:
         """Read one chunk: a Frame of complete lines, None when nothing complete was
@@ -175,27 +150,24 @@ class Tailer:
         except OSError as e:
             if e.errno in (errno.EINTR, errno.EAGAIN):
                 return None
-            log.error("read error on %s at offset %d: %s; closing it", self.path, self.read_pos, e)
-            self.close()
-            self.state = CLOSED
+            self.counters.read_errors.value += 1
+            self.to(CLOSED, "read error on %s at offset %d: %s; closing it", self.path, self.read_pos, e,
+                    level=logging.ERROR, force=True)
             return False
         if not data:
             return False
         self.last_data = now
         self.read_pos += len(data)
         if self.fp_len < FINGERPRINT_BYTES:
-            self._grow_fingerprint()
+            self.fp_len, self.fp_crc = fingerprint(self.fd, min(self.read_pos, FINGERPRINT_BYTES))
         frame = self.framer.feed(data)
         if frame is not None and frame.lines and self.ident is None:
             self._refresh_identity()
         return frame
 
-    def _grow_fingerprint(self) -> None:
-        self.fp_len, self.fp_crc = fingerprint(self.fd, min(self.read_pos, FINGERPRINT_BYTES))
-
-    def at_eof(self, now: float) -> str | None:
-        """Checks made when a read found nothing new. Returns an event name
-        (``truncated``, ``deleted``) or None."""
+    def at_eof(self) -> str | None:
+        """Checks made when a read found nothing new: ``truncated`` (read again from
+        0), ``deleted`` (now DRAINING) or None."""
         try:
             st = os.fstat(self.fd)
         except OSError:
@@ -205,7 +177,8 @@ class Tailer:
             self.truncated(st.st_size)
             return "truncated"
         if st.st_nlink == 0 and self.state == ACTIVE:
-            self.state = DRAINING
+            self.to(DRAINING, "deleted: %s (%s); reading what is left of it, then closing it", self.path,
+                    self.identity)
             return "deleted"
         return None
 
@@ -215,88 +188,45 @@ class Tailer:
         if self.fd < 0 or self.fp_len == 0:
             return False
         try:
-            return fingerprint(self.fd, self.fp_len) != (self.fp_len, self.fp_crc)
+            return not same_start(self.fd, (self.fp_len, self.fp_crc))
         except OSError:
             return False
 
     def truncated(self, size: int) -> None:
-        log.warning("truncated: %s is %d bytes, below the read position %d (copytruncate?); "
-                    "reading it from offset 0", self.path, size, self.read_pos)
-        self.gen += 1
+        self.counters.truncations("truncated: %s is %d bytes, below the read position %d (copytruncate?); "
+                                  "reading it from offset 0", self.path, size, self.read_pos)
+        self.acks.new_generation()
         self.read_pos = 0
-        self.delivered = 0
         self.framer.reset(0)
         self.fp_len, self.fp_crc = 0, zlib.crc32(b"")
         self.ident = None
         os.lseek(self.fd, 0, os.SEEK_SET)
         self._refresh_identity()
 
-    # ----------------------------------------------------------- acknowledging
-    def advance(self) -> None:
-        p = self.pending
-        while p and p[0].done:
-            a = p.popleft()
-            if a.gen == self.gen:
-                self.delivered = a.end
-
-    def chunk_failed(self, ack: Ack, err) -> None:
-        if err.code() in _PURGED:  # dropped from the queue at the stop: sent again at the next start
-            return
-        if self.failed_at is None:
-            log.error("Kafka refused lines of %s (offsets up to %d): %s; they will be sent again",
-                      self.path, ack.end, err)
-            self.failed_at = time.monotonic()
-
-    def try_recover(self, now: float) -> bool:
-        """After a failed chunk, once nothing is pending any more: go back to the
-        delivered position and read again (after a back-off)."""
-        if self.failed_at is None:
+    def recover(self, now: float) -> bool:
+        """After Kafka refused a chunk: once every chunk sent has its report and the
+        back-off has passed, read again from the delivered position."""
+        at = self.acks.rewind(now)
+        if at is None:
             return False
-        p = self.pending
-        if any(not (a.done or a.failed) for a in p):
-            return False  # wait until every chunk sent has its report
-        for a in p:  # the position moves over the chunks acknowledged before the first failed one
-            if a.failed:
-                break
-            if a.gen == self.gen:
-                self.delivered = a.end
-        p.clear()
-        if not self.retry_at:
-            self.retry_at = now + self.backoff.next()
-            return False
-        if now < self.retry_at:
-            return False
-        self.retry_at = 0.0
-        self.failed_at = None
-        self.read_pos = self.delivered
-        self.framer.reset(self.delivered)
+        self.read_pos = at
+        self.framer.reset(at)
         if self.fd >= 0:
-            os.lseek(self.fd, self.delivered, os.SEEK_SET)
-        log.info("resending %s from offset %d", self.path, self.delivered)
+            os.lseek(self.fd, at, os.SEEK_SET)
+            log.info("resending %s (%s) from offset %d", self.path, self.identity, at)
         return True
 
-    def add_empty(self, end: int) -> None:
-        """A chunk with no line to send (only empty lines) still moves the position."""
-        a = Ack(self, self.gen, end, 0, 0, None)
-        self.pending.append(a)
-        self.advance()
+    # ---------------------------------------------------------------- descriptor
+    def size_now(self) -> int:
+        """The file's size (from the descriptor while open; else as last seen)."""
+        if self.fd >= 0:
+            try:
+                self.size_seen = os.fstat(self.fd).st_size
+            except OSError:
+                pass
+        return self.size_seen
 
-    # ---------------------------------------------------------------- state
-    def position(self, now: float) -> FilePosition | None:
-        """The position to store, or None when it has not changed."""
-        rec = (self.delivered, self.fp_len, self.fp_crc, self.path)
-        if rec == self.saved:
-            return None
-        return FilePosition(self.dev, self.ino, self.fp_len, self.fp_crc, self.path, self.delivered, now)
-
-    def mark_saved(self, pos: FilePosition) -> None:
-        self.saved = (pos.offset, pos.fp_len, pos.fp_crc, pos.path)
-
-    @property
-    def behind(self) -> int:
-        return max(0, self.size_seen - self.delivered)
-
-    def close(self) -> None:
+    def _close_fd(self) -> None:
         if self.fd >= 0:
             try:
                 os.close(self.fd)
@@ -304,22 +234,46 @@ class Tailer:
                 pass
             self.fd = -1
 
-    def reopen(self, path: str) -> bool:
-        """Open an idle file again (it grew). False when it is not the same file."""
+    def close(self) -> None:
+        """At the shipper's stop: the descriptor goes, whatever the state."""
+        self._close_fd()
+
+    def reopen(self, path: str, state: str, why: str, *args) -> bool:
+        """Open the file again at ``path`` (its descriptor was closed while idle, and
+        it grew or was renamed) and go to ``state``. False when ``path`` is not the
+        same file any more."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return False
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (self.dev, self.ino) or (
-                self.fp_len and fingerprint(fd, self.fp_len) != (self.fp_len, self.fp_crc)):
+                self.fp_len and not same_start(fd, (self.fp_len, self.fp_crc))):
             os.close(fd)
             return False
         self.fd = fd
         os.lseek(fd, self.read_pos, os.SEEK_SET)
-        self.state = ACTIVE
         self.last_data = time.monotonic()
+        self.size_seen = st.st_size
+        self.to(state, why, *args)
         return True
 
+    # ---------------------------------------------------------------- positions
+    def position(self, now: float) -> FilePosition | None:
+        """The position to store, or None when it has not changed."""
+        rec = (self.acks.delivered, self.fp_len, self.fp_crc, self.path)
+        if rec == self.saved:
+            return None
+        return FilePosition(self.dev, self.ino, self.fp_len, self.fp_crc, self.path, self.acks.delivered, now)
+
+    def mark_saved(self, pos: FilePosition) -> None:
+        self.saved = (pos.offset, pos.fp_len, pos.fp_crc, pos.path)
+
+    @property
+    def saved_now(self) -> bool:
+        """The stored position is the current one."""
+        return self.saved == (self.acks.delivered, self.fp_len, self.fp_crc, self.path)
+
     def __repr__(self) -> str:
-        return f"<Tailer {self.path} {self.identity} {self.state} read={self.read_pos} delivered={self.delivered}>"
+        return (f"<Tailer {self.path} {self.identity} {self.state} read={self.read_pos} "
+                f"delivered={self.acks.delivered} pending={len(self.acks.pending)}>")

@@ -1,37 +1,49 @@
-"""Watcher: finds the files the inputs want.
+"""Watcher: turns inotify events and scans into typed file events.
 
-A watchdog (inotify) Observer watches the folder of each glob (the whole subtree
-only where a folder part of the glob has a wildcard, as with ``**``) for files
-created, moved and deleted; each such event wakes the shipper, which then scans.
-A full scan also runs every ``rescan_interval_s`` to catch what events miss (NFS,
-an overflowed inotify queue, folders that appear later). Renames are also kept
-as (old, new) names: a file renamed away from a matching name before any scan saw
-it (a rotation within milliseconds of the file's creation) is then found under its
-new name.
+    Created(path, input, st, at)  a file an input wants that is not followed yet
+                                  (``at``: its name now, when it was renamed away
+                                  from ``path`` before anything saw it there)
+    Moved(old, new, input, st)    a followed file now at another name (``input``:
+                                  the one that wants the new name; None: no input
+                                  does, it was rotated away)
+    Seen(path, input, st)         a followed file a scan found at its path
+    Gone(key, path)               a followed file a scan no longer finds at its path
 
-Writes to files are not watched: the shipper reads its open files in a loop
-anyway, and a busy log written in small pieces would otherwise flood the process
-with one modify event per write.
+What is *followed* (device + inode -> path) is the prospector's to say; the
+watcher only compares what it sees with it. A watchdog Observer watches the
+folder of each glob (the whole subtree only where a folder part of the glob has
+a wildcard, as with ``**``); its thread only queues raw records and wakes the
+loop, which turns them into events (``events``): a created or renamed file is
+judged by its name (shipper/globs.py) and a stat, without globbing anything.
+A deletion, or a folder created, moved or deleted, asks for a rescan instead;
+rescans are debounced (``rescan_due``): a burst of inotify events globs every
+input at most once per DEBOUNCE_S. The loop also scans every
+``rescan_interval_s`` to catch what events miss (NFS, an overflowed queue,
+folders that appear later).
+
+Writes are not watched: the shipper reads its open files in a loop anyway, and a
+busy log written in small pieces would flood the process with modify events.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import logging
 import os
 import stat
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Union
 
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileCreatedEvent,
                              FileDeletedEvent, FileMovedEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
-from .framing import watch_root
+from .globs import excluded, owner, watch_root
+from .identity import Key, key_of
 
 if TYPE_CHECKING:
     from shipper.config import Input
@@ -39,55 +51,53 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipper.watcher")
 
 EVENTS = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
+DEBOUNCE_S = 0.2  # at most one rescan asked for by events per this many seconds
+MAX_RAW = 10_000  # raw records kept between two drains; beyond that, a rescan instead
 
 
-@dataclass
+@dataclass(frozen=True)
+class Created:
+    path: str
+    input: "Input"
+    st: os.stat_result
+    at: str | None = None
+
+
+@dataclass(frozen=True)
+class Moved:
+    old: str
+    new: str
+    input: "Input | None"
+    st: os.stat_result
+
+
+@dataclass(frozen=True)
+class Seen:
+    path: str
+    input: "Input"
+    st: os.stat_result
+
+
+@dataclass(frozen=True)
+class Gone:
+    key: Key
+    path: str
+
+
+Event = Union[Created, Moved, Seen, Gone]
+
+
+@dataclass(frozen=True)
 class Found:
     path: str
     input: "Input"
     st: os.stat_result
 
 
-def excluded(inp: "Input", path: str) -> bool:
-    name = os.path.basename(path)
-    for pat in inp.exclude:
-        if "/" in pat:
-            if fnmatch.fnmatchcase(path, pat):
-                return True
-        elif fnmatch.fnmatchcase(name, pat):
-            return True
-    return False
-
-
-def glob_match(pattern: str, path: str) -> bool:
-    """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` (for a
-    path that is no longer there: the old name of a renamed file)."""
-    pp, sp = pattern.split("/"), path.split("/")
-
-    def part(name: str, p: str) -> bool:
-        if name.startswith(".") and not p.startswith("."):
-            return False  # glob's wildcards leave hidden names alone
-        return fnmatch.fnmatchcase(name, p)
-
-    def m(i: int, j: int) -> bool:
-        if i == len(pp):
-            return j == len(sp)
-        if pp[i] == "**":  # zero or more folders (or anything, at the end)
-            return m(i + 1, j) or (j < len(sp) and not sp[j].startswith(".") and m(i, j + 1))
-        return j < len(sp) and part(sp[j], pp[i]) and m(i + 1, j + 1)
-
-    return m(0, 0)
-
-
-def wanted_by(inp: "Input", path: str) -> bool:
-    """Whether ``inp`` would ship the file at ``path`` (its globs, its exclusions)."""
-    return any(glob_match(p, path) for p in inp.paths) and not excluded(inp, path)
-
-
-def scan(inputs: Iterable["Input"]) -> dict[tuple[int, int], Found]:
+def scan(inputs: Iterable["Input"]) -> dict[Key, Found]:
     """Every regular file matched by an input, by (device, inode); a file matched
     by several inputs belongs to the first."""
-    found: dict[tuple[int, int], Found] = {}
+    found: dict[Key, Found] = {}
     for inp in inputs:
         for pattern in inp.paths:
             for path in sorted(glob.glob(pattern, recursive=True)):
@@ -99,10 +109,18 @@ def scan(inputs: Iterable["Input"]) -> dict[tuple[int, int], Found]:
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                key = (st.st_dev, st.st_ino)
+                key = key_of(st)
                 if key not in found:
                     found[key] = Found(path, inp, st)
     return found
+
+
+def _regular(path: str) -> os.stat_result | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 class _Handler(FileSystemEventHandler):
@@ -110,27 +128,84 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event) -> None:
-        if isinstance(event, FileMovedEvent) and event.dest_path:
-            self.watcher.moves.append((os.fsdecode(event.src_path), os.fsdecode(event.dest_path)))
-        self.watcher.changed.set()
-        self.watcher.wake.set()
+        w = self.watcher
+        if isinstance(event, (FileCreatedEvent, FileMovedEvent)) and len(w.raw) < MAX_RAW:
+            dest = os.fsdecode(event.dest_path) if isinstance(event, FileMovedEvent) else None
+            w.raw.append((os.fsdecode(event.src_path), dest))
+        else:  # deleted, a folder, or too many records: the next scan tells
+            w.rescan_wanted = True
+        w.wake.set()
 
 
 class Watcher:
-    """Schedules inotify watches for the inputs' globs; ``changed`` is set by events."""
+    """inotify watches for the inputs' globs, and scans; see the module doc."""
 
     def __init__(self, wake: threading.Event):
         self.wake = wake
-        self.changed = threading.Event()
         self.observer = Observer()
         self.observer.daemon = True
         self.handler = _Handler(self)
         self.watches: dict[tuple[str, bool], object] = {}
         self.started = False
-        # (old, new) names of renamed files, for the loop: a file renamed away before
-        # a scan found it is still read (appended here by the observer thread)
-        self.moves: deque[tuple[str, str]] = deque(maxlen=10_000)
+        self.raw: deque[tuple[str, str | None]] = deque()  # (path, None) created; (old, new) moved
+        self.rescan_wanted = False
+        self.last_scan = 0.0
 
+    # ------------------------------------------------------------ events
+    def want_rescan(self) -> None:
+        self.rescan_wanted = True
+
+    def rescan_due(self, now: float) -> bool:
+        return self.rescan_wanted and now >= self.last_scan + DEBOUNCE_S
+
+    def pending(self) -> bool:
+        return bool(self.raw)
+
+    def events(self, inputs: list["Input"], followed: Callable[[Key], str | None]) -> Iterator[Event]:
+        """The inotify records queued so far, as events (``followed(key)``: the
+        path a file is followed at, looked up as each event is made, so that the
+        events already handled count)."""
+        raw = self.raw
+        while raw:
+            src, dest = raw.popleft()
+            st = _regular(dest or src)
+            if st is None:
+                continue  # gone again, or not a file: nothing to read
+            key = key_of(st)
+            now_at = dest or src
+            inp = owner(inputs, now_at)
+            was = followed(key)
+            if was is not None:
+                if was == now_at:
+                    if inp is not None:
+                        yield Seen(now_at, inp, st)
+                else:
+                    yield Moved(was, now_at, inp, st)
+            elif inp is not None:
+                yield Created(now_at, inp, st)
+            elif dest is not None:
+                first = owner(inputs, src)  # renamed away from a wanted name before anything saw it there
+                if first is not None:
+                    yield Created(src, first, st, at=dest)
+
+    def scan(self, inputs: list["Input"], followed: Mapping[Key, str]) -> list[Event]:
+        """A full scan of the inputs' globs, compared with what is followed."""
+        self.rescan_wanted = False
+        self.last_scan = time.monotonic()
+        found = scan(inputs)
+        out: list[Event] = []
+        for key, f in found.items():
+            was = followed.get(key)
+            if was is None:
+                out.append(Created(f.path, f.input, f.st))
+            elif was != f.path:
+                out.append(Moved(was, f.path, f.input, f.st))
+            else:
+                out.append(Seen(f.path, f.input, f.st))
+        out.extend(Gone(key, path) for key, path in followed.items() if key not in found)
+        return out
+
+    # ------------------------------------------------------------ watches
     def plan(self, inputs: Iterable["Input"]) -> None:
         """Watch what the inputs need now (folders that appeared, inputs changed)."""
         want: set[tuple[str, bool]] = set()

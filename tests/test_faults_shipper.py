@@ -12,6 +12,7 @@ import signal
 import stat
 import threading
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -342,10 +343,93 @@ def test_rotation_while_the_shipper_is_dead_loses_nothing(kafka, topic_factory, 
     assert max(seen.values()) <= 2 and all(old_lines[n] >= saved["delivered"] for n in dups)
 
 
+def test_lines_of_a_rotated_file_refused_by_a_new_cluster_are_sent_again(tmp_path):
+    """Kafka goes away; meanwhile d.log is written and rotated to names outside
+    the glob (d.log.1, d.log.2, ...), and a.log, still at its path, grows too.
+    Kafka comes back as a NEW cluster on the same port: the topic is created
+    again, with 3 partitions instead of 24, and what was queued for the partitions
+    that are gone is refused (Local: Unknown partition). Every refused line is
+    sent again until Kafka takes it, whatever happened to its file's name: each
+    line written during the outage is in Kafka, counted line by line (repeats are
+    allowed by at least once, and counted)."""
+    port = kafka_local.free_port()
+    first = kafka_local.Cluster(tmp_path / "k1")
+    second = kafka_local.Cluster(tmp_path / "k2")
+    bootstrap = first.start(brokers=1, port=port).bootstrap
+    topic = "refused_rotated"
+    sh = None
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=24, replication_factor=1)])[topic].result(timeout=30)
+        del admin  # its client would complain on stderr through the outage
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        state = tmp_path / "state"
+        mport = kafka_local.free_port()
+        conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state, rotate_wait_s=1,
+                          metrics={"enabled": True, "port": mport},
+                          inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_d"}])
+        a = logs / "a.log"
+        a.write_bytes(b"".join(line("a", n) + b"\n" for n in range(100)))
+        sh = ShipperProc(conf, tmp_path / "shipper.log").start()
+        wait_for(lambda: topic_total(bootstrap, topic) == 100, 30, "a.log's first lines in Kafka")
+
+        first.stop()
+        sh.wait_log("Kafka unreachable", timeout=30)
+        d = logs / "d.log"
+        gens = refused_gens = 0
+        a_n = 100
+        # generations of 1,000 lines, each renamed out of the glob, until three of them are on
+        # partitions the new cluster will not have (the key, the file identity, picks the
+        # partition: crc32 % partitions, librdkafka's consistent_random)
+        while refused_gens < 3:
+            assert gens < 12, "no file identity fell on a partition above 2"
+            d.write_bytes(b"".join(line("d", n) + b"\n" for n in range(gens * 1000, gens * 1000 + 1000)))
+            with open(a, "ab") as f:
+                f.write(b"".join(line("a", n) + b"\n" for n in range(a_n, a_n + 100)))
+            a_n += 100
+            wait_for(lambda: scrape(mport)[("shipper_producer_queue_lines", ())] >= (gens + 1) * 1100, 30,
+                     f"generation {gens} of d.log read and queued")
+            ident = re.findall(rf"reading {re.escape(str(d))} \((\S+), new file\)", sh.log())[gens]
+            refused_gens += zlib.crc32(ident.encode()) % 24 >= 3
+            gens += 1
+            os.rename(d, logs / f"d.log.{gens}")
+            sh.wait_log("was renamed or deleted; reading it to its end", count=gens)
+        t_renamed = time.monotonic()
+        while time.monotonic() - t_renamed < 4:  # the outage goes on past rotate_wait_s (1 s)
+            assert sh.alive(), sh.log()[-3000:]
+            time.sleep(0.2)
+
+        second.start(brokers=1, port=port)  # a new cluster: the topic is created again when asked for
+        sh.wait_log(f"Kafka refused lines of {d} (", timeout=90)
+        # the shipper's own view: nothing behind, nothing waiting for Kafka
+        wait_for(lambda: (x := scrape(mport))[("shipper_bytes_behind", ())] == 0
+                 and x[("shipper_producer_queue_lines", ())] == 0, 120, "0 bytes behind, 0 lines waiting")
+        seen, wrong = topic_markers(bootstrap, topic)
+        assert sh.stop() == 0
+    finally:
+        if sh is not None:
+            sh.kill_if_alive()
+        first.stop()
+        second.stop()
+    assert not wrong, wrong[:3]
+    d_lines = {n for (tag, n) in seen if tag == "d"}
+    a_lines = {n for (tag, n) in seen if tag == "a"}
+    total = gens * 1000 + a_n - 100  # written during the outage; a.log's first 100 went to the old cluster
+    out = sum(seen.values())
+    report(f"rotated files refused by a new cluster ({gens} generations of d.log, {refused_gens} refused)", total,
+           out, len(seen), total - len(seen), lines_of_d_in_kafka=len(d_lines), lines_of_a_in_kafka=len(a_lines))
+    assert len(d_lines) == gens * 1000, f"{gens * 1000 - len(d_lines)} of the {gens * 1000} lines of d.log never " \
+                                        f"reached Kafka"
+    assert d_lines == set(range(gens * 1000)) and a_lines >= set(range(100, a_n))
+    log = sh.log()
+    assert "Traceback" not in log
+
+
 def test_glob_match_agrees_with_glob(tmp_path):
     import glob as globmod
 
-    from shipper.watcher import glob_match
+    from shipper.globs import glob_match
 
     for rel in ("a.log", "b.txt", ".hidden.log", "d1/x.log", "d1/d2/y.log", "d1/.h/z.log", "e/f.log.1"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from offsets import (FailedEvent, FailureQueue, FilePosition, FilePositions, PartitionOffsets, StateDB,
-                     StateError, StateLocked, StateMissing, fingerprint)
+                     StateError, StateLocked, StateMissing)
+from shipper.identity import file_identity, fingerprint
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +42,7 @@ def test_file_positions(tmp_path):
         fp.put(p)
         got = fp.get(st.st_dev, st.st_ino)
         assert got == p
-        assert got.identity.endswith(f"{crc:08x}")
+        assert file_identity(got.dev, got.ino, got.fp_crc).endswith(f"{crc:08x}")
         assert fp.all() == [p]
         fp.forget(st.st_dev, st.st_ino)
         assert fp.get(st.st_dev, st.st_ino) is None

@@ -1,5 +1,6 @@
-"""Pure parts of the shipper: line framing, long-line cutting, log_name patterns,
-watch roots, fingerprints, and the command-line overrides of the configuration."""
+"""Parts of the shipper without a broker: line framing, long-line cutting,
+log_name patterns, watch roots, fingerprints, the command-line overrides of the
+configuration, acknowledgements and the tailer's lifecycle, the watcher's events."""
 
 import os
 import random
@@ -8,11 +9,11 @@ import re
 import pytest
 
 from mulog.config import ConfigError
-from offsets import FINGERPRINT_BYTES, fingerprint
-from shipper import config
-from shipper.framing import Framer, log_name_for, utf8_text, watch_root
 from mulog.files import last_line_end
-from shipper.tailer import identity_crc
+from shipper import config
+from shipper.framing import Framer, utf8_text
+from shipper.globs import log_name_for, watch_root
+from shipper.identity import FINGERPRINT_BYTES, fingerprint, identity_crc
 
 
 def frame_all(framer: Framer, chunks):
@@ -250,40 +251,39 @@ def test_max_line_must_fit_in_a_kafka_message(tmp_path):
     assert "inputs[0].max_line_bytes" in str(e.value) and "at most 95904" in str(e.value)
 
 
-def _tailer(tmp_path, data: bytes):
+def _tailer(tmp_path, data: bytes, name: str = "t.log"):
     from shipper.config import Input
+    from shipper.stats import Counters
     from shipper.tailer import Tailer
 
-    p = tmp_path / "t.log"
+    p = tmp_path / name
     p.write_bytes(data)
     fd = os.open(p, os.O_RDONLY)
     st = os.fstat(fd)
     inp = Input(paths=[str(p)], topic="t", app_id=1, log_name="x")
-    return Tailer(st.st_dev, st.st_ino, str(p), fd, inp, "x", 0, (0, 0), "host")
+    return Tailer(st.st_dev, st.st_ino, str(p), fd, inp, "x", 0, (0, 0), "host", Counters())
 
 
 def test_a_refused_chunk_holds_the_position_and_is_read_again(tmp_path):
     """Chunks A, B, C are sent; B is refused, A and C acknowledged (in whatever
     order): the position stops after A, and once every report is in (and the
     back-off has passed) the tailer reads again from there."""
-    from confluent_kafka import KafkaError
-
-    from shipper.tailer import Ack
-
     t = _tailer(tmp_path, b"a\nb\nc\n")
     try:
-        acks = [Ack(t, t.gen, end, 1, 2, None) for end in (2, 4, 6)]
-        t.pending.extend(acks)
+        chunks = [t.acks.chunk(end, 1, 2, None) for end in (2, 4, 6)]
         t.read_pos = 6
-        acks[2](None, None)
+        t.acks.acked(chunks[2])
         assert t.delivered == 0  # C alone moves nothing
-        acks[1](KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), None)
-        acks[0](None, None)
-        assert t.delivered == 2 and t.failed_at is not None and not t.readable
-        assert t.try_recover(100.0) is False  # back-off starts
-        assert t.try_recover(100.5) is False
-        assert t.try_recover(101.5) is True
+        assert t.acks.refuse(chunks[1], "Local: Unknown partition") is True
+        assert t.acks.refuse(chunks[1], "again") is False  # one refusal per episode is said
+        assert t.recover(99.0) is False  # A has no report yet: nothing moves
+        t.acks.acked(chunks[0])
+        assert t.delivered == 2 and t.acks.refused is not None and not t.readable
+        assert t.recover(100.0) is False  # back-off starts
+        assert t.recover(100.5) is False
+        assert t.recover(101.5) is True
         assert (t.delivered, t.read_pos, t.framer.pos) == (2, 2, 2) and t.readable
+        assert not t.acks.pending and t.acks.idle
         fr = t.read(102.0)
         assert fr.lines == [b"b", b"c"] and fr.start == 2
     finally:
@@ -291,15 +291,173 @@ def test_a_refused_chunk_holds_the_position_and_is_read_again(tmp_path):
 
 
 def test_acknowledgements_move_the_position_in_order_only(tmp_path):
-    from shipper.tailer import Ack
-
     t = _tailer(tmp_path, b"a\nb\n")
     try:
-        a, b = Ack(t, t.gen, 2, 1, 2, None), Ack(t, t.gen, 4, 1, 2, None)
-        t.pending.extend([a, b])
-        b(None, None)
+        a, b = t.acks.chunk(2, 1, 2, None), t.acks.chunk(4, 1, 2, None)
+        t.acks.acked(b)
         assert t.delivered == 0
-        a(None, None)
-        assert t.delivered == 4 and not t.pending
+        t.acks.acked(a)
+        assert t.delivered == 4 and not t.acks.pending
     finally:
         t.close()
+
+
+def test_reports_of_the_old_content_do_not_move_a_truncated_file(tmp_path):
+    t = _tailer(tmp_path, b"aaaa\nbbbb\n")
+    try:
+        old = t.acks.chunk(10, 2, 10, None)
+        t.read_pos = 10
+        with open(t.path, "r+b") as f:
+            f.truncate(0)
+        assert t.at_eof() == "truncated" and t.read_pos == 0
+        t.acks.acked(old)
+        assert t.delivered == 0 and not t.acks.pending
+        assert t.counters.truncations.value == 1
+    finally:
+        t.close()
+
+
+def test_a_purged_chunk_holds_the_position_without_a_resend(tmp_path):
+    t = _tailer(tmp_path, b"a\nb\n")
+    try:
+        a, b = t.acks.chunk(2, 1, 2, None), t.acks.chunk(4, 1, 2, None)
+        t.acks.acked(a)
+        t.acks.dropped(b)  # purged from the producer's queue at the stop
+        assert t.delivered == 2 and t.acks.refused is None and t.acks.settled and not t.acks.idle
+        assert t.recover(1e9) is False  # read again at the next start, not now
+    finally:
+        t.close()
+
+
+@pytest.mark.kafka
+def test_the_publisher_sorts_delivery_reports(kafka, tmp_path):
+    """Real KafkaError values through the publisher's report handler: an
+    acknowledgement moves the position, a purge holds it quietly, a refusal holds
+    it and asks for a resend (logged and counted once per file)."""
+    from confluent_kafka import KafkaError
+
+    from shipper.publisher import Publisher
+
+    t = _tailer(tmp_path, b"a\nb\nc\n")
+    pub = Publisher(kafka, {}, t.counters, lambda: False, lambda msg: None)
+    try:
+        chunks = [t.acks.chunk(end, 1, 2, pub.report) for end in (2, 4, 6)]
+        pub.inflight_msgs, pub.inflight_bytes = 3, 6
+        chunks[0](None, None)
+        chunks[1](KafkaError(KafkaError._UNKNOWN_PARTITION), None)
+        chunks[2](KafkaError(KafkaError._PURGE_QUEUE), None)
+        assert t.delivered == 2 and t.acks.refused == KafkaError(KafkaError._UNKNOWN_PARTITION).str()
+        assert (pub.inflight_msgs, pub.inflight_bytes) == (0, 0)
+        v = t.counters.inst.values()
+        assert (v["lines_acked"], v["chunk_errors"]) == (1, 1)
+    finally:
+        pub.close()
+        t.close()
+
+
+def test_a_descriptor_is_kept_while_chunks_are_pending(tmp_path):
+    """A DRAINING file (renamed away, then deleted) is not closed at rotate_wait_s
+    while Kafka has not acknowledged what was sent; when Kafka refuses it, the
+    lines are read again from the descriptor, the file's name long gone."""
+    from shipper.prospector import Prospector
+    from shipper.tailer import CLOSED, DRAINING
+
+    t = _tailer(tmp_path, b"one\ntwo\n", name="d.log")
+    pr = Prospector(None, [], None, "host", t.counters, new_store=False)
+    pr.rotate_wait_s = 1.0
+    pr.tailers[(t.dev, t.ino)] = t
+    try:
+        fr = t.read(10.0)
+        c = t.acks.chunk(fr.end, len(fr.lines), 10, None)
+        os.rename(t.path, tmp_path / "d.log.1")
+        os.unlink(tmp_path / "d.log.1")
+        t.to(DRAINING, "rotated")
+        assert t.read(20.0) is False
+        assert pr.at_eof(t, 20.0) is False
+        assert t.state == DRAINING and t.fd >= 0, "closed while a chunk was pending"
+        with pytest.raises(RuntimeError, match="pending"):
+            t.to(CLOSED, "closed too early")
+        t.acks.refuse(c, "Local: Unknown partition")
+        assert not t.recover(20.0) and t.recover(22.0)
+        fr = t.read(22.0)
+        assert fr.lines == [b"one", b"two"] and fr.start == 0
+        c = t.acks.chunk(fr.end, 2, 10, None)
+        t.acks.acked(c)
+        assert t.read(30.0) is False and pr.at_eof(t, 30.0) is False
+        assert t.state == CLOSED and t.fd == -1 and t.delivered == 8 and t.finished
+    finally:
+        t.close()
+
+
+# ------------------------------------------------------------ managed producer settings
+
+
+@pytest.mark.parametrize("key, value", [("enable.idempotence", "false"), ("acks", "1"),
+                                        ("request.required.acks", "0"), ("enable.gapless.guarantee", "false"),
+                                        ("partitioner", "random")])
+def test_producer_settings_the_delivery_rests_on_are_refused(tmp_path, key, value):
+    """Idempotence, acks=all, the gap-less guarantee and the partitioner are what
+    lets one acknowledgement per read chunk stand for its lines: a configuration
+    that changes one is refused in one line naming the file, the key and why."""
+    from conftest import run_cli
+
+    f = write_conf(tmp_path, f"kafka:\n  producer:\n    linger.ms: 5\n    {key}: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    assert str(e.value).startswith(f"{f}: kafka.producer: {key!r} is managed by the shipper (always "), str(e.value)
+    assert "cannot be set here" in str(e.value)
+    r = run_cli("shipper", "check-config", "-c", str(f))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"kafka.producer: {key!r} is managed by the shipper" in r.stderr
+    s = config.load(write_conf(tmp_path, "kafka:\n  producer:\n    linger.ms: 5\n"))
+    assert (s.producer["enable.idempotence"], s.producer["acks"], s.producer["enable.gapless.guarantee"],
+            s.producer["partitioner"]) == (True, "all", True, "consistent_random")
+
+
+# ------------------------------------------------------------ watcher
+
+
+def test_a_burst_of_inotify_events_globs_at_most_once_per_debounce_interval(tmp_path):
+    """2,000 files created and deleted as fast as possible in a watched folder:
+    each created file that is still there becomes a Created event without a
+    glob; the deletions ask for rescans, of which the loop runs at most one per
+    DEBOUNCE_S, however many events came and however fast the loop turns."""
+    import threading
+    import time
+
+    from shipper.config import Input
+    from shipper.watcher import DEBOUNCE_S, Created, Watcher
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    inp = Input(paths=[str(logs / "*.log")], topic="t", app_id=1, log_name="x")
+    w = Watcher(threading.Event())
+    w.plan([inp])
+    created, scans, turns = set(), 0, 0
+    try:
+        def burst():
+            for i in range(2000):
+                p = logs / f"f{i}.log"
+                p.write_bytes(b"x\n")
+                if i % 2:
+                    p.unlink()
+
+        writer = threading.Thread(target=burst)
+        t0 = time.monotonic()
+        writer.start()
+        while writer.is_alive() or time.monotonic() - t0 < 0.5 or w.pending() or w.rescan_wanted:
+            now = time.monotonic()
+            turns += 1
+            created |= {ev.path for ev in w.events([inp], lambda key: None) if type(ev) is Created}
+            if w.rescan_due(now):
+                scans += 1
+                created |= {ev.path for ev in w.scan([inp], {}) if type(ev) is Created}
+            assert now - t0 < 60, "the burst did not end"
+        took = time.monotonic() - t0
+    finally:
+        w.stop()
+    kept = {str(logs / f"f{i}.log") for i in range(0, 2000, 2)}
+    assert kept <= created <= {str(logs / f"f{i}.log") for i in range(2000)}  # every file left is found
+    assert 1 <= scans <= took / DEBOUNCE_S + 2, (scans, took)
+    assert turns > 10 * scans, (turns, scans)  # the loop turned far more often than it globbed
+    print(f"\n2000 files created, 1000 deleted in {took:.2f}s: {scans} scans in {turns} loop turns")

@@ -1,0 +1,78 @@
+"""What makes a file the same file, in one place.
+
+A file is known by device + inode (the key of its tailer and of its stored
+position). Two checksums of its first bytes go with it:
+
+- the *verification* fingerprint ``(fp_len, fp_crc)`` covers the first bytes read
+  so far and grows with the file up to FINGERPRINT_BYTES; it is stored with the
+  position (offsets.FilePositions keeps the numbers). A stored position applies
+  to the file at that device + inode only if the file's first ``fp_len`` bytes
+  still have that checksum: a new file that reuses an old inode starts afresh.
+- the *identity* checksum covers the file's first line (at most
+  FINGERPRINT_BYTES of it); it no longer changes once that line is complete,
+  which happens before any line is sent. ``file_identity(dev, ino, crc)`` is the
+  identity sent with every line (Kafka key and ``file`` header), the same before
+  and after a restart, so a consumer can derive stable ids from
+  (host, file, offset).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from offsets import FilePosition
+
+FINGERPRINT_BYTES = 1024
+
+Key = tuple[int, int]  # (device, inode)
+
+
+def key_of(st: os.stat_result) -> Key:
+    return st.st_dev, st.st_ino
+
+
+def fingerprint(fd_or_path, length: int = FINGERPRINT_BYTES) -> tuple[int, int]:
+    """(length covered, crc32) of the first ``length`` bytes of a file."""
+    if isinstance(fd_or_path, int):
+        data = os.pread(fd_or_path, length, 0)
+    else:
+        with open(fd_or_path, "rb") as f:
+            data = f.read(length)
+    return len(data), zlib.crc32(data)
+
+
+def same_start(fd: int, fp: tuple[int, int]) -> bool:
+    """Whether the file's first ``fp[0]`` bytes still have the checksum ``fp[1]``."""
+    return fingerprint(fd, fp[0]) == fp
+
+
+def identity_crc(fd: int) -> int | None:
+    """crc32 of the file's first line (at most FINGERPRINT_BYTES); None while that
+    line is still incomplete."""
+    data = os.pread(fd, FINGERPRINT_BYTES, 0)
+    nl = data.find(b"\n")
+    if nl >= 0:
+        return zlib.crc32(data[: nl + 1])
+    if len(data) >= FINGERPRINT_BYTES:
+        return zlib.crc32(data)
+    return None
+
+
+def file_identity(dev: int, ino: int, crc: int) -> str:
+    """``<device>:<inode>:<crc32 of the first line>``, in hex."""
+    return f"{dev:x}:{ino:x}:{crc:08x}"
+
+
+def stored_start(stored: "FilePosition | None", fd: int, size: int) -> tuple[int | None, str]:
+    """Where a stored position lets the file open as ``fd`` (``size`` bytes) be
+    read from: (offset, how), or (None, why not) when it does not apply."""
+    if stored is None:
+        return None, ""
+    if not same_start(fd, (stored.fp_len, stored.fp_crc)):
+        return None, "new file (its inode held another file before)"
+    if size < stored.offset:
+        return None, f"truncated while stopped (size {size} < stored offset {stored.offset})"
+    return stored.offset, "resuming"

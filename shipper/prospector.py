@@ -1,0 +1,334 @@
+"""Prospector: which files are followed, from where, and what becomes of them.
+
+It owns the table of tailers (device + inode -> Tailer) and turns the watcher's
+typed events into tailer changes (each made by ``Tailer.to``):
+
+    Created  open the file at its start position (below); when it was renamed away
+             before anything saw it (``at``), read it to its end (DRAINING)
+    Moved    to a name an input wants: the same tailer goes on under it; to a name
+             none wants: rotated, read to its end (DRAINING)
+    Seen     a DRAINING or RETIRING file wanted again goes back to ACTIVE; an IDLE
+             file that grew is opened again; a changed beginning is a truncation
+    Gone     still at its path but no input wants it: RETIRING; renamed away or
+             deleted: DRAINING (CLOSED when its descriptor was closed already)
+
+The EOF policy (``at_eof``): a DRAINING file is closed once it has had no new
+bytes for rotate_wait_s *and* every chunk sent is acknowledged (a refused chunk
+is read again from the descriptor, whatever the file is called by then); an
+ACTIVE file with nothing pending is closed after close_inactive_s (IDLE).
+
+Start positions (``_open``): a stored position applies when the file's
+fingerprint matches it (shipper/identity.py); otherwise the file is read from
+its beginning, or, for a ``start_at: end`` input, files its first scan finds
+whose path was never shipped are read from their last complete line.
+
+Rotation is recovered three ways, all ending the same: the file, opened under its
+new name, is read to its end, its lines carrying the name they were written
+under. A rename seen by a scan or by inotify (Moved); a rename before anything
+saw the file (Created with ``at``, from the rename event naming both paths); a
+rename while the shipper was stopped (``resume_rotated_while_stopped``: at
+start, a stored file no longer at its path is looked for by inode in its folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Iterable
+
+from mulog.files import last_line_end
+
+from .globs import log_name_of, owner
+from .identity import FINGERPRINT_BYTES, Key, fingerprint, key_of, same_start, stored_start
+from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer
+from .watcher import Created, Gone, Moved, Seen
+
+if TYPE_CHECKING:
+    from offsets import FilePosition, FilePositions
+
+    from .config import Input
+    from .stats import Counters
+    from .watcher import Event, Watcher
+
+log = logging.getLogger("shipper")
+
+ROTATED = "rotated: %s (%s) was renamed or deleted; reading it to its end"
+
+
+class Prospector:
+    def __init__(self, positions: "FilePositions", stored: list["FilePosition"], watcher: "Watcher", host: str,
+                 counters: "Counters", new_store: bool):
+        self.tailers: dict[Key, Tailer] = {}
+        self.positions = positions
+        self.watcher = watcher
+        self.host = host
+        self.counters = counters
+        self.inputs: list["Input"] = []
+        self.fresh: set[int] = set()  # inputs whose first scan is still to come
+        self.known_paths = {p.path for p in stored}  # paths shipped before (start_at: end leaves them alone)
+        self.warned: set[str] = set()
+        self.rotate_wait_s = 5.0
+        self.close_inactive_s = 300.0
+        # a new store (first start, or the state folder was removed): files that already
+        # have content are listed at the first scan, so that the re-read (or skip) is said
+        self.new_store: list[tuple[str, int, int]] | None = [] if new_store else None
+
+    def configure(self, inputs: list["Input"], added: Iterable["Input"], rotate_wait_s: float,
+                  close_inactive_s: float) -> None:
+        self.inputs = inputs
+        self.fresh |= {id(i) for i in added}
+        self.rotate_wait_s = rotate_wait_s
+        self.close_inactive_s = close_inactive_s
+
+    # ------------------------------------------------------------ events
+    def followed(self, key: Key) -> str | None:
+        t = self.tailers.get(key)
+        return t.path if t is not None and t.state != CLOSED else None
+
+    def scan(self) -> None:
+        """A full scan of the globs, its differences applied."""
+        followed = {k: t.path for k, t in self.tailers.items() if t.state != CLOSED}
+        fresh, self.fresh = self.fresh, set()
+        self.counters.scans.value += 1
+        for ev in self.watcher.scan(self.inputs, followed):
+            self.apply(ev, initial=type(ev) is Created and id(ev.input) in fresh)
+
+    def on_inotify(self) -> None:
+        for ev in self.watcher.events(self.inputs, self.followed):
+            self.apply(ev)
+
+    def apply(self, ev: "Event", initial: bool = False) -> None:
+        kind = type(ev)
+        if kind is Seen:
+            self._seen(ev)
+        elif kind is Created:
+            self._created(ev, initial)
+        elif kind is Moved:
+            self._moved(ev)
+        elif kind is Gone:
+            self._gone(ev)
+        else:
+            raise TypeError(f"not a watcher event: {ev!r}")
+
+    def _log_name(self, inp: "Input", path: str) -> str | None:
+        ln = log_name_of(inp, path)
+        if ln is None and path not in self.warned:
+            self.warned.add(path)
+            self.counters.not_shipped("not shipped: the file name of %s does not match log_name_pattern %r", path,
+                                      inp.log_name_pattern)
+        return ln
+
+    def _created(self, ev: Created, initial: bool) -> None:
+        key = key_of(ev.st)
+        stored = None
+        t = self.tailers.get(key)
+        if t is not None:
+            if t.state != CLOSED or not t.finished:
+                return  # followed already (events raced), or closing: the next scan sees it
+            stored = t.position(time.time())  # its last position, if not saved yet
+            del self.tailers[key]
+        ln = self._log_name(ev.input, ev.path)
+        if ln is None:
+            return
+        t = self._open(key, ev.path, ev.input, ln, initial, at=ev.at, stored=stored)
+        if t is not None and ev.at is not None:
+            t.to(DRAINING, "rotated before it was found: %s was renamed to %s; reading it to its end", ev.path,
+                 ev.at)
+
+    def _moved(self, ev: Moved) -> None:
+        key = key_of(ev.st)
+        t = self.tailers.get(key)
+        if t is None or t.state == CLOSED:
+            if ev.input is not None:
+                self._created(Created(ev.new, ev.input, ev.st), initial=False)
+            return
+        ln = log_name_of(ev.input, ev.new) if ev.input is not None else None
+        if ln is not None:  # still wanted, under its new name
+            t.set_path(ev.new)
+            t.set_input(ev.input, ln)
+            self._wanted(t, ev.new, ev.st)
+        elif t.state == ACTIVE:
+            t.to(DRAINING, ROTATED, t.path, t.identity)
+        elif t.state == IDLE:
+            self._idle_away(t, ev.new, ev.st)
+
+    def _seen(self, ev: Seen) -> None:
+        t = self.tailers.get(key_of(ev.st))
+        if t is None:
+            return
+        ln = self._log_name(ev.input, ev.path)
+        if ln is None:
+            return
+        t.set_input(ev.input, ln)
+        self._wanted(t, ev.path, ev.st)
+        if t.fd >= 0 and t.content_changed():
+            t.truncated(ev.st.st_size)
+
+    def _gone(self, ev: Gone) -> None:
+        t = self.tailers.get(ev.key)
+        if t is None or t.state in (CLOSED, DRAINING, RETIRING):
+            return
+        try:
+            still_there = key_of(os.stat(t.path)) == ev.key
+        except OSError:
+            still_there = False
+        if still_there:
+            t.to(RETIRING, "no input wants %s any more; stopping it at offset %d", t.path, t.read_pos)
+        elif t.fd >= 0:
+            t.to(DRAINING, ROTATED, t.path, t.identity)
+        else:
+            t.to(CLOSED, "let go of %s (%s): renamed or deleted while idle, at offset %d", t.path, t.identity,
+                 t.read_pos)
+
+    def _wanted(self, t: Tailer, path: str, st: os.stat_result) -> None:
+        """``t`` is at ``path``, which an input wants."""
+        if t.state in (DRAINING, RETIRING):
+            if t.fd >= 0:
+                t.to(ACTIVE, "following %s (%s) again at offset %d", path, t.identity, t.read_pos)
+            else:
+                t.reopen(path, ACTIVE, "following %s (%s) again at offset %d", path, t.identity, t.read_pos)
+        elif t.state == IDLE and st.st_size != t.read_pos:
+            if t.reopen(path, ACTIVE, "reopening %s at offset %d: it changed", path, t.read_pos):
+                self.counters.files_opened.value += 1
+            else:  # not the same file any more
+                del self.tailers[(t.dev, t.ino)]
+                self._created(Created(path, t.input, st), initial=False)
+
+    def _idle_away(self, t: Tailer, new: str, st: os.stat_result) -> None:
+        """An IDLE file renamed to a name no input wants: read what it gained, if anything."""
+        if st.st_size > t.read_pos and t.reopen(new, DRAINING, ROTATED, t.path, t.identity):
+            self.counters.files_opened.value += 1
+        else:
+            t.to(CLOSED, "let go of %s (%s): renamed or deleted while idle, at offset %d", t.path, t.identity,
+                 t.read_pos)
+
+    # ------------------------------------------------------------ end of file
+    def at_eof(self, t: Tailer, now: float) -> bool:
+        """A read found nothing new: True when there is more to do at once (a truncation)."""
+        if t.at_eof() == "truncated":
+            return True
+        idle = now - t.last_data
+        if t.state == DRAINING:
+            if idle >= self.rotate_wait_s and t.acks.idle:
+                t.to(CLOSED, "finished %s (%s, rotated or deleted) at offset %d", t.path, t.identity, t.read_pos)
+                self.counters.files_finished.value += 1
+        elif t.state == ACTIVE and idle >= self.close_inactive_s and t.acks.idle:
+            t.to(IDLE, "closing %s after %.0fs without new lines (reopened when it grows)", t.path, idle)
+        return False
+
+    def unreadable(self, t: Tailer) -> None:
+        """A tailer not read from: a retiring one closes once nothing is pending."""
+        if t.state == RETIRING and t.acks.idle:
+            t.to(CLOSED, "stopped %s at offset %d", t.path, t.read_pos)
+
+    def drop_finished(self) -> None:
+        """Forget the tailers that are done with, once their last position is saved."""
+        for key, t in list(self.tailers.items()):
+            if t.finished and t.saved_now:
+                del self.tailers[key]
+
+    # ------------------------------------------------------------ opening
+    def _open(self, key: Key, path: str, inp: "Input", log_name: str, initial: bool, at: str | None = None,
+              stored: "FilePosition | None" = None) -> Tailer | None:
+        """Open the file found at ``path`` (at ``at`` when it was renamed since) from its start position."""
+        try:
+            fd = os.open(at or path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.watcher.want_rescan()  # renamed or deleted since: its rename, or the next scan, says where
+            return None
+        except OSError as e:
+            if path not in self.warned:
+                self.warned.add(path)
+                self.counters.open_errors("cannot open %s: %s", path, e)
+            return None
+        st = os.fstat(fd)
+        if key_of(st) != key:
+            os.close(fd)  # replaced between the scan and now: the next scan sees the new one
+            self.watcher.want_rescan()
+            return None
+        size = st.st_size
+        if stored is None:
+            stored = self.positions.get(*key)
+        start, how = stored_start(stored, fd, size)
+        if start is not None:
+            fp = (stored.fp_len, stored.fp_crc)
+        elif initial and inp.start_at == "end" and path not in self.known_paths:
+            start = last_line_end(fd, size)
+            fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
+            how = "start_at=end"
+        else:
+            start, fp = 0, fingerprint(fd, 0)
+            how = how or "new file"
+        if initial and stored is None and size > 0 and self.new_store is not None:
+            self.new_store.append((path, size, start))
+        os.lseek(fd, start, os.SEEK_SET)
+        t = Tailer(key[0], key[1], path, fd, inp, log_name, start, fp, self.host, self.counters, size=size)
+        self.tailers[key] = t
+        self.known_paths.add(path)
+        self.counters.files_opened.value += 1
+        log.info("reading %s (%s, %s) from offset %d of %d -> topic %s, log_name %s", path, t.identity, how, start,
+                 size, inp.topic, log_name)
+        return t
+
+    def resume_rotated_while_stopped(self, stored: list["FilePosition"]) -> None:
+        """At start: a file with a stored position that is no longer at its path
+        (renamed by a rotation while the shipper was stopped, to a name no glob
+        matches) is looked for by inode in its folder; when it has grown past its
+        position, it is read from there to its end and closed, like any rotated file."""
+        by_folder: dict[str, list] = {}
+        for p in stored:
+            if (p.dev, p.ino) not in self.tailers:
+                by_folder.setdefault(os.path.dirname(p.path), []).append(p)
+        for folder, positions in by_folder.items():
+            try:
+                with os.scandir(folder) as it:
+                    names = {e.inode(): e.path for e in it if e.is_file(follow_symlinks=False)}
+            except OSError:
+                continue
+            for p in positions:
+                new = names.get(p.ino)
+                if new is None or new == p.path:
+                    continue
+                try:
+                    st = os.stat(new)
+                    if key_of(st) != (p.dev, p.ino) or st.st_size <= p.offset:
+                        continue  # another device, or nothing left to read
+                    with open(new, "rb") as f:
+                        if not same_start(f.fileno(), (p.fp_len, p.fp_crc)):
+                            continue  # the inode now holds another file (a compressed copy, say)
+                except OSError:
+                    continue
+                inp = owner(self.inputs, p.path)
+                ln = log_name_of(inp, p.path) if inp is not None else None
+                if ln is None:
+                    continue
+                t = self._open(key_of(st), p.path, inp, ln, initial=False, at=new, stored=p)
+                if t is not None:
+                    t.to(DRAINING, "rotated while stopped: %s is now %s; reading it from offset %d to its end",
+                         p.path, new, t.read_pos)
+
+    def report_new_store(self, db_path) -> None:
+        """With a new position store, say what happens to files that already have
+        content: read again from their beginning (start_at: beginning, as Filebeat
+        and Vector do without their registry) or skipped to their end (start_at: end)."""
+        found, self.new_store = self.new_store, None
+        if not found:
+            return
+        reread = [(p, size) for p, size, start in found if start == 0]
+        skipped = [(p, size, start) for p, size, start in found if start > 0]
+        names = ", ".join(p for p, *_ in found[:3]) + (", ..." if len(found) > 3 else "")
+        parts = []
+        if reread:
+            parts.append(f"{len(reread)} read from their beginning ({sum(s for _, s in reread)} bytes; lines an "
+                         f"earlier run shipped are sent again, with the same file and offset headers, so mtga "
+                         f"gives them the same #uuid)")
+        if skipped:
+            parts.append(f"{len(skipped)} skipped to their end (start_at: end; {sum(st for *_, st in skipped)} "
+                         f"bytes not sent)")
+        log.warning("new position store at %s (first start, or the state folder was removed): %d existing "
+                    "file(s) with content (%s): %s", db_path, len(found), names, "; ".join(parts))
+
+    def close_all(self) -> None:
+        for t in self.tailers.values():
+            t.close()
