@@ -38,7 +38,7 @@ class Demo:
     bootstrap: str
     logs: Path = DEMO / "logs"
     written: dict[str, int] = field(default_factory=dict)  # file name -> lines written
-    env: dict[str, str] = field(default_factory=dict)
+    output_dir: Path = DEMO / "output"  # where mtga wrote, once it ran
 
     def __post_init__(self):
         self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap)
@@ -246,11 +246,23 @@ def stage_mtga(d: Demo) -> None:
         f"{expected - sum(d.written.values())} left unconsumed in the topic by earlier runs); failure queue: {fq}")
     if written != expected or fq != "0":
         raise DemoError(f"{expected} events to consume but {written} track lines written, failure queue {fq}")
+    d.output_dir = conf.output_dir
+
+
+def stage_check(d: Demo) -> None:
+    """What was written, checked against ThinkingData's data rules by mtga check-output."""
+    out = d.output_dir.relative_to(REPO)
+    r = subprocess.run([str(BIN / "mtga"), "check-output", str(out)], capture_output=True, text=True, cwd=REPO,
+                       env=d.env, timeout=120)
+    say(f"mtga check-output {out}:")
+    print("  " + "\n  ".join(r.stdout.rstrip().splitlines()))
+    if r.returncode != 0:
+        raise DemoError(f"lines in {out} break ThinkingData's rules (exit code {r.returncode}): {r.stderr.strip()}")
 
 
 # ------------------------------------------------------------------------- main
 
-STAGES: list[Callable[[Demo], None]] = [stage_logs, stage_shipper, stage_mtga]
+STAGES: list[Callable[[Demo], None]] = [stage_logs, stage_shipper, stage_mtga, stage_check]
 
 
 def main() -> int:

@@ -259,6 +259,9 @@ def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt
     typer.echo(f"  events/s (last minute): {res['events_per_s']:.0f}")
     typer.echo(f"  events: consumed {res['consumed']}, written {res['written']}, filtered {res['filtered']}, "
                f"failed {res['failed']}, retried ok {res['retried_ok']}")
+    if res.get("fixed"):
+        fixed = ", ".join(f"{code} {n}" for code, n in sorted(res["fixed"].items()))
+        typer.echo(f"  fixed as the apps' settings say: {fixed}")
     typer.echo(f"  partitions assigned: {len(res['partitions'])} {' '.join(res['partitions'])}")
     typer.echo(f"  last checkpoint: {ts(res['last_checkpoint'])}")
     typer.echo(f"  failure queue: {res['failure_queue']}")

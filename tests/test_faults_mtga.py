@@ -55,8 +55,11 @@ def test_sigkill_at_10_random_moments_output_plus_queue_cover_input(kafka, topic
     m = Mtga(conf).start()
     valid = {uuid_of(topic, p, o) for (p, o), e in zip(where, events) if not e.startswith(b"{broken")}
     invalid = {(p, o) for (p, o), e in zip(where, events) if e.startswith(b"{broken")}
+    ends = {(topic, p): max(o for q, o in where if q == p) + 1 for p, _ in where}
     try:
         wait_for(lambda: len(uuid_counts(tmp_path / "out", running=True)) >= len(valid), 180, "every valid event written")
+        # and this last run stored every offset (it ran: the earlier ones may have written everything already)
+        wait_for(lambda: stored_offsets(tmp_path / "state") == ends, 60, "every offset stored")
     finally:
         assert m.term() == 0
     counts = uuid_counts(tmp_path / "out")
