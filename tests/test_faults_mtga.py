@@ -35,7 +35,9 @@ def report(name, n_in, counts, fq=0):
 def test_sigkill_at_10_random_moments_output_plus_queue_cover_input(kafka, topic_factory, tmp_path):
     topic = topic_factory(partitions=3)
     write_settings(tmp_path / "settings", APPS)
-    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2})
+    # a SIGKILLed member holds its partitions until its session times out: 6 s (the broker's least), not 30 s
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2},
+                      kafka={"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}})
     rnd = random.Random(10)
     events = []
     for i, e in enumerate(sample.envelopes(30_000, app_ids=APPS, seed=21)):

@@ -95,13 +95,31 @@ class Feeder(threading.Thread):
         self.error = None
 
     def run(self):
+        from confluent_kafka import Producer
+
         try:
             events = list(sample.envelopes(self.total, app_ids=APPS, seed=11))
+            where: list = [None] * len(events)
+            p = Producer({"bootstrap.servers": self.kafka, "linger.ms": 20, "enable.idempotence": True})
+
+            def report(i):
+                def cb(err, msg):
+                    if err is None:
+                        where[i] = (msg.partition(), msg.offset())
+                    else:
+                        self.error = err
+                return cb
+
             step = max(1, self.rate // 10)
+            start = time.monotonic()
             for i in range(0, len(events), step):
-                t0 = time.monotonic()
-                self.where += produce(self.kafka, self.topic, events[i:i + step])
-                time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+                for j in range(i, min(i + step, len(events))):
+                    p.produce(self.topic, events[j], on_delivery=report(j))
+                p.poll(0)
+                # the steady rate: the next step is due at start + (i / rate) seconds
+                time.sleep(max(0.0, start + (i + step) / self.rate - time.monotonic()))
+            assert p.flush(60) == 0, "events not acknowledged"
+            self.where = where
         except Exception as e:  # reported by the test
             self.error = e
 
@@ -109,8 +127,10 @@ class Feeder(threading.Thread):
 def test_sigkill_five_times_loses_nothing_duplicates_only_unstored_window(kafka, topic_factory, tmp_path):
     topic = topic_factory(partitions=3)
     write_settings(tmp_path / "settings", APPS)
-    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2})
-    feeder = Feeder(kafka, topic, total=60_000, rate=2500)  # fed for longer than the five runs last
+    # a SIGKILLed member holds its partitions until its session times out: 6 s (the broker's least), not 30 s
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2},
+                      kafka={"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}})
+    feeder = Feeder(kafka, topic, total=60_000, rate=1500)  # fed for longer than the five runs last
     feeder.start()
     rnd = random.Random(5)
     windows = []  # per kill: stored offsets after the kill
