@@ -396,9 +396,10 @@ def lines_file(n: int) -> Path:
     return _generate(WORK / "data" / f"lines-{n}-v{DATA_VERSION}.log", gen())
 
 
-def settings_dir(dst: Path) -> Path:
-    """conf/settings' files of app 24, copied for apps 24, 25 and 26."""
-    src = REPO / "conf" / "settings"
+def settings_dir(dst: Path, root: Path = REPO) -> Path:
+    """conf/settings' files of app 24 in the tree ``root``, copied for apps 24, 25 and 26
+    (each tree's own: a baseline's settings parser may not know a newer key)."""
+    src = root / "conf" / "settings"
     dst.mkdir(parents=True, exist_ok=True)
     for kind in ("metadata", "filter"):
         f = src / f"{kind}.24.json"
@@ -552,13 +553,21 @@ class Bench:
         self.run_dir = WORK / f"run-{os.getpid()}"
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
-        self.settings = settings_dir(self.run_dir / "settings")
+        self._settings: dict[str, Path] = {}
         self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, PYTHONUNBUFFERED="1")
         self.results: dict[str, dict] = {}
         self._lines: Path | None = None
         self._envelopes: Path | None = None
         self._event_topic: str | None = None
         self._event_highs: dict[int, int] = {}
+
+    @property
+    def settings(self) -> Path:
+        """The settings folder for the code of the case running now."""
+        side = self.code.side
+        if side not in self._settings:
+            self._settings[side] = settings_dir(self.run_dir / f"settings-{side}", self.code.root)
+        return self._settings[side]
 
     # data, made on first use --------------------------------------------------
     @property
