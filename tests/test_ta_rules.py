@@ -124,3 +124,21 @@ def test_a_name_or_time_ending_in_a_newline_is_not_one(tmp_path):
     assert violations(json.dumps(dict(good, properties={"abc\n": 1})), SPEC_NOW)[0].startswith("property_name")
     assert violations(json.dumps(dict(good, **{"#event_name": "t_log\n"})), SPEC_NOW)[0].startswith("event_name")
     assert violations(json.dumps(dict(good, **{"#time": t + "\n"})), SPEC_NOW)[0].startswith("time")
+
+
+def test_fixed_counts_only_the_events_written(tmp_path):
+    """``fixed`` (mtga status) counts the events written with a fix; an event
+    fixed on one rule and refused on another is not counted, however often it
+    is retried."""
+    tr = transformer(tmp_path, {"field": "t", "unit": "s", "time_zone": "+08:00"}, fix=dict(FIXES))
+    ok_logs = {"role_id": "r1", "t": SPEC_NOW, "num": 5, "s": "a" * 3000, "#custom": 1}
+    bad = [{"role_id": "r1", "t": SPEC_NOW, "num": 9 * 10**15 + 1},  # fixed to a text, which num does not take
+           {"role_id": "r1", "t": SPEC_NOW + 9 * DAY, "s": "b" * 3000, "bad-name": 1},
+           {"role_id": "r1", "t": SPEC_NOW, "#custom": 1, "Num": 1, "num": 2}]
+    kind, _, line = transform(tr, ok_logs)
+    assert kind == OK and json.loads(line)["properties"] == {"role_id": "r1", "t": SPEC_NOW, "num": 5, "s": "a" * 2048}
+    for _ in range(3):
+        for logs in bad:
+            kind, _, reason = transform(tr, logs)
+            assert kind == FAILED, reason
+    assert tr.take_fixed() == {"string_too_long": 1, "preset_property": 1}
