@@ -210,6 +210,7 @@ class Transformer:
             tm, sec = event_time(rule, {rule.time_field: sec}, now)
         if sec is not None and not now - _PAST_S <= sec <= now + _FUTURE_S:
             tm = time_window(rule, tm, sec, now, self._fixing)
+            sec = None  # fixed: #time is the processing time, and #zone_offset is its offset
         props = _encode(s)
         if rule.zone_offset:
             first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now)
@@ -278,6 +279,7 @@ class Transformer:
             tm, sec = event_time(rule, logs, now)
         if sec is not None and not now - _PAST_S <= sec <= now + _FUTURE_S:
             tm = time_window(rule, tm, sec, now, self._fixing)
+            sec = None  # fixed: #time is the processing time, and #zone_offset is its offset
         first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now) if rule.zone_offset else b""
 
         guard = self.guard

@@ -99,6 +99,22 @@ def transform(tr: Transformer, logs: dict, offset: int = 7, app: str = "24", log
     return tr(payload, None, "t", 0, offset)
 
 
+def test_zone_offset_of_a_time_fixed_to_the_processing_time(tmp_path):
+    """A #time out of range that the app fixes to the processing time: its
+    #zone_offset is the zone's offset at the processing time (winter: -5), not
+    at the event's time (summer: -4), else TA would shift #time by an hour."""
+    tr = transformer(tmp_path, {"field": "t", "unit": "s", "time_zone": "America/New_York", "zone_offset": True},
+                     fix={"time_out_of_range": "processing_time"})
+    summer_long_ago = JULY - 5 * 365 * DAY
+    for off in (1, 2):  # the exact path, then the typed path
+        kind, _, line = transform(tr, {"role_id": "r1", "t": summer_long_ago}, offset=off)
+        assert kind == OK, line
+        d = json.loads(line)
+        assert (d["#time"], d["properties"]["#zone_offset"]) == ("2020-12-17 00:50:43", -5), d
+        assert violations(line, SPEC_NOW) == []
+    assert tr.take_fixed() == {"time_out_of_range": 2}
+
+
 def test_a_name_or_time_ending_in_a_newline_is_not_one(tmp_path):
     """TA's patterns end in "$", which Python's re also matches before a final
     newline: "abc\\n" is no property name, "t_log\\n" no event name, and
