@@ -68,7 +68,8 @@ REASONS = {
     "time_out_of_range": "#time is more than 3 years in the past or 3 days in the future",
     "property_name": "a property name breaks ThinkingData's naming rule",
     "preset_property": "a property begins with '#' but is none of ThinkingData's preset properties",
-    "duplicate_property": "two properties whose names differ only in case (one property to ThinkingData)",
+    "duplicate_property": "two properties whose names differ only in case (one property to ThinkingData), or an "
+                          "event's #zone_offset that differs from the one its app adds",
     "property_type": "a property value has a type ThinkingData does not take",
     "property_value": "a property value cannot be stored (beyond 64-bit integers, not finite)",
     "string_too_long": "a text value is longer than 2 KB",

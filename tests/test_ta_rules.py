@@ -115,6 +115,22 @@ def test_zone_offset_of_a_time_fixed_to_the_processing_time(tmp_path):
     assert tr.take_fixed() == {"time_out_of_range": 2}
 
 
+def test_an_events_own_zone_offset_when_the_app_adds_one(tmp_path):
+    """The app adds #zone_offset; an event that gives one too: the same value
+    is written once; another value is refused (the line would hold the key
+    twice, and TA one of them)."""
+    tr = transformer(tmp_path, {"field": "t", "unit": "s", "time_zone": "+08:00", "zone_offset": True})
+    for own in (8, 8.0):
+        kind, _, line = transform(tr, {"role_id": "r1", "t": SPEC_NOW, "#zone_offset": own})
+        assert kind == OK and line.count(b'"#zone_offset"') == 1, line
+        assert json.loads(line)["properties"]["#zone_offset"] == 8
+    for own in (3, 5.5, "8", True):
+        kind, _, reason = transform(tr, {"role_id": "r1", "t": SPEC_NOW, "#zone_offset": own})
+        assert kind == FAILED and reason.startswith("duplicate_property: '#zone_offset'"), reason
+    kind, _, line = transform(tr, {"role_id": "r1", "t": SPEC_NOW, "n": 2})
+    assert kind == OK and json.loads(line)["properties"] == {"#zone_offset": 8, "role_id": "r1", "t": SPEC_NOW, "n": 2}
+
+
 def test_a_name_or_time_ending_in_a_newline_is_not_one(tmp_path):
     """TA's patterns end in "$", which Python's re also matches before a final
     newline: "abc\\n" is no property name, "t_log\\n" no event name, and
