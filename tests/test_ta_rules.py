@@ -99,6 +99,47 @@ def transform(tr: Transformer, logs: dict, offset: int = 7, app: str = "24", log
     return tr(payload, None, "t", 0, offset)
 
 
+@pytest.mark.parametrize("zone, unit, value, time_text, hours, instant", [
+    ("+08:00", "s", SPEC_NOW, "2020-12-17 13:50:43", 8, SPEC_NOW),
+    ("+05:30", "s", SPEC_NOW, "2020-12-17 11:20:43", 5.5, SPEC_NOW),
+    ("-03:30", "ms", SPEC_NOW * 1000 + 123, "2020-12-17 02:20:43.123", -3.5, SPEC_NOW),
+    ("UTC", "s", SPEC_NOW, "2020-12-17 05:50:43", 0, SPEC_NOW),
+    ("America/New_York", "s", SPEC_NOW, "2020-12-17 00:50:43", -5, SPEC_NOW),
+    ("America/New_York", "s", JULY, "2020-07-17 08:50:43", -4, JULY),
+    ("America/New_York", "string", "2020-07-17 08:50:43", "2020-07-17 08:50:43", -4, JULY),
+    ("America/New_York", "string", "2020-12-17 00:50:43", "2020-12-17 00:50:43", -5, SPEC_NOW),
+])
+def test_zone_offset_is_the_hours_of_the_zone_at_the_events_time(tmp_path, zone, unit, value, time_text, hours,
+                                                                 instant):
+    """time.zone_offset: true adds #zone_offset, the hours from UTC of the
+    configured zone at the event's #time (a zone with summer time: its offset
+    on that day); #time minus them is the event's instant. The same on the
+    first event (the exact path, which learns the types) and on the next (the
+    typed path)."""
+    tr = transformer(tmp_path, {"field": "t", "unit": unit, "time_zone": zone, "zone_offset": True})
+    for off in (1, 2):
+        kind, _, line = transform(tr, {"role_id": "r1", "t": value, "n": 1}, offset=off)
+        assert kind == OK, line
+        d = json.loads(line)
+        assert d["#time"] == time_text
+        assert list(d["properties"].items())[0] == ("#zone_offset", hours)
+        assert type(d["properties"]["#zone_offset"]) is (int if float(hours).is_integer() else float)
+        assert line.count(b'"#zone_offset"') == 1
+        local = calendar.timegm(time.strptime(time_text[:19], "%Y-%m-%d %H:%M:%S"))
+        assert local - hours * 3600 == instant
+        assert violations(line, SPEC_NOW) == []
+    assert tr.lookup("24").rule("log_item").shape is not None  # the second event took the typed path
+
+
+def test_no_zone_offset_unless_the_settings_ask(tmp_path):
+    tr = transformer(tmp_path, {"field": "t", "unit": "s", "time_zone": "+08:00"})
+    kind, _, line = transform(tr, {"role_id": "r1", "t": SPEC_NOW})
+    assert kind == OK and "#zone_offset" not in json.loads(line)["properties"]
+    # an event may give its own (a preset property)
+    kind, _, line = transform(tr, {"role_id": "r1", "t": SPEC_NOW, "#zone_offset": 3})
+    assert kind == OK and json.loads(line)["properties"]["#zone_offset"] == 3
+
+
 def test_zone_offset_of_a_time_fixed_to_the_processing_time(tmp_path):
     """A #time out of range that the app fixes to the processing time: its
     #zone_offset is the zone's offset at the processing time (winter: -5), not
