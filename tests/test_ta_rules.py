@@ -445,6 +445,115 @@ def test_check_output_names_each_broken_rule_with_file_and_line(tmp_path):
     assert r.returncode == 0 and "2 line(s); 0 line(s) break" in r.stdout, r.stdout
 
 
+# ------------------------------------------------------------------------------------------ the type guard
+
+
+def schema_rows(conf: Path, app: str) -> tuple[dict, str]:
+    """``mtga schema --json --app APP`` -> ({property: type}, stderr); all rows learned."""
+    rc, rows, err = mtga_json("schema", "-c", str(conf), "--app", app)
+    assert rc == 0 and isinstance(rows, list), err
+    assert all(r["app"] == app and r["source"] == "learned" for r in rows), rows
+    return {r["property"]: r["type"] for r in rows}, err
+
+
+def test_learned_types_survive_a_restart_and_forget_teaches_again(kafka, topic_factory, tmp_path):
+    """score is a number from its first value; after SIGTERM and a start, a
+    lossy text is still refused (type_conflict) and a lossless one converted.
+    ``mtga schema --json`` lists the learned type from the daemon (control
+    socket) and from the store. ``mtga schema forget`` (daemon running, then
+    stopped) lets the next value teach a new type. Each refused event is retried
+    once (refused again) before anything else happens, and not again during the
+    test: a retry after a forget would write it."""
+    app = "71"
+    shipped_settings(tmp_path / "settings", app, "72")
+    topic = topic_factory(partitions=1)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=1, checkpoint={"interval_s": 1},
+                      retry={"initial_backoff_s": 3600, "max_backoff_s": 3600})
+    now = int(time.time())
+    sent: list = []  # (score, (partition, offset))
+
+    def send(*scores) -> list:
+        payloads = [json.dumps({"headers": {"app_id": int(app), "log_name": "log_item"},
+                                "logs": {"role_id": "r1", "mtime": now, "score": s}}).encode() for s in scores]
+        where = produce(kafka, topic, payloads)
+        sent.extend(zip(scores, where))
+        return [uuid_of(topic, p, o) for p, o in where]
+
+    def written(uuids) -> bool:
+        c = uuid_counts(tmp_path / "out", running=True)
+        return all(c[u] == 1 for u in uuids)
+
+    def queued(n: int) -> bool:
+        """n refused events in the failure queue, each retried once (and refused again)."""
+        es = failure_entries(tmp_path / "state")
+        return len(es) == n and all(x.attempts >= 1 for x in es)
+
+    base_types = {"role_id": "string", "mtime": "number"}
+    m = Mtga(conf).start()
+    try:
+        first = send(5)
+        wait_for(lambda: written(first), 30, "the first score written")
+        types, err = schema_rows(conf, app)
+        assert types == dict(base_types, score="number") and "not running" not in err, (types, err)
+    finally:
+        assert m.term() == 0, m.output()
+    types, err = schema_rows(conf, app)
+    assert types == dict(base_types, score="number") and "mtga is not running: read from" in err, (types, err)
+
+    # started again: the type came back from the store
+    m = Mtga(conf).start()
+    try:
+        later = send("high", "7")
+        wait_for(lambda: written(later[1:]) and queued(1), 30, "'7' written and 'high' refused")
+        # forgotten while running: the next value is a text and teaches "string"
+        r = run_cli("mtga", "schema", "forget", app, "SCORE", "-c", str(conf))
+        assert r.returncode == 0 and f"forgot the type of 'SCORE' in app {app}" in r.stdout, r.stdout + r.stderr
+        types, err = schema_rows(conf, app)
+        assert types == base_types and "not running" not in err, (types, err)
+        texts = send("abc", 9)
+        wait_for(lambda: written(texts), 30, "'abc' and 9 written")
+        types, _ = schema_rows(conf, app)
+        assert types == dict(base_types, score="string"), types
+    finally:
+        assert m.term() == 0, m.output()
+
+    # forgotten while stopped (in the store): the next value is a boolean
+    r = run_cli("mtga", "schema", "forget", app, "score", "-c", str(conf))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert schema_rows(conf, app)[0] == base_types
+    r = run_cli("mtga", "schema", "forget", app, "score", "-c", str(conf))
+    assert r.returncode != 0 and f"app {app} has no learned type for 'score'" in r.stderr, r.stdout + r.stderr
+    m = Mtga(conf).start()
+    try:
+        booleans = send(True, "false")
+        wait_for(lambda: written(booleans), 30, "the booleans written")
+        send("maybe", 4)
+        wait_for(lambda: queued(3), 30, "'maybe' and 4 refused")
+        types, _ = schema_rows(conf, app)
+        assert types == dict(base_types, score="boolean"), types
+    finally:
+        assert m.term() == 0, m.output()
+
+    # every event once: written with the value its type took, or refused as a type conflict
+    want = {5: 5, "7": 7, "abc": "abc", 9: "9", True: True, "false": False}
+    refused_scores = {"high": "number", "maybe": "boolean", 4: "boolean"}
+    lines = {json.loads(ln)["#uuid"]: json.loads(ln) for ln in output_lines(tmp_path / "out")}
+    assert len(lines) == len(output_lines(tmp_path / "out")) == len(want)
+    entries = {(x.topic, x.partition, x.offset): x for x in failure_entries(tmp_path / "state")}
+    assert len(entries) == len(refused_scores)
+    for score, (p, o) in sent:
+        if score in refused_scores:
+            x = entries[(topic, p, o)]
+            assert x.code == "type_conflict" and f"'score' is a {refused_scores[score]} in app {app}" in x.reason, \
+                x.reason
+            assert uuid_of(topic, p, o) not in lines
+        else:
+            d = lines[uuid_of(topic, p, o)]
+            assert d["properties"]["score"] == want[score] and type(d["properties"]["score"]) is type(want[score]), d
+            assert (topic, p, o) not in entries
+    assert len(sent) == len(want) + len(refused_scores)
+
+
 # ------------------------------------------------------------------------------------------ the transform alone
 
 SPEC_NOW = 1608184243  # 2020-12-17 05:50:43 UTC: the transform runs as on that day (New York in winter time)
