@@ -554,6 +554,97 @@ def test_learned_types_survive_a_restart_and_forget_teaches_again(kafka, topic_f
     assert len(sent) == len(want) + len(refused_scores)
 
 
+# property -> {event index: value}; the first value of each in Kafka order is in the first half of the
+# batch (the first worker's chunk), the first in the second half another kind
+SPLIT_N = 600
+SPLIT = {"mix": {10: 5, 310: "7", 320: "seven", 330: 8},
+         "rev": {20: "abc", 305: 12, 315: [1], 325: "x"}}
+SPLIT_WANT = {"mix": {10: 5, 310: 7, 320: "'mix' is a number", 330: 8},  # a text: refused with these words
+              "rev": {20: "abc", 305: "12", 315: "'rev' is a string", 325: "x"}}
+
+
+def split_payloads(app: str, now: int) -> list[bytes]:
+    out = []
+    for i in range(SPLIT_N):
+        logs = {"role_id": f"r{i}", "mtime": now, f"u{i}": i}  # u<i>: a property only this event teaches
+        logs.update({k: v[i] for k, v in SPLIT.items() if i in v})
+        out.append(json.dumps({"headers": {"app_id": int(app), "log_name": "log_item"}, "logs": logs}).encode())
+    return out
+
+
+def test_two_workers_the_first_value_in_kafka_order_decides(kafka, topic_factory, tmp_path):
+    """600 events in one batch, cut into two chunks of 300 for two worker
+    processes; mix is first a number in the first chunk and first a text in
+    the second, rev the other way round. The first in Kafka order decides:
+    the second chunk's values are converted or refused as if one process had
+    taken the batch. Every event is written once or refused once."""
+    app = "81"
+    shipped_settings(tmp_path / "settings", app, "82")
+    topic = topic_factory(partitions=1)
+    payloads = split_payloads(app, int(time.time()))
+    where = produce(kafka, topic, payloads)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=2, checkpoint={"interval_s": 1})
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: status(conf).get("consumed") == SPLIT_N, 60, "the 600 events consumed", every=0.2)
+        st = status(conf)
+        assert (st["workers"], st["written"], st["failed"]) == (2, SPLIT_N - 2, 2), st
+    finally:
+        assert m.term() == 0, m.output()
+
+    lines = {}
+    for ln in output_lines(tmp_path / "out"):
+        d = json.loads(ln)
+        assert d["#uuid"] not in lines
+        lines[d["#uuid"]] = d["properties"]
+    entries = {(x.topic, x.partition, x.offset): x for x in failure_entries(tmp_path / "state")}
+    assert len(lines) == SPLIT_N - 2 and len(entries) == 2
+    for i, (p, o) in enumerate(where):
+        u = uuid_of(topic, p, o)
+        wants = {k: v[i] for k, v in SPLIT_WANT.items() if i in v}
+        if any(type(w) is str and w.startswith("'") for w in wants.values()):
+            x = entries.pop((topic, p, o))
+            assert u not in lines and x.code == "type_conflict" and list(wants.values())[0] in x.reason, x.reason
+            continue
+        props = lines.pop(u)
+        assert props == dict({"role_id": f"r{i}", "mtime": props["mtime"], f"u{i}": i}, **wants), (i, props)
+        assert all(type(props[k]) is type(w) for k, w in wants.items()), (i, props)
+    assert not lines and not entries
+    types, _ = schema_rows(conf, app)
+    assert (types["mix"], types["rev"]) == ("number", "string")
+    log = (tmp_path / "mtga.log").read_text()
+    # each event written teaches one property of its own: one batch taught them all (and mix, rev, role_id,
+    # mtime), so the batch held the 600 events, and two live workers took it in two chunks of 300
+    learned = re.findall(r"learned the type of (\d+) propert", log)
+    assert learned == [str(SPLIT_N - 2 + 4)], learned
+
+
+def test_the_pool_cuts_that_batch_where_the_daemon_test_says(tmp_path):
+    """The batch of the test above, given to the worker pool in this process:
+    two chunks, events 0-299 to one worker and 300-599 to the other, and the
+    outcome of a single transform (the first value in batch order decides)."""
+    from sink.batch import Item, summarize
+    from sink.workers import Pool
+
+    app = "81"
+    shipped_settings(tmp_path / "settings", app, "82")
+    items = [Item(p, None, "t", 0, i) for i, p in enumerate(split_payloads(app, int(time.time())))]
+    one = summarize(Transformer(SettingsStore(tmp_path / "settings").get).run_batch(items))
+    assert [(i, r.split(":")[0]) for i, _, r in one.failures] == [(315, "type_conflict"), (320, "type_conflict")]
+    pool = Pool(tmp_path / "settings", 2)
+    try:
+        p = pool.submit(items)
+        assert [(w.idx, lo, hi) for w, lo, hi, *_ in p.sent] == [(0, 0, 300), (1, 300, 600)]
+        out = p.get()
+        assert out.failures == one.failures
+        assert {a: b"".join(bytes(b) for b in bufs) for a, (bufs, _, _) in out.apps.items()} == \
+            {a: b"".join(bytes(b) for b in bufs) for a, (bufs, _, _) in one.apps.items()}
+        p.release()
+        assert {k: pool.guard.kind(app, k) for k in SPLIT} == {"mix": "number", "rev": "string"}
+    finally:
+        pool.close()
+
+
 # ------------------------------------------------------------------------------------------ the transform alone
 
 SPEC_NOW = 1608184243  # 2020-12-17 05:50:43 UTC: the transform runs as on that day (New York in winter time)
