@@ -165,6 +165,11 @@ def build_properties(rule: Rule, logs: dict, app: str, guard: "TypeGuard", fixed
         if t is not None:
             v = _coerce(v, t, k)
         k2 = rename.get(k, k)
+        if first and k2 == "#zone_offset":  # the app adds it (time.zone_offset): the line holds it once
+            if type(v) in (int, float) and v == msgspec.json.decode(first[15:-1]):
+                continue
+            raise Fail(f"duplicate_property: '#zone_offset' = {short(v)} in the event, {first[15:-1].decode()} "
+                       f"from the app's time zone (time.zone_offset adds it to every line)")
         p = name_problem(k2)
         if p is not None:
             if p[0] == "preset_property" and rule.fix.get("preset_property"):

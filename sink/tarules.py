@@ -28,7 +28,7 @@ from typing import Optional
 
 TOP_LEVEL = frozenset(("#account_id", "#distinct_id", "#type", "#time", "#event_name", "#ip", "#uuid",
                        "#first_check_id", "#event_id", "#app_id", "properties"))
-NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,49}$")
+NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,49}\Z")  # \Z: "$" would take a name ending in a newline
 NAME_TEXT = "^[a-zA-Z][a-zA-Z0-9_]{0,49}$"
 # TA's preset event properties (the SDKs' and the server's); any other '#' property is dropped by TA
 PRESET = frozenset((
@@ -49,7 +49,7 @@ MAX_OBJECT_GROUP = 500
 MAX_ID_CHARS = 128
 PAST_S = 3 * 365 * 86400  # #time accepted from 3 years back...
 FUTURE_S = 3 * 86400  # ...to 3 days ahead
-TIME_TEXT = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3})?$")
+TIME_TEXT = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3})?\Z")
 
 # reason codes of the failure queue (and of check-output): code -> what it means
 REASONS = {
@@ -68,7 +68,8 @@ REASONS = {
     "time_out_of_range": "#time is more than 3 years in the past or 3 days in the future",
     "property_name": "a property name breaks ThinkingData's naming rule",
     "preset_property": "a property begins with '#' but is none of ThinkingData's preset properties",
-    "duplicate_property": "two properties whose names differ only in case (one property to ThinkingData)",
+    "duplicate_property": "two properties whose names differ only in case (one property to ThinkingData), or an "
+                          "event's #zone_offset that differs from the one its app adds",
     "property_type": "a property value has a type ThinkingData does not take",
     "property_value": "a property value cannot be stored (beyond 64-bit integers, not finite)",
     "string_too_long": "a text value is longer than 2 KB",

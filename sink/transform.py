@@ -60,6 +60,7 @@ class Transformer:
         self.uuids = UuidMaker()
         self.guard = guard if guard is not None else TypeGuard()
         self.fixed: Counter = Counter()  # rule code -> events fixed as their app's settings say
+        self._fixing: Counter = Counter()  # the fixes of the event being transformed: counted once it is written
 
     def take_fixed(self) -> dict:
         out, self.fixed = dict(self.fixed), Counter()
@@ -80,6 +81,7 @@ class Transformer:
         out = []
         append = out.append
         one = self._one
+        fixing = self._fixing
         for it in items:
             try:
                 append(one(it.payload, it.headers, it.topic, it.partition, it.offset, now, rules))
@@ -87,6 +89,10 @@ class Transformer:
                 append((FAILED, getattr(e, "app_id", None), str(e)))
             except Exception as e:  # a case no rule foresaw: this event fails, the daemon goes on
                 append((FAILED, None, short_reason(f"internal: {type(e).__name__}: {e}")))
+            if fixing:
+                if out[-1][0] == OK:
+                    self.fixed.update(fixing)
+                fixing.clear()
         return out
 
     def _one(self, payload, headers, topic, partition, offset, now, rules):
@@ -203,7 +209,8 @@ class Transformer:
         else:
             tm, sec = event_time(rule, {rule.time_field: sec}, now)
         if sec is not None and not now - _PAST_S <= sec <= now + _FUTURE_S:
-            tm = time_window(rule, tm, sec, now, self.fixed)
+            tm = time_window(rule, tm, sec, now, self._fixing)
+            sec = None  # fixed: #time is the processing time, and #zone_offset is its offset
         props = _encode(s)
         if rule.zone_offset:
             first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now)
@@ -271,7 +278,8 @@ class Transformer:
         else:
             tm, sec = event_time(rule, logs, now)
         if sec is not None and not now - _PAST_S <= sec <= now + _FUTURE_S:
-            tm = time_window(rule, tm, sec, now, self.fixed)
+            tm = time_window(rule, tm, sec, now, self._fixing)
+            sec = None  # fixed: #time is the processing time, and #zone_offset is its offset
         first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now) if rule.zone_offset else b""
 
         guard = self.guard
@@ -294,7 +302,7 @@ class Transformer:
                 props = b"{" + first + props[1:] if len(props) > 2 else b"{" + first[:-1] + b"}"
         else:
             learn: list = []
-            props = build_properties(rule, logs, app, guard, self.fixed, learn, first)
+            props = build_properties(rule, logs, app, guard, self._fixing, learn, first)
             if learn:
                 guard.learn(app, learn)
         return self._assemble(rule, tm, acc, did, ip, props, topic, partition, offset, stream)

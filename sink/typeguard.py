@@ -27,7 +27,7 @@ from .tarules import MAX_NUMBER, TIME_TEXT, Fail, short
 
 KINDS = ("string", "number", "boolean", "time", "list", "object", "object_group")
 PINNED = {"string": "string", "number": "number", "int": "number", "bool": "boolean"}  # settings type -> kind
-_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z")
 
 
 def kind_of(v) -> str:
