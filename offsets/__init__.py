@@ -3,12 +3,13 @@
 from .db import Batch, StateDB, StateError, StateLocked, StateMissing, StateWriteError, ensure_private_dir
 from .failures import Entry, FailedEvent, FailureQueue, reason_code
 from .files import FilePosition, FilePositions
+from .marks import Recovery, SourceMarks
 from .partitions import PartitionOffsets
 from .types import PropertyTypes
 
 __all__ = [
     "Batch", "StateDB", "StateError", "StateLocked", "StateMissing", "StateWriteError", "ensure_private_dir",
     "Entry", "FailedEvent", "FailureQueue", "reason_code",
-    "FilePosition", "FilePositions",
+    "FilePosition", "FilePositions", "Recovery", "SourceMarks",
     "PartitionOffsets", "PropertyTypes",
 ]

@@ -225,6 +225,11 @@ class FailureQueue:
         return out
 
     @property
+    def next_seq(self) -> int:
+        """The sequence the next entry will get (as this process last wrote it)."""
+        return self._next
+
+    @property
     def size(self) -> int:
         """Entries in the queue, as this process last wrote them (no store read)."""
         return self._count

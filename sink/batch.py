@@ -9,7 +9,8 @@ from typing import Optional
 
 import msgspec
 
-OK, FILTERED, FAILED = 0, 1, 2  # the kinds of transform results: (kind, app, line | why | reason)
+# the kinds of transform results: (kind, app, line | why | reason); DUPLICATE: at or below its source's mark
+OK, FILTERED, FAILED, DUPLICATE = 0, 1, 2, 3
 
 
 class Item(msgspec.Struct, array_like=True, gc=False):
@@ -29,23 +30,27 @@ class Outcome:
     """A transformed batch: ``apps`` maps app id -> [buffers holding the lines
     (newline-terminated, in order), line count, indexes of the events];
     ``failures`` lists (index, app, reason); ``fixed`` counts the events fixed
-    per rule; ``learned`` lists the (app, name, kind) a worker learned."""
+    per rule; ``learned`` lists the (app, name, kind) a worker learned;
+    ``sources`` maps a source key to the (first, last) position handled, and
+    ``duplicates`` counts the events skipped as handled before."""
 
-    __slots__ = ("apps", "failures", "filtered", "fixed", "learned")
+    __slots__ = ("apps", "failures", "filtered", "fixed", "learned", "sources", "duplicates")
 
     def __init__(self, apps: dict, failures: list, filtered: int, fixed: Optional[dict] = None,
-                 learned: Optional[list] = None):
+                 learned: Optional[list] = None, sources: Optional[dict] = None, duplicates: int = 0):
         self.apps, self.failures, self.filtered = apps, failures, filtered
         self.fixed = fixed or {}
         self.learned = learned or []
+        self.sources = sources or {}
+        self.duplicates = duplicates
 
 
-def summarize(results: list, base: int = 0, fixed: Optional[dict] = None) -> Outcome:
+def summarize(results: list, base: int = 0, fixed: Optional[dict] = None, sources: Optional[dict] = None) -> Outcome:
     """The transform's results (one per item, in order) grouped into an Outcome;
     ``base`` is the index of the first item in the whole batch."""
     groups: dict = {}
     failures = []
-    filtered = 0
+    filtered = duplicates = 0
     for i, (kind, app, value) in enumerate(results, base):
         if kind == OK:
             g = groups.get(app)
@@ -55,10 +60,12 @@ def summarize(results: list, base: int = 0, fixed: Optional[dict] = None) -> Out
             g[1].append(i)
         elif kind == FILTERED:
             filtered += 1
+        elif kind == DUPLICATE:
+            duplicates += 1
         else:
             failures.append((i, app, value))
     apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
-    return Outcome(apps, failures, filtered, fixed)
+    return Outcome(apps, failures, filtered, fixed, None, sources, duplicates)
 
 
 def merge(parts: list) -> Outcome:
@@ -67,9 +74,14 @@ def merge(parts: list) -> Outcome:
         return parts[0]
     apps: dict = {}
     failures = []
-    filtered = 0
+    filtered = duplicates = 0
     fixed: dict = {}
+    sources: dict = {}
     for o in parts:
+        duplicates += o.duplicates
+        for key, (first, last) in o.sources.items():
+            had = sources.get(key)
+            sources[key] = (first if had is None else had[0], last)
         for code, n in o.fixed.items():
             fixed[code] = fixed.get(code, 0) + n
         for app, (bufs, n, idx) in o.apps.items():
@@ -82,7 +94,7 @@ def merge(parts: list) -> Outcome:
                 cur[2].extend(idx)
         failures.extend(o.failures)
         filtered += o.filtered
-    return Outcome(apps, failures, filtered, fixed)
+    return Outcome(apps, failures, filtered, fixed, None, sources, duplicates)
 
 
 def first_offsets(items) -> dict[tuple[str, int], int]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from confluent_kafka import KafkaException
 
-from offsets import PartitionOffsets, StateDB, StateError
+from offsets import Batch, PartitionOffsets, StateDB, StateError
 
 from .writer import SinkError
 
@@ -48,6 +48,8 @@ class Checkpoint:
         self.committed: dict[TP, int] = {}  # what the group holds (its last acknowledged commit)
         self.local_offsets: dict[TP, int] = self.po.all()
         self.queued = False  # failure-queue entries written since the last save (the store must be synced)
+        # what else goes into the checkpoint's batch: each adds its writes and returns what to do once written
+        self.extras: list[Callable[[Batch], Optional[Callable[[], None]]]] = []
         self.error: Optional[str] = None
         self.last: float = 0.0  # time of the last save that stored something
         self.saves = inst.counter("checkpoints", "Checkpoints that stored offsets")
@@ -122,9 +124,19 @@ class Checkpoint:
                 self.failures("checkpoint skipped, output not flushed: %s", e.reason)
                 return False
             try:
-                self.po.put_many(changed, sync=self.sync)
-                if not changed and self.sync:
-                    self.db.flush()
+                b = Batch()
+                self.po.put_many(changed, batch=b)
+                for extra in self.extras:
+                    done = extra(b)
+                    if done is not None:
+                        b.on_commit(done)
+                if b.wb.len():
+                    self.db.write(b, sync=self.sync)
+                else:
+                    if self.sync:
+                        self.db.flush()  # the failure queue's writes, made durable
+                    for done in b.after:
+                        done()
             except StateError as e:
                 self.error = f"cannot store offsets: {e}"
                 self.failures("checkpoint failed: %s", self.error)

@@ -120,6 +120,14 @@ class RetryConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("batch: expected at least 1")
 
 
+class ExactlyOnceConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    forget_after_s: float = 30 * 86400.0  # a source's mark is forgotten after this long unseen
+
+    def __post_init__(self):
+        if self.forget_after_s <= 0:
+            raise ValueError("forget_after_s: expected a number greater than 0")
+
+
 class ControlConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     socket: str | None = None
     timeout_s: float = 10.0
@@ -138,6 +146,7 @@ class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     checkpoint: CheckpointConf = msgspec.field(default_factory=CheckpointConf)
     workers: int = 0
     retry: RetryConf = msgspec.field(default_factory=RetryConf)
+    exactly_once: ExactlyOnceConf = msgspec.field(default_factory=ExactlyOnceConf)
     control: ControlConf = msgspec.field(default_factory=ControlConf)
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
     log: LogConf = msgspec.field(default_factory=LogConf)

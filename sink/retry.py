@@ -67,7 +67,7 @@ class Retrier:
         if not due:
             return 0
         results = self.pool.run([Item(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due],
-                                recheck=True)
+                                recheck=True, again=True)
         self.store_types()
         per_app: dict[str, tuple[list, list]] = {}
         done, again = [], []

@@ -36,10 +36,12 @@ import msgspec
 from confluent_kafka import KafkaError
 
 from mulog.instrument import Instruments
-from offsets import FailedEvent, FailureQueue, PropertyTypes, StateDB, StateError
+from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
 
 from .batch import Item, first_offsets
 from .checkpoint import Checkpoint
+from .marks import Marks
+from .recovery import recover, starting_point
 from .config import MtgaSettings
 from .pausing import Pausing
 from .retry import Retrier
@@ -105,9 +107,17 @@ class Service:
         self.guard = TypeGuard(self.types.all())
         self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes,
                                    fsync=c.output.fsync == "checkpoint")
+        self.recovered: dict = {}  # what recover() found after an unclean stop
+        self.marks = Marks(self.db, c.exactly_once.forget_after_s, inst)
+        rec = self.marks.store.recovery()
+        if rec is not None and not self.marks.store.clean():
+            self.recovered = recover(self.marks, self.fq, s.output_dir, rec)
+        starting_point(self.db, self.marks, self.fq, s.output_dir)
+        self.marks.store.set_clean(False)  # until a stop's last checkpoint says otherwise
         self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept",
-                         guard=self.guard)
+                         guard=self.guard, marks=self.marks.marks)
         self.checkpoint = Checkpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
+        self.checkpoint.extras += [self.marks.write, self._recovery_record]
         self.source = Source(s, self.checkpoint, inst, self._give_up)
         self.pausing = Pausing(self.source, inst)
         self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued,
@@ -183,13 +193,17 @@ class Service:
         are dropped unwritten, so the code that failed does not run again; their
         offsets were never stored, so they come again at the next start."""
         log.info("stopping: final checkpoint")
+        saved = False
         try:
             if not clean:
                 self._drop_inflight()
             if self.source.consumer is not None:
                 self._drain(everything=True)
-                self.save(sync_commit=True)
+                saved = self.save(sync_commit=True)
                 self.source.close()  # leaves the group; revocation checkpoints again (no-op)
+                saved = saved and not self.inflight and self.checkpoint.error is None
+            if saved:
+                self.marks.store.set_clean(True)  # what was written is all behind the last checkpoint
         finally:
             self._drop_inflight()
             self.pool.close()
@@ -197,6 +211,10 @@ class Service:
             self._stats_line()
             self.db.close()
         log.info("stopped")
+
+    def _recovery_record(self, batch: Batch) -> None:
+        """What an unclean stop's next start needs to find what came after this checkpoint."""
+        self.marks.store.put_recovery(Recovery(self.writer.lengths(), self.fq.next_seq, time.time_ns()), batch)
 
     def save(self, sync_commit: bool = False, commit: bool = True) -> bool:
         """A checkpoint (see sink/checkpoint.py)."""
@@ -253,13 +271,17 @@ class Service:
 
     def _apply(self, items, pending) -> None:
         try:
-            self._deliver(items, pending.get())
+            out = pending.get()
+            self._deliver(items, out)
         except STORAGE_ERRORS as e:  # neither the files nor the failure queue took the batch
             later = self._drop_inflight()  # their events come again after the rewind
             self.stalled = f"cannot store a batch anywhere durable: {e}"
             self.pausing.hold(first_offsets(items), first_offsets(later), self.stalled)
+            self.pool.reset_marks()  # the cached marks passed events that come again now
             return
         self.stalled = None
+        self.marks.advance(out.sources)
+        self.marks.duplicates.value += out.duplicates
         self.checkpoint.advance(items, self.source.assigned)
         if self.pausing.backoffs:
             self.pausing.stored(first_offsets(items))

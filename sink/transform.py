@@ -34,15 +34,16 @@ from typing import Callable, Optional, Union
 
 import msgspec
 
-from .batch import FAILED, FILTERED, OK, Item
-from .events import BOM, app_key, decode
+from .batch import DUPLICATE, FAILED, FILTERED, OK, Item
+from .events import BOM, decode
+from .resolve import FilteredOnly, resolve
 from .properties import build_properties, event_time, id_json, time_window, zone_offset
 from .settings import AppSettings, Problem, Rule
 from .tarules import FUTURE_S, PAST_S, TIME_TEXT, Fail, duplicate_names, name_problem, short_reason
 from .timefmt import TimeRangeError
 from .typed import UNSET, decode_envelope, shape
 from .typeguard import TypeGuard
-from .uuids import UuidMaker, event_uuid  # noqa: F401 - event_uuid: tests and tools ask the transform
+from .uuids import UuidMaker, event_uuid, read_headers, source_key, uuid_of  # noqa: F401 - UuidMaker, event_uuid: for tests
 
 
 _encode = msgspec.json.encode
@@ -53,14 +54,35 @@ class Transformer:
     """Turns events into track lines with the settings ``lookup`` gives."""
 
     def __init__(self, lookup: Lookup, uuid: bool = True, clock: Callable[[], float] = time.time,
-                 guard: Optional[TypeGuard] = None):
+                 guard: Optional[TypeGuard] = None, dedupe: bool = False):
         self.lookup = lookup
         self.uuid = uuid
         self.clock = clock
-        self.uuids = UuidMaker()
+        self.dedupe = dedupe  # skip an event at or below its source's mark (mtga's pool; not a lone transform)
+        # the exactly-once marks as this process knows them (a cache: the loop's, sink/marks.py, decide):
+        # stream -> [source key, highest position handled, first and last handled since take_sources()]
+        self.sources: dict[tuple, list] = {}
+        self.preset: dict[bytes, int] = {}  # source key -> the loop's mark, for a stream not in ``sources`` yet
+        self.touched: list = []
         self.guard = guard if guard is not None else TypeGuard()
         self.fixed: Counter = Counter()  # rule code -> events fixed as their app's settings say
         self._fixing: Counter = Counter()  # the fixes of the event being transformed: counted once it is written
+
+    def take_sources(self) -> dict:
+        """Source key -> (first, last) position handled since the last call."""
+        out = {}
+        for st in self.touched:
+            out[st[0]] = (st[2], st[3])
+            st[2] = -1
+        self.touched = []
+        return out
+
+    def reset_marks(self, marks: Optional[dict] = None) -> None:
+        """Forget the marks (a batch was dropped unwritten: its events come again),
+        or take the loop's (``marks``: source key -> position)."""
+        self.sources = {}
+        self.touched = []
+        self.preset = dict(marks) if marks else {}
 
     def take_fixed(self) -> dict:
         out, self.fixed = dict(self.fixed), Counter()
@@ -96,24 +118,26 @@ class Transformer:
         return out
 
     def _one(self, payload, headers, topic, partition, offset, now, rules):
-        app_id = log_name = None
-        stream = None
         if headers:
-            file_id = host = pos = None
-            for k, v in headers:
-                if k == "app_id":
-                    app_id = v
-                elif k == "log_name":
-                    log_name = v
-                elif k == "file":
-                    file_id = v
-                elif k == "offset":
-                    pos = v
-                elif k == "host":
-                    host = v
-            if file_id is not None and pos is not None and pos.isdigit():
-                stream = (host or b"", file_id)
-                offset = int(pos)  # the line's byte offset in its file names its #uuid
+            app_id, log_name, stream, pos = read_headers(headers)
+            if stream is not None:
+                offset = pos  # the line's byte offset in its file: its position in its source
+        else:
+            app_id = log_name = stream = None
+        if stream is None:
+            stream = (topic, partition)
+        st = self.sources.get(stream)
+        if st is None:
+            st = self._source(stream)
+        if offset > st[1]:
+            st[1] = offset
+            if st[2] < 0:
+                st[2] = offset
+                self.touched.append(st)
+            st[3] = offset
+        elif self.dedupe:
+            return _DUPLICATE  # at or below its source's mark: handled already
+        skey = st[0]
         if payload[:3] == BOM:
             payload = payload[3:]
         fit = None
@@ -135,9 +159,9 @@ class Transformer:
                 key = (app_id, log_name)
                 hit = rules.get(key)
                 if hit is None:
-                    hit = rules[key] = self._resolve(app_id, log_name)
+                    hit = rules[key] = resolve(self.lookup, app_id, log_name)
             else:  # 24.0 == 24 and True == 1 must not share a cached rule; a list is not even hashable
-                hit = self._resolve(app_id, log_name)
+                hit = resolve(self.lookup, app_id, log_name)
             app, settings, rule = hit
             if rule is None:
                 _fail_app(app, settings)  # settings holds the reason
@@ -147,8 +171,8 @@ class Transformer:
                 return (FILTERED, app, why)
         try:
             if fit is not None:
-                return (OK, app, self._typed(app, rule, shp, logs, topic, partition, offset, stream, now))
-            return (OK, app, self._line(app, rule, logs, flat, topic, partition, offset, stream, now))
+                return (OK, app, self._typed(app, rule, shp, logs, offset, skey, now))
+            return (OK, app, self._line(app, rule, logs, flat, offset, skey, now))
         except Fail as e:
             e.app_id = app
             raise
@@ -164,7 +188,7 @@ class Transformer:
         key = (app_id, log_name)
         hit = rules.get(key)
         if hit is None:
-            hit = rules[key] = self._resolve(app_id, log_name)
+            hit = rules[key] = resolve(self.lookup, app_id, log_name)
         app, settings, rule = hit
         if rule is None or type(rule) is not Rule or (settings is not None and settings.where):
             return None
@@ -180,7 +204,15 @@ class Transformer:
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
 
-    def _typed(self, app: str, rule: Rule, shp, s, topic, partition, offset, stream, now) -> bytes:
+    def _source(self, stream: tuple) -> list:
+        if len(self.sources) > 100_000:
+            self.sources = {}
+            self.touched = []  # their positions are in the loop's verification already
+        key = source_key(stream)
+        st = self.sources[stream] = [key, self.preset.get(key, -1), -1, -1]
+        return st
+
+    def _typed(self, app: str, rule: Rule, shp, s, offset, key, now) -> bytes:
         """The line of an event decoded into its rule's Struct ``s``."""
         a = shp.account
         if a is not None and (v := getattr(s, a)) is not UNSET:
@@ -215,47 +247,15 @@ class Transformer:
         if rule.zone_offset:
             first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now)
             props = b"{" + first + props[1:] if len(props) > 2 else b"{" + first[:-1] + b"}"
-        return self._assemble(rule, tm, acc, did, ip, props, topic, partition, offset, stream)
+        return self._assemble(rule, tm, acc, did, ip, props, offset, key)
 
-    def _assemble(self, rule, tm, acc, did, ip, props, topic, partition, offset, stream) -> bytes:
+    def _assemble(self, rule, tm, acc, did, ip, props, offset, key) -> bytes:
         if self.uuid:
-            if stream is None:
-                stream = (topic, partition)
-            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip,
-                                 self.uuids(stream, offset), props)
+            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, uuid_of(key, offset), props)
         return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
 
-    def _resolve(self, app_id, log_name):
-        """-> (app, settings if the app filters else None, rule) or (app, reason, None)."""
-        try:
-            app = app_key(app_id)
-        except Fail as e:
-            return (None, str(e), None)
-        if log_name is None:
-            return (app, "no_log_name: no log_name in the Kafka headers or the envelope", None)
-        if type(log_name) is bytes:
-            try:
-                log_name = log_name.decode()
-            except UnicodeDecodeError:
-                return (app, "no_log_name: the log_name header is not UTF-8", None)
-        elif type(log_name) is not str:
-            return (app, f"no_log_name: log_name is a {type(log_name).__name__}, expected a string", None)
-        if not log_name:
-            return (app, "no_log_name: log_name is empty", None)
-        settings = self.lookup(app)
-        if type(settings) is Problem:
-            return (app, settings.reason, None)
-        rule = settings.rule(log_name)
-        if type(rule) is str:
-            if settings.keep is not None or settings.drop or settings.where:
-                # a filtered log_name is filtered even when its name would be invalid
-                return (app, settings, _FilteredOnly(log_name, rule))
-            return (app, rule, None)
-        filters = settings if (settings.keep is not None or settings.drop or settings.where) else None
-        return (app, filters, rule)
-
-    def _line(self, app: str, rule: Rule, logs: dict, flat: bool, topic, partition, offset, stream, now) -> bytes:
-        if type(rule) is _FilteredOnly:
+    def _line(self, app: str, rule: Rule, logs: dict, flat: bool, offset, key, now) -> bytes:
+        if type(rule) is FilteredOnly:
             raise Fail(rule.reason)
         f = rule.account_field
         acc = None if f is None else id_json(logs.get(f), f)
@@ -305,7 +305,7 @@ class Transformer:
             props = build_properties(rule, logs, app, guard, self._fixing, learn, first)
             if learn:
                 guard.learn(app, learn)
-        return self._assemble(rule, tm, acc, did, ip, props, topic, partition, offset, stream)
+        return self._assemble(rule, tm, acc, did, ip, props, offset, key)
 
     def _plan(self, app: str, rule: Rule, keys: tuple, types: tuple):
         """How the fast path takes events of this key layout and these value
@@ -364,20 +364,12 @@ _KIND = {int: "number", float: "number", bool: "boolean", list: "list"}
 _PAST_S, _FUTURE_S = PAST_S, FUTURE_S
 
 
+_DUPLICATE = (DUPLICATE, None, None)
 _PLAIN = frozenset((str, bytes, int))  # app_id / log_name types whose equal values mean the same app / log
 _LINE = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
          b'"properties":%s}')
 _LINE_UUID = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
               b'"#uuid":"%s","properties":%s}')
-
-
-class _FilteredOnly:
-    """A log_name whose rule failed, in an app with filters: filtered if the filters say so."""
-
-    __slots__ = ("log_name", "reason")
-
-    def __init__(self, log_name: str, reason: str):
-        self.log_name, self.reason = log_name, reason
 
 
 def _fail_app(app: str, reason: str):

@@ -1,39 +1,91 @@
-"""Deterministic ``#uuid``s of track lines."""
+"""Where an event comes from, and its deterministic ``#uuid``.
+
+Every event has a source and a position that grow together: for a shipper line
+its file (host and file identity, from the Kafka headers) and its byte offset in
+it; for any other event its Kafka partition and offset. The ``#uuid`` is made
+of both (RFC 9562 version 8, custom): the first 64 bits are an MD5 of the source
+name with the version nibble set (the *source key*, ``xxxxxxxx-xxxx-8xxx-``), the
+last 64 the variant bits and the 62-bit position. So a line the shipper sent
+twice keeps one UUID, and an output line tells its source and position
+(``parse``): what the exactly-once marks are keyed by (sink/marks.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Optional
+
+_MASK = 0x3FFFFFFFFFFFFFFF
+_VARIANT = 0x8000000000000000
+
+
+def source_key(stream: tuple) -> bytes:
+    """The first 19 characters of the #uuids of a source: ``stream`` is (topic,
+    partition) or, for shipper lines, (host, file identity) as bytes."""
+    a, b = stream
+    name = b"k|%s|%d" % (a.encode(), b) if type(a) is str else b"f|%s|%s" % (a, b)
+    x = hashlib.md5(name).hexdigest().encode()
+    return b"%s-%s-8%s-" % (x[:8], x[8:12], x[13:16])
+
+
+def uuid_of(key: bytes, position: int) -> bytes:
+    h = b"%016x" % (_VARIANT | (position & _MASK))
+    return b"%s%s-%s" % (key, h[:4], h[4:])
+
+
+def parse(uuid: str) -> Optional[tuple[bytes, int]]:
+    """(source key, position) of a #uuid mtga made, or None."""
+    if len(uuid) != 36 or uuid[14] != "8" or uuid[19] not in "89ab":
+        return None
+    try:
+        return uuid[:19].encode(), int(uuid[19:23] + uuid[24:], 16) & _MASK
+    except ValueError:
+        return None
+
+
+def read_headers(headers) -> tuple:
+    """(app_id, log_name, stream, position) from an event's Kafka headers: the
+    stream and position are a shipper line's ((host, file identity), byte offset),
+    or (None, None) without the ``file`` and ``offset`` headers."""
+    app_id = log_name = file_id = host = pos = None
+    for k, v in headers or ():
+        if k == "app_id":
+            app_id = v
+        elif k == "log_name":
+            log_name = v
+        elif k == "file":
+            file_id = v
+        elif k == "offset":
+            pos = v
+        elif k == "host":
+            host = v
+    if file_id is not None and pos is not None and pos.isdigit():
+        return app_id, log_name, (host or b"", file_id), int(pos)
+    return app_id, log_name, None, None
+
+
+def source_of(headers, topic: str, partition: int, offset: int) -> tuple[tuple, int]:
+    """(stream, position) of an event: a shipper line's file and byte offset, or
+    its partition and Kafka offset."""
+    _, _, stream, pos = read_headers(headers)
+    return (stream, pos) if stream is not None else ((topic, partition), offset)
 
 
 class UuidMaker:
-    """Deterministic ``#uuid``s: the same (stream, position), the same UUID.
-
-    A stream is a Kafka partition (``k|topic|partition``, position = offset) or,
-    for shipper lines, the source file (``f|host|file identity``, position =
-    byte offset), so a line the shipper sent twice keeps one UUID. Layout
-    (RFC 9562 version 8, custom): the first 64 bits are an MD5 of the stream
-    name with the version nibble set; the last 64 are the variant bits and
-    the 62-bit position. Distinct positions of a stream never collide.
-    """
+    """``#uuid``s of (stream, position), with the source keys cached."""
 
     def __init__(self):
-        self._prefix: dict[tuple, bytes] = {}
+        self._key: dict[tuple, bytes] = {}
 
     def __call__(self, stream: tuple, position: int) -> bytes:
-        """``stream`` is (topic, partition) or, for shipper lines, (host, file identity)."""
-        p = self._prefix.get(stream)
-        if p is None:
-            a, b = stream
-            name = b"k|%s|%d" % (a.encode(), b) if type(a) is str else b"f|%s|%s" % (a, b)
-            x = hashlib.md5(name).hexdigest().encode()
-            p = b"%s-%s-8%s-" % (x[:8], x[8:12], x[13:16])
-            if len(self._prefix) > 100_000:
-                self._prefix.clear()
-            self._prefix[stream] = p
-        h = b"%016x" % (0x8000000000000000 | (position & 0x3FFFFFFFFFFFFFFF))
-        return b"%s%s-%s" % (p, h[:4], h[4:])
+        k = self._key.get(stream)
+        if k is None:
+            if len(self._key) > 100_000:
+                self._key.clear()
+            k = self._key[stream] = source_key(stream)
+        return uuid_of(k, position)
 
 
 def event_uuid(topic: str, partition: int, offset: int) -> str:
     """The ``#uuid`` of the event at ``offset`` in a partition (no shipper headers)."""
-    return UuidMaker()((topic, partition), offset).decode()
+    return uuid_of(source_key((topic, partition)), offset).decode()

@@ -38,10 +38,10 @@ def _init(settings_dir: str, uuid: bool, log_queue, level: int, keep_dir: Option
     root.addHandler(logging.handlers.QueueHandler(log_queue))
     root.setLevel(level)
     _store = SettingsStore(settings_dir, keep_dir=keep_dir)
-    _tr = Transformer(_store.get, uuid=uuid)
+    _tr = Transformer(_store.get, uuid=uuid, dedupe=True)
 
 
-def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple] = None) -> tuple:
+def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple] = None, reset: bool = False) -> tuple:
     """A chunk of items as one joined payload block plus arrays (what travels);
     ``kinds``: (version, the type guard's kinds) when the worker's copy is older."""
     payloads = [it.payload for it in items]
@@ -54,12 +54,12 @@ def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple]
     topics = [it.topic for it in items]
     one_topic = topics[0] if all(t == topics[0] for t in topics) else None
     return (b"".join(payloads), lens.tobytes(), headers, one_topic or topics,
-            parts.tobytes(), offs.tobytes(), base, recheck, kinds)
+            parts.tobytes(), offs.tobytes(), base, recheck, kinds, reset)
 
 
 def _unpack(chunk: tuple):
     """The chunk's items."""
-    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck, kinds = chunk
+    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck, kinds, reset = chunk
     lens = array("I")
     lens.frombytes(lens_b)
     parts = array("i")
@@ -74,12 +74,15 @@ def _unpack(chunk: tuple):
 
 
 def _run_chunk(chunk: tuple) -> Outcome:
-    base, recheck, kinds = chunk[6:]
+    base, recheck, kinds, reset = chunk[6:]
     if recheck:
         _store.invalidate()
     if kinds is not None:
         _tr.guard.replace(kinds[1], kinds[0])
+    if reset:
+        _tr.reset_marks()
     o = summarize(_tr.run_batch(_unpack(chunk)), base, _tr.take_fixed())
+    o.sources = _tr.take_sources()
     o.learned = list(_tr.guard.learned)  # what this copy learned since the loop's kinds came
     return o
 
@@ -143,6 +146,7 @@ def serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level
             mm[pos:pos + len(blob)] = blob
             placed[app] = (pos, pos + len(blob), n, idx.tobytes())
             pos += len(blob)
-        send(dumps(("shm", seq, placed, o.failures, o.filtered, o.fixed, o.learned), pickle.HIGHEST_PROTOCOL))
+        send(dumps(("shm", seq, placed, o.failures, o.filtered, o.fixed, o.learned, o.sources, o.duplicates),
+                   pickle.HIGHEST_PROTOCOL))
 
 

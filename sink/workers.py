@@ -58,6 +58,7 @@ class _Worker:
         self.dead: Optional[str] = None
         self.seq = 0
         self.kinds_version: Optional[int] = None  # the type guard version its copy was made from
+        self.reset_marks = False  # its cached marks go with its next chunk (a batch was dropped)
         self.started_at = time.monotonic()
         self.receiver: Optional[threading.Thread] = None
         base = os.path.join(_shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
@@ -201,11 +202,12 @@ class _Worker:
 
 class Pool:
     def __init__(self, settings_dir, workers: int, uuid: bool = True, keep_dir=None,
-                 guard: Optional[TypeGuard] = None):
+                 guard: Optional[TypeGuard] = None, marks: Optional[dict] = None):
         self.workers = max(1, workers)
         self.store = SettingsStore(settings_dir, keep_dir=keep_dir)
         self.guard = guard if guard is not None else TypeGuard()  # the loop's: the one that counts
-        self.local = Transformer(self.store.get, uuid=uuid, guard=self.guard)
+        self.marks = marks if marks is not None else {}  # the loop's exactly-once marks (sink/marks.py)
+        self.local = Transformer(self.store.get, uuid=uuid, guard=self.guard, dedupe=True)
         self._procs: list[_Worker] = []
         self._listener = None
         if self.workers > 1:
@@ -239,11 +241,18 @@ class Pool:
                             "waits at least %.0fs", i, w.dead, self._backoff[i].current)
             self._restart_at[i] = time.monotonic() + self._backoff[i].next()
 
-    def run(self, items: Sequence[Item], recheck: bool = False) -> list:
-        """Transform ``items`` here and now; one result per item (for retries)."""
+    def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False) -> list:
+        """Transform ``items`` here and now; one result per item. ``again``: events
+        handled before (failure-queue retries), taken whatever their marks say."""
         if recheck:
             self.store.invalidate()
-        return self.local.run_batch(items)
+        if not again:
+            return self.local.run_batch(items)
+        self.local.dedupe = False
+        try:
+            return self.local.run_batch(items)
+        finally:
+            self.local.dedupe = True
 
     def submit(self, items: Sequence[Item], recheck: bool = False) -> "Pending":
         """Start transforming a batch; ``Pending.get()`` gives its Outcome."""
@@ -251,7 +260,7 @@ class Pool:
             self._restart_dead()
         live = [w for w in self._procs if w.dead is None]
         if len(live) < 2 or len(items) < 256:
-            return Pending(self, items, recheck, done=self._here(items, 0, recheck))
+            return Pending(self, items, recheck, local=self._here(items, 0, recheck))
         n = len(live)
         size = (len(items) + n - 1) // n
         sent = []
@@ -260,14 +269,36 @@ class Pool:
             if w.kinds_version != self.guard.version:  # its copy of the type guard is older
                 kinds = (self.guard.version, {app: dict(k) for app, k in self.guard.kinds.items()})
                 w.kinds_version = self.guard.version
-            seq, slot = w.send(pack(items[i:i + size], i, recheck, kinds))
+            seq, slot = w.send(pack(items[i:i + size], i, recheck, kinds, w.reset_marks))
+            w.reset_marks = False
             sent.append((w, i, i + size, seq, slot))
         return Pending(self, items, recheck, sent=sent)
 
-    def _here(self, items: Sequence[Item], base: int, recheck: bool) -> Outcome:
-        """Items transformed in this process, as an Outcome."""
+    def _here(self, items: Sequence[Item], base: int, recheck: bool, seen: Optional[dict] = None) -> Outcome:
+        """Items transformed in this process, as an Outcome; with ``seen`` (source
+        key -> position handled by the chunks before), held to the loop's marks."""
+        if seen is not None:
+            self.local.reset_marks({**self.marks, **seen})
         results = self.run(items, recheck)
-        return summarize(results, base, self.local.take_fixed())
+        return summarize(results, base, self.local.take_fixed(), self.local.take_sources())
+
+    def repeats(self, sources: dict, seen: dict) -> bool:
+        """Whether a chunk handled a position at or below its source's mark (the
+        loop's, or one of an earlier chunk of the batch): it may hold a duplicate."""
+        marks = self.marks
+        for key, (first, _last) in sources.items():
+            cur = seen.get(key)
+            if cur is None:
+                cur = marks.get(key)
+            if cur is not None and first <= cur:
+                return True
+        return False
+
+    def reset_marks(self) -> None:
+        """A batch was dropped unwritten: every cached mark may be past what was handled."""
+        self.local.reset_marks()
+        for w in self._procs:
+            w.reset_marks = True
 
     @property
     def live(self) -> int:
@@ -291,52 +322,61 @@ class Pending:
     If a worker died, its chunk is transformed here instead (nothing is lost;
     the batch is only slower)."""
 
-    __slots__ = ("pool", "items", "recheck", "sent", "_done")
+    __slots__ = ("pool", "items", "recheck", "sent", "local", "_done")
 
-    def __init__(self, pool: Pool, items, recheck: bool, sent=None, done: Optional[Outcome] = None):
-        self.pool, self.items, self.recheck, self.sent, self._done = pool, items, recheck, sent, done
+    def __init__(self, pool: Pool, items, recheck: bool, sent=None, local: Optional[Outcome] = None):
+        self.pool, self.items, self.recheck, self.sent, self.local = pool, items, recheck, sent, local
+        self._done = None
 
     def ready(self) -> bool:
-        if self._done is not None:
+        if self._done is not None or self.local is not None:
             return True
         return all(w.results or w.dead is not None for w, *_ in self.sent)
 
     def get(self) -> Outcome:
+        """The batch's Outcome. Chunks are taken in order, each checked against
+        what the loop and the earlier chunks decided: the types learned (the type
+        guard) and the positions handled (the exactly-once marks). A chunk that
+        disagrees, or whose worker died, is transformed again here."""
         if self._done is None:
+            pool = self.pool
+            seen: dict = {}  # source key -> last position handled by the earlier chunks
             parts = []
-            for w, lo, hi, seq, slot in self.sent:
-                data = w.take()
-                reply = pickle.loads(data) if data is not None else None
-                if reply is not None and reply[1] != seq:  # never expected: stop using that worker
-                    w.fail(f"replied to chunk {reply[1]} when chunk {seq} was due")
-                    reply = None
-                if reply is None:
-                    log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
-                    parts.append(self.pool._here(self.items[lo:hi], lo, self.recheck))
-                    continue
-                if reply[0] == "inline":
-                    o = reply[2]
-                    learned, fixed = o.learned, o.fixed
-                else:
-                    _, _, placed, failures, filtered, fixed, learned = reply
-                if learned and self.pool.guard.conflicts(learned):
-                    # a kind this chunk learned was learned otherwise by an earlier one: the types
-                    # go by batch order, so the chunk is transformed again here with what counts
-                    parts.append(self.pool._here(self.items[lo:hi], lo, self.recheck))
-                    continue
-                if reply[0] == "inline":
-                    parts.append(o)
-                    continue
+            for lo, hi, o in self._parts():
+                if o is None or (o.learned and pool.guard.conflicts(o.learned)) or pool.repeats(o.sources, seen):
+                    o = pool._here(self.items[lo:hi], lo, self.recheck, seen)
+                for key, (_first, last) in o.sources.items():
+                    seen[key] = last
+                parts.append(o)
+            self._done = merge(parts)
+            self.items = None
+        return self._done
+
+    def _parts(self):
+        """(first index, end index, Outcome or None when its worker died) of each chunk, in order."""
+        if self.local is not None:
+            yield 0, len(self.items), self.local
+            return
+        for w, lo, hi, seq, slot in self.sent:
+            data = w.take()
+            reply = pickle.loads(data) if data is not None else None
+            if reply is not None and reply[1] != seq:  # never expected: stop using that worker
+                w.fail(f"replied to chunk {reply[1]} when chunk {seq} was due")
+                reply = None
+            if reply is None:
+                log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
+                yield lo, hi, None
+            elif reply[0] == "inline":
+                yield lo, hi, reply[2]
+            else:
+                _, _, placed, failures, filtered, fixed, learned, sources, duplicates = reply
                 view = memoryview(w.outs[slot])
                 apps = {}
                 for app, (a, b, n, idx_b) in placed.items():
                     idx = array("I")
                     idx.frombytes(idx_b)
                     apps[app] = [[view[a:b]], n, idx]
-                parts.append(Outcome(apps, failures, filtered, fixed))
-            self._done = merge(parts)
-            self.items = None
-        return self._done
+                yield lo, hi, Outcome(apps, failures, filtered, fixed, learned, sources, duplicates)
 
     def release(self) -> None:
         """The outcome is written: its shared-memory slots may take new chunks."""

@@ -191,6 +191,10 @@ class LogBusWriter:
             raise SinkError(f"sink_write: {self.fsync_error}; restart mtga to write the lines since the last "
                             f"checkpoint again")
 
+    def lengths(self) -> dict[str, int]:
+        """The length of every open output file (relative to the output folder)."""
+        return {str(o.path.relative_to(self.root)): o.size for o in self._open.values()}
+
     def close(self) -> None:
         for app in list(self._open):
             self._retire(app)

@@ -66,8 +66,8 @@ def test_a_discarded_batch_keeps_the_replies_in_step(settings):
         want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(c)))
         assert lines_of(pc.get()) == want
         pc.release()
-        for _ in range(5):  # the slots came back: batches still go through shared memory
-            p = pool.submit(batch(4000, 30_000))
+        for k in range(5):  # the slots came back: batches still go through shared memory
+            p = pool.submit(batch(4000, 30_000 + 10_000 * k))
             assert sum(n for _, n, _ in p.get().apps.values()) == 4000
             assert all(slot is not None for *_, slot in p.sent)
             p.release()
@@ -124,6 +124,8 @@ def test_a_worker_dying_with_a_chunk_in_flight_costs_speed_not_events(settings, 
         assert "transform worker 0: the worker exited" in caplog.text and "transforming its part here" in caplog.text
         p.release()
         assert pool.restarts == 0
+        items = batch(4000, 10_000, bad_every=97)  # positions the pool has not handled
+        local = summarize(Transformer(SettingsStore(settings).get).run_batch(items))
         p = pool.submit(items)  # the dead worker is replaced before this batch is cut up
         assert pool.restarts == 1 and pool._procs[0] is not dying and pool._procs[0].proc.is_alive()
         assert "transform worker 0 started again" in caplog.text
@@ -147,9 +149,9 @@ def test_no_room_in_shared_memory_falls_back_to_the_pipe(settings, small_disk, m
     try:
         assert "no shared memory for transform worker" in caplog.text
         assert os.listdir(disk.path) == []  # nothing left behind
-        items = batch(4000, 0)
-        want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(items)))
-        for _ in range(3):
+        for k in range(3):  # each batch its own positions: the pool skips a position it handled
+            items = batch(4000, 10_000 * k)
+            want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(items)))
             p = pool.submit(items)
             assert lines_of(p.get()) == want
             p.release()
@@ -172,6 +174,8 @@ def test_a_dead_worker_is_started_again(settings, caplog, monkeypatch):
         p = pool.submit(items)  # a dead worker is noticed when its reply is due, or here
         assert lines_of(p.get()) == want
         p.release()
+        items = batch(4000, 10_000)
+        want = lines_of(summarize(Transformer(SettingsStore(settings).get).run_batch(items)))
         p = pool.submit(items)
         assert lines_of(p.get()) == want
         assert len(p.sent) == 2 and all(slot is not None for *_, slot in p.sent)  # both, in shared memory
@@ -217,13 +221,13 @@ def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(settings):
     pool = Pool(settings, 2)
     try:
         waits = []
-        for _ in range(4):
+        for k in range(4):
             w = pool._procs[0]
             os.kill(w.proc.pid, signal.SIGKILL)
             with w.arrived:
                 assert w.arrived.wait_for(lambda: w.dead is not None, 30)
             pool._restart_at[0] = 0.0  # its wait is over (the test does not sit through it)
-            pool.submit(batch(10, 0)).get()
+            pool.submit(batch(10, 100 * k)).get()
             waits.append(pool._restart_at[0] - pool._procs[0].started_at)
         assert pool.restarts == 4
         assert [round(x) for x in waits] == [1, 2, 4, 8]
