@@ -2,13 +2,13 @@
 
 from .db import Batch, StateDB, StateError, StateLocked, StateMissing, StateWriteError, ensure_private_dir
 from .failures import Entry, FailedEvent, FailureQueue, reason_code
-from .files import FilePosition, FilePositions
+from .files import Ended, FilePosition, FilePositions, Source
 from .partitions import PartitionOffsets
 from .types import PropertyTypes
 
 __all__ = [
     "Batch", "StateDB", "StateError", "StateLocked", "StateMissing", "StateWriteError", "ensure_private_dir",
     "Entry", "FailedEvent", "FailureQueue", "reason_code",
-    "FilePosition", "FilePositions",
+    "Ended", "FilePosition", "FilePositions", "Source",
     "PartitionOffsets", "PropertyTypes",
 ]

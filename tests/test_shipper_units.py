@@ -303,15 +303,25 @@ def test_acknowledgements_move_the_position_in_order_only(tmp_path):
 
 
 def test_reports_of_the_old_content_do_not_move_a_truncated_file(tmp_path):
+    """A truncation starts a new generation (its identity says so); the chunks
+    still pending of the old one go with it (to its copy, if one is found) and
+    never move the new generation's position."""
     t = _tailer(tmp_path, b"aaaa\nbbbb\n")
     try:
-        old = t.acks.chunk(10, 2, 10, None)
-        t.read_pos = 10
+        fr = t.read(1.0)
+        old = t.acks.chunk(fr.end, 2, 10, None)
+        first = t.identity
         with open(t.path, "r+b") as f:
             f.truncate(0)
-        assert t.at_eof() == "truncated" and t.read_pos == 0
-        t.acks.acked(old)
-        assert t.delivered == 0 and not t.acks.pending
+        assert t.at_eof() == "truncated" and t.read_pos == 10  # the prospector starts the new generation
+        ended = t.truncated(0)
+        assert (t.read_pos, t.gen, ended["gen"], ended["end"], ended["head"]) == (0, 1, 0, 10, b"aaaa\nbbbb\n")
+        assert ended["acks"] is not t.acks
+        with open(t.path, "ab") as f:
+            f.write(b"aaaa\n")  # the same first line again: the generation tells the two apart
+        assert t.read(2.0).lines == [b"aaaa"] and t.identity == first + ":g1"
+        ended["acks"].acked(old)
+        assert t.delivered == 0 and not t.acks.pending and ended["acks"].delivered == 10
         assert t.counters.truncations.value == 1
     finally:
         t.close()
