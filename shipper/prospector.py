@@ -288,7 +288,7 @@ class Prospector(CopyRules):
                 log_name = log_name_of(owner(self.inputs, src.path) or inp, src.path) or log_name
         else:
             gen = stored.gen + 1 if stored is not None else self._next_gen(key)
-            if stored is not None and stored.offset > 0 and stored.src is None:
+            if stored is not None and stored.src is None:
                 self._ended_stored(stored)
             if initial and inp.start_at == "end" and path not in self.known_paths:
                 start = last_line_end(fd, size)

@@ -245,6 +245,10 @@ class Shipper:
                     break
                 busy = True
                 if fr is not None:
+                    if t.saved is None and not self.checkpoint.errors:
+                        # a file's first lines: its identity and first bytes are stored first, so that
+                        # after a crash its copy (or a new file on its inode) is told apart
+                        self.save()
                     pub.send(t, fr)
                     pub.poll(0)
                 if self.stopping:

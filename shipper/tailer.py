@@ -254,6 +254,9 @@ class Tailer:
         self.acks = acks
         self.read_pos = start
         self.framer.reset(start)
+        # its own first bytes (what its stored position is told by: the inode may hold another file later)
+        self.head = os.pread(self.fd, FINGERPRINT_BYTES, 0)
+        self.fp_len, self.fp_crc = len(self.head), zlib.crc32(self.head)
         os.lseek(self.fd, start, os.SEEK_SET)
         self.judging = False
         self.last_data = time.monotonic()

@@ -471,3 +471,23 @@ def test_a_burst_of_inotify_events_globs_at_most_once_per_debounce_interval(tmp_
     assert 1 <= scans <= took / DEBOUNCE_S + 2, (scans, took)
     assert turns > 10 * scans, (turns, scans)  # the loop turned far more often than it globbed
     print(f"\n2000 files created, 1000 deleted in {took:.2f}s: {scans} scans in {turns} loop turns")
+
+
+def test_a_copy_with_nothing_left_to_read_stores_its_own_first_bytes(tmp_path):
+    """A copy read on from its original's end may have nothing left to read: its
+    stored position must still hold its own first bytes, or a later file on the
+    same inode (logrotate copies to the same name again) would resume from it."""
+    import zlib
+
+    from offsets import Source
+
+    data = b"".join(b"line %04d of the first generation\n" % n for n in range(100))
+    t = _tailer(tmp_path, data, "t.log.1")
+    try:
+        t.become_copy(Source(1, 2, 0, 7, "/x/t.log"), "x", None, len(data))
+        assert t.read(1.0) is False
+        p = t.position(1.0)
+        assert (p.fp_len, p.fp_crc, p.offset) == (1024, zlib.crc32(data[:1024]), len(data))
+        assert t.identity == "1:2:00000007" and p.src.path == "/x/t.log"
+    finally:
+        t.close()
