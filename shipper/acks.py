@@ -8,8 +8,10 @@ a chunk is acknowledged, so are those before it.
 
 ``FileAcks`` is one file's queue of chunks, in the order they were sent, and the
 one place where the file's delivered offset moves: only over a prefix of
-acknowledged chunks, and only for the current generation (a truncation starts a
-new one; reports about the old content no longer move the position). A refused
+acknowledged chunks. One ``FileAcks`` holds one generation of a file: a
+truncation gives the tailer a new one, and the old one (its chunks still
+pending) goes with the ended generation, to the file's copy when one is found
+(shipper/copies.py); its reports never move the new generation. A refused
 chunk holds the position; once every chunk sent has its report and the back-off
 has passed, ``rewind`` gives the offset to read the file again from. A chunk
 purged at the stop (never sent) holds the position too: it is read again at the
@@ -34,12 +36,11 @@ class Chunk:
     """One read chunk handed to the producer; called as the delivery callback of
     its last line."""
 
-    __slots__ = ("acks", "gen", "end", "n", "nbytes", "outcome", "report")
+    __slots__ = ("acks", "end", "n", "nbytes", "outcome", "report")
 
-    def __init__(self, acks: "FileAcks", gen: int, end: int, n: int, nbytes: int,
+    def __init__(self, acks: "FileAcks", end: int, n: int, nbytes: int,
                  report: Callable[["Chunk", Any], None] | None):
         self.acks = acks
-        self.gen = gen
         self.end = end  # the file offset the position may move to once the chunk is acknowledged
         self.n = n  # lines
         self.nbytes = nbytes  # what it holds in the producer's queue (with per-line overhead)
@@ -53,26 +54,25 @@ class Chunk:
 class FileAcks:
     """One file's chunks waiting for Kafka and its delivered offset (see the module doc)."""
 
-    __slots__ = ("owner", "pending", "delivered", "gen", "refused", "retry_at", "backoff")
+    __slots__ = ("owner", "pending", "delivered", "refused", "retry_at", "backoff")
 
     def __init__(self, start: int, owner: Any = None):
         self.owner = owner  # the file's tailer, named in log lines
         self.pending: deque[Chunk] = deque()
         self.delivered = start
-        self.gen = 0
         self.refused: str | None = None  # why the first refused chunk was refused, until the rewind
         self.retry_at = 0.0  # when the rewind is due (0: not yet settled)
         self.backoff = Backoff(1.0, 60.0)
 
     # ------------------------------------------------------------ sending
     def chunk(self, end: int, n: int, nbytes: int, report: Callable) -> Chunk:
-        c = Chunk(self, self.gen, end, n, nbytes, report)
+        c = Chunk(self, end, n, nbytes, report)
         self.pending.append(c)
         return c
 
     def nothing_to_send(self, end: int) -> None:
         """A chunk of empty lines only: the position moves over it in its turn."""
-        c = Chunk(self, self.gen, end, 0, 0, None)
+        c = Chunk(self, end, 0, 0, None)
         c.outcome = ACKED
         self.pending.append(c)
         self._advance()
@@ -98,9 +98,7 @@ class FileAcks:
     def _advance(self) -> None:
         p = self.pending
         while p and p[0].outcome == ACKED:
-            c = p.popleft()
-            if c.gen == self.gen:
-                self.delivered = c.end
+            self.delivered = p.popleft().end
 
     # ------------------------------------------------------------ queries
     @property
@@ -114,11 +112,6 @@ class FileAcks:
         return all(c.outcome != SENT for c in self.pending)
 
     # ------------------------------------------------------------ changes
-    def new_generation(self) -> None:
-        """The file was truncated: positions start again at 0; older reports no longer count."""
-        self.gen += 1
-        self.delivered = 0
-
     def rewind(self, now: float) -> int | None:
         """After a refusal: the offset to read the file again from, once every chunk
         sent has its report and the back-off has passed; None until then."""
@@ -130,8 +123,7 @@ class FileAcks:
             for c in self.pending:  # the position moves over what was acknowledged before the first refusal
                 if c.outcome != ACKED:
                     break
-                if c.gen == self.gen:
-                    self.delivered = c.end
+                self.delivered = c.end
             self.pending.clear()  # chunks acknowledged after a refused one are sent again (at least once)
             self.retry_at = now + self.backoff.next()
             return None

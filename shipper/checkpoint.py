@@ -6,7 +6,11 @@ checkpoint_interval_s and at the stop (synced). A store that cannot be written
 (a full disk) is a storage error, not a bug: the old positions stay, lines after
 them would be sent again after a crash, and the save is tried again at the next
 checkpoint (the store reopens itself when it can). Stored positions of files gone
-for longer than forget_after_s are forgotten.
+for longer than forget_after_s are forgotten; the generation a new file on that
+inode starts at is kept, so that no identity is ever used twice. The ended
+generations waiting for a copy (shipper/copies.py) are stored in the same write
+as the positions, and one claimed by a copy is removed in the write that stores
+the copy's position.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import os
 import time
 from typing import TYPE_CHECKING, Iterable
 
-from offsets import StateError
+from offsets import Batch, StateError
 
 from .identity import key_of
 
 if TYPE_CHECKING:
     from offsets import FilePositions, StateDB
 
+    from .copies import Copies
     from .stats import Counters
     from .tailer import Tailer
 
@@ -36,7 +41,7 @@ class Checkpoint:
         self.failures = counters.save_failures
         self.errors = 0  # saves in a row that failed
 
-    def save(self, tailers: Iterable["Tailer"], sync: bool = False) -> int:
+    def save(self, tailers: Iterable["Tailer"], copies: "Copies | None" = None, sync: bool = False) -> int:
         """Store the positions that changed; returns how many (0 when the store refused)."""
         now = time.time()
         todo = []
@@ -44,9 +49,13 @@ class Checkpoint:
             p = t.position(now)
             if p is not None:
                 todo.append((t, p))
+        ended, gone = copies.to_save(now) if copies is not None else ([], [])
         try:
-            if todo:
-                self.positions.put_many([p for _, p in todo], sync=sync)
+            if todo or ended or gone:
+                b = Batch()
+                self.positions.put_many([p for _, p in todo], batch=b)
+                self.positions.put_ended(ended, gone, batch=b)
+                self.db.write(b, sync=sync)
             if sync:
                 self.db.flush()
         except StateError as e:
@@ -60,6 +69,8 @@ class Checkpoint:
             self.failures.throttle.reset()
         for t, p in todo:
             t.mark_saved(p)
+        if copies is not None:
+            copies.mark_saved(ended, gone)
         return len(todo)
 
     def forget_vanished(self, followed: set, forget_after_s: float) -> list[str]:
@@ -79,7 +90,7 @@ class Checkpoint:
             gone.append(p)
         try:
             for p in gone:
-                self.positions.forget(p.dev, p.ino)
+                self.positions.forget(p.dev, p.ino, next_gen=p.gen + 1)
         except StateError as e:  # tried again at the next look
             self.failures("stored positions of vanished files not forgotten yet: %s", e)
             return []

@@ -14,6 +14,16 @@ position). Two checksums of its first bytes go with it:
   identity sent with every line (Kafka key and ``file`` header), the same before
   and after a restart, so a consumer can derive stable ids from
   (host, file, offset).
+
+A file's *generation* is part of its identity: it grows by one at each
+truncation (copytruncate) and when the inode holds a new file, so that the
+offsets of one identity only ever grow. Generation 0 is written as before
+generations existed (``dev:ino:crc``), the next ones as ``dev:ino:crc:g<N>``.
+
+A *copy* of a file (logrotate's copytruncate copies, then truncates) is told by
+its first bytes: equal to the first bytes the shipper had read of a generation
+that has since ended, over at least MIN_COPY_BYTES (shipper/copies.py). Files
+that start with a compression format's magic number are not logs.
 """
 
 from __future__ import annotations
@@ -26,6 +36,11 @@ if TYPE_CHECKING:
     from offsets import FilePosition
 
 FINGERPRINT_BYTES = 1024
+# a copy is recognised only over this many first bytes at least: fewer could be
+# a header every file of the folder starts with
+MIN_COPY_BYTES = 256
+# magic numbers of compressed files (gzip, bzip2, xz, zstd, lz4, zip): not logs
+COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"PK\x03\x04")
 
 Key = tuple[int, int]  # (device, inode)
 
@@ -61,9 +76,20 @@ def identity_crc(fd: int) -> int | None:
     return None
 
 
-def file_identity(dev: int, ino: int, crc: int) -> str:
-    """``<device>:<inode>:<crc32 of the first line>``, in hex."""
-    return f"{dev:x}:{ino:x}:{crc:08x}"
+def file_identity(dev: int, ino: int, crc: int, gen: int = 0) -> str:
+    """``<device>:<inode>:<crc32 of the first line>``, in hex, then ``:g<generation>``
+    from generation 1 on."""
+    return f"{dev:x}:{ino:x}:{crc:08x}" if not gen else f"{dev:x}:{ino:x}:{crc:08x}:g{gen}"
+
+
+def compressed(head: bytes) -> bool | None:
+    """True when ``head`` (a file's first bytes) starts like a compressed file,
+    None while too few bytes are there to tell, else False."""
+    for magic in COMPRESSED:
+        n = min(len(head), len(magic))
+        if head[:n] == magic[:n]:
+            return True if n == len(magic) else None
+    return False
 
 
 def stored_start(stored: "FilePosition | None", fd: int, size: int) -> tuple[int | None, str]:
@@ -73,6 +99,6 @@ def stored_start(stored: "FilePosition | None", fd: int, size: int) -> tuple[int
         return None, ""
     if not same_start(fd, (stored.fp_len, stored.fp_crc)):
         return None, "new file (its inode held another file before)"
-    if size < stored.offset:
+    if size < stored.offset and stored.src is None:  # a copy does not shrink: nothing left to read of it
         return None, f"truncated while stopped (size {size} < stored offset {stored.offset})"
     return stored.offset, "resuming"

@@ -15,12 +15,18 @@ typed events into tailer changes (each made by ``Tailer.to``):
 The EOF policy (``at_eof``): a DRAINING file is closed once it has had no new
 bytes for rotate_wait_s *and* every chunk sent is acknowledged (a refused chunk
 is read again from the descriptor, whatever the file is called by then); an
-ACTIVE file with nothing pending is closed after close_inactive_s (IDLE).
+ACTIVE file with nothing pending is closed after close_inactive_s (IDLE), an
+ACTIVE copy after rotate_wait_s.
 
 Start positions (``_open``): a stored position applies when the file's
-fingerprint matches it (shipper/identity.py); otherwise the file is read from
-its beginning, or, for a ``start_at: end`` input, files its first scan finds
-whose path was never shipped are read from their last complete line.
+fingerprint matches it (shipper/identity.py); otherwise the file is judged
+first (``_judge``, shipper/copies.py: a copy of a generation that ended is read
+on from where that generation's reading ended, under its identity), then read
+from its beginning; for a ``start_at: end`` input, files its first scan finds
+whose path was never shipped are read from their last complete line. A
+truncation (``_truncated``) starts a new generation of the file; the one that
+ended waits for its copy, looked for at once in the file's folder. A new
+generation is stored before any of its lines is sent (``save_now``).
 
 Rotation is recovered three ways, all ending the same: the file, opened under its
 new name, is read to its end, its lines carrying the name they were written
@@ -39,6 +45,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from mulog.files import last_line_end
 
+from .copies import Copies, CopyRules, Origin
 from .globs import log_name_of, owner
 from .identity import FINGERPRINT_BYTES, Key, fingerprint, key_of, same_start, stored_start
 from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer
@@ -56,7 +63,7 @@ log = logging.getLogger("shipper")
 ROTATED = "rotated: %s (%s) was renamed or deleted; reading it to its end"
 
 
-class Prospector:
+class Prospector(CopyRules):
     def __init__(self, positions: "FilePositions", stored: list["FilePosition"], watcher: "Watcher", host: str,
                  counters: "Counters", new_store: bool):
         self.tailers: dict[Key, Tailer] = {}
@@ -73,6 +80,10 @@ class Prospector:
         # a new store (first start, or the state folder was removed): files that already
         # have content are listed at the first scan, so that the re-read (or skip) is said
         self.new_store: list[tuple[str, int, int]] | None = [] if new_store else None
+        self.copies = Copies(positions)
+        self.found_later: list[Origin] = []  # origins to look for copies of once the scan is applied
+        self.skipped: dict[Key, int] = {}  # judged not a log (compressed, or no log_name): size then
+        self.save_now = lambda: None  # store the positions now (the loop sets it)
 
     def configure(self, inputs: list["Input"], added: Iterable["Input"], rotate_wait_s: float,
                   close_inactive_s: float) -> None:
@@ -91,8 +102,13 @@ class Prospector:
         followed = {k: t.path for k, t in self.tailers.items() if t.state != CLOSED}
         fresh, self.fresh = self.fresh, set()
         self.counters.scans.value += 1
+        seen = set()
         for ev in self.watcher.scan(self.inputs, followed):
+            if type(ev) is not Gone:
+                seen.add(key_of(ev.st))
             self.apply(ev, initial=type(ev) is Created and id(ev.input) in fresh)
+        for key in set(self.skipped) - seen:
+            del self.skipped[key]
 
     def on_inotify(self) -> None:
         for ev in self.watcher.events(self.inputs, self.followed):
@@ -121,6 +137,8 @@ class Prospector:
 
     def _created(self, ev: Created, initial: bool) -> None:
         key = key_of(ev.st)
+        if self.skipped.get(key) == ev.st.st_size:
+            return  # not a log, and unchanged
         stored = None
         t = self.tailers.get(key)
         if t is not None:
@@ -128,9 +146,7 @@ class Prospector:
                 return  # followed already (events raced), or closing: the next scan sees it
             stored = t.position(time.time())  # its last position, if not saved yet
             del self.tailers[key]
-        ln = self._log_name(ev.input, ev.path)
-        if ln is None:
-            return
+        ln = log_name_of(ev.input, ev.path)  # None: said once it is judged no copy (a copy takes its original's)
         t = self._open(key, ev.path, ev.input, ln, initial, at=ev.at, stored=stored)
         if t is not None and ev.at is not None:
             t.to(DRAINING, "rotated before it was found: %s was renamed to %s; reading it to its end", ev.path,
@@ -143,7 +159,12 @@ class Prospector:
             if ev.input is not None:
                 self._created(Created(ev.new, ev.input, ev.st), initial=False)
             return
-        ln = log_name_of(ev.input, ev.new) if ev.input is not None else None
+        ln = self._ln(t, ev.input, ev.new)
+        if t.judging:
+            t.set_path(ev.new)
+            if ln is None and ev.input is None and t.state == ACTIVE:
+                t.to(DRAINING, ROTATED, ev.old, t.identity)
+            return
         if ln is not None:  # still wanted, under its new name
             t.set_path(ev.new)
             t.set_input(ev.input, ln)
@@ -155,15 +176,21 @@ class Prospector:
 
     def _seen(self, ev: Seen) -> None:
         t = self.tailers.get(key_of(ev.st))
-        if t is None:
+        if t is None or t.judging:
             return
-        ln = self._log_name(ev.input, ev.path)
+        ln = self._ln(t, ev.input, ev.path) or self._log_name(ev.input, ev.path)
         if ln is None:
             return
         t.set_input(ev.input, ln)
         self._wanted(t, ev.path, ev.st)
-        if t.fd >= 0 and t.content_changed():
-            t.truncated(ev.st.st_size)
+        if t.fd >= 0 and t.src is None and t.content_changed():
+            self._truncated(t, ev.st.st_size)
+
+    def _ln(self, t: Tailer, inp: "Input | None", path: str) -> str | None:
+        """The log_name of ``t`` at ``path`` (a copy keeps its original's wherever an input wants it)."""
+        if inp is None:
+            return None
+        return t.log_name if t.src is not None else log_name_of(inp, path)
 
     def _gone(self, ev: Gone) -> None:
         t = self.tailers.get(ev.key)
@@ -188,7 +215,7 @@ class Prospector:
                 t.to(ACTIVE, "following %s (%s) again at offset %d", path, t.identity, t.read_pos)
             else:
                 t.reopen(path, ACTIVE, "following %s (%s) again at offset %d", path, t.identity, t.read_pos)
-        elif t.state == IDLE and st.st_size != t.read_pos:
+        elif t.state == IDLE and (st.st_size > t.read_pos or (st.st_size < t.read_pos and t.src is None)):
             if t.reopen(path, ACTIVE, "reopening %s at offset %d: it changed", path, t.read_pos):
                 self.counters.files_opened.value += 1
             else:  # not the same file any more
@@ -207,26 +234,29 @@ class Prospector:
     def at_eof(self, t: Tailer, now: float) -> bool:
         """A read found nothing new: True when there is more to do at once (a truncation)."""
         if t.at_eof() == "truncated":
+            self._truncated(t, t.size_seen)
             return True
         idle = now - t.last_data
         if t.state == DRAINING:
             if idle >= self.rotate_wait_s and t.acks.idle:
+                if any(j.judging and j.waits_on == (t.dev, t.ino) for j in self.tailers.values()):
+                    self._ended(t.generation(), find=False)  # a file judged its copy waits for it
                 t.to(CLOSED, "finished %s (%s, rotated or deleted) at offset %d", t.path, t.identity, t.read_pos)
                 self.counters.files_finished.value += 1
+        elif t.state == ACTIVE and t.src is not None and idle >= self.rotate_wait_s and t.acks.idle:
+            t.to(IDLE, "finished the copy %s (%s) at offset %d; closing it (reopened if it grows)", t.path,
+                 t.identity, t.read_pos)
         elif t.state == ACTIVE and idle >= self.close_inactive_s and t.acks.idle:
             t.to(IDLE, "closing %s after %.0fs without new lines (reopened when it grows)", t.path, idle)
         return False
 
-    def unreadable(self, t: Tailer) -> None:
-        """A tailer not read from: a retiring one closes once nothing is pending."""
-        if t.state == RETIRING and t.acks.idle:
+    def unreadable(self, t: Tailer, now: float) -> None:
+        """A tailer not read from: a judged one is looked at again; a retiring one
+        closes once nothing is pending."""
+        if t.judging and t.fd >= 0:
+            self._judge(t, now)
+        elif t.state == RETIRING and t.acks.idle:
             t.to(CLOSED, "stopped %s at offset %d", t.path, t.read_pos)
-
-    def drop_finished(self) -> None:
-        """Forget the tailers that are done with, once their last position is saved."""
-        for key, t in list(self.tailers.items()):
-            if t.finished and t.saved_now:
-                del self.tailers[key]
 
     # ------------------------------------------------------------ opening
     def _open(self, key: Key, path: str, inp: "Input", log_name: str, initial: bool, at: str | None = None,
@@ -248,28 +278,47 @@ class Prospector:
             self.watcher.want_rescan()
             return None
         size = st.st_size
-        if stored is None:
+        if stored is None and self.positions is not None:
             stored = self.positions.get(*key)
         start, how = stored_start(stored, fd, size)
+        judging, src = False, None
         if start is not None:
-            fp = (stored.fp_len, stored.fp_crc)
-        elif initial and inp.start_at == "end" and path not in self.known_paths:
-            start = last_line_end(fd, size)
-            fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
-            how = "start_at=end"
+            fp, gen, src = (stored.fp_len, stored.fp_crc), stored.gen, stored.src
+            if src is not None:
+                log_name = log_name_of(owner(self.inputs, src.path) or inp, src.path) or log_name
         else:
-            start, fp = 0, fingerprint(fd, 0)
-            how = how or "new file"
+            gen = stored.gen + 1 if stored is not None else self._next_gen(key)
+            if stored is not None and stored.src is None:
+                self._ended_stored(stored)
+            if initial and inp.start_at == "end" and path not in self.known_paths:
+                start = last_line_end(fd, size)
+                fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
+                how = "start_at=end"
+            else:  # judged first: a copy, or a file of its own
+                start, fp, judging = 0, fingerprint(fd, 0), True
+                how = how or "new file"
+        if log_name is None and not judging:
+            os.close(fd)
+            self._log_name(inp, path)  # says it is not shipped
+            return None
         if initial and stored is None and size > 0 and self.new_store is not None:
             self.new_store.append((path, size, start))
         os.lseek(fd, start, os.SEEK_SET)
-        t = Tailer(key[0], key[1], path, fd, inp, log_name, start, fp, self.host, self.counters, size=size)
+        t = Tailer(key[0], key[1], path, fd, inp, log_name, start, fp, self.host, self.counters, size=size, gen=gen,
+                   src=src, judging=judging)
+        t.how = how
         self.tailers[key] = t
         self.known_paths.add(path)
         self.counters.files_opened.value += 1
-        log.info("reading %s (%s, %s) from offset %d of %d -> topic %s, log_name %s", path, t.identity, how, start,
-                 size, inp.topic, log_name)
+        if not judging:
+            log.info("reading %s (%s, %s) from offset %d of %d -> topic %s, log_name %s", path, t.identity, how,
+                     start, size, inp.topic, log_name)
+            if gen and (stored is None or gen != stored.gen):
+                self.save_now()  # a new generation is stored before any of its lines is sent
         return t
+
+    def _next_gen(self, key: Key) -> int:
+        return self.positions.next_gen(*key) if self.positions is not None else 0
 
     def resume_rotated_while_stopped(self, stored: list["FilePosition"]) -> None:
         """At start: a file with a stored position that is no longer at its path
@@ -288,8 +337,8 @@ class Prospector:
                 continue
             for p in positions:
                 new = names.get(p.ino)
-                if new is None or new == p.path:
-                    continue
+                if new is None or (new == p.path and p.src is None):
+                    continue  # (a copy outside the globs is at its own name: read on from its position)
                 try:
                     st = os.stat(new)
                     if key_of(st) != (p.dev, p.ino) or st.st_size <= p.offset:
@@ -299,14 +348,16 @@ class Prospector:
                             continue  # the inode now holds another file (a compressed copy, say)
                 except OSError:
                     continue
-                inp = owner(self.inputs, p.path)
-                ln = log_name_of(inp, p.path) if inp is not None else None
+                name = p.src.path if p.src is not None else p.path
+                inp = owner(self.inputs, name)
+                ln = log_name_of(inp, name) if inp is not None else None
                 if ln is None:
                     continue
                 t = self._open(key_of(st), p.path, inp, ln, initial=False, at=new, stored=p)
                 if t is not None:
                     t.to(DRAINING, "rotated while stopped: %s is now %s; reading it from offset %d to its end",
                          p.path, new, t.read_pos)
+        self.look_for_copies(list(self.copies.origins.values()))
 
     def report_new_store(self, db_path) -> None:
         """With a new position store, say what happens to files that already have

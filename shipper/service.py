@@ -89,6 +89,7 @@ class Shipper:
                                      new_store=self.db.created)
         self._configure(settings, added=settings.inputs)
         self.tailers = self.prospector.tailers
+        self.prospector.save_now = self.save
         self.rates = Rates()
         self.snapshot: Snapshot = self.take_snapshot()
         self.metrics = None
@@ -137,6 +138,7 @@ class Shipper:
             self.watcher.plan(pr.inputs)
             pr.scan()
             pr.report_new_store(self.settings.db_path)
+            pr.look_for_copies()
             pr.resume_rotated_while_stopped(self.stored)
             self.stored = []
             self._loop()
@@ -172,7 +174,7 @@ class Shipper:
             busy = self.read_all(now)
             pub.poll(0)
             if ckpt.due(now):
-                self.checkpoint.save(self.tailers.values())
+                self.save()
                 pr.drop_finished()
             if snap.due(now):
                 self.snapshot = self.take_snapshot()
@@ -181,6 +183,7 @@ class Shipper:
             if forget.due(now):
                 for path in self.checkpoint.forget_vanished(set(self.tailers), c.forget_after_s):
                     pr.known_paths.discard(path)
+                pr.copies.expire(c.forget_after_s)
             if not busy and not self.stopping:
                 if pub.inflight_msgs and (pub.poll(0.05) or not pub.room()):
                     continue  # acknowledgements came, or are what reading waits for: go on at once
@@ -198,7 +201,7 @@ class Shipper:
                      c.shutdown_timeout_s, pub.inflight_msgs)
             left = pub.flush(c.shutdown_timeout_s)
         self.watcher.stop()
-        n = self.checkpoint.save(self.tailers.values(), sync=True)
+        n = self.save(sync=True)
         if self.checkpoint.errors:
             log.error("positions could not be saved at the stop: lines after the last saved positions will be "
                       "sent again at the next start")
@@ -230,7 +233,7 @@ class Shipper:
                     busy = True
                 continue
             if not t.readable:
-                pr.unreadable(t)
+                pr.unreadable(t, now)
                 continue
             for _ in range(CHUNKS_PER_TURN):
                 if not pub.room():
@@ -242,11 +245,19 @@ class Shipper:
                     break
                 busy = True
                 if fr is not None:
+                    if t.saved is None and not self.checkpoint.errors:
+                        # a file's first lines: its identity and first bytes are stored first, so that
+                        # after a crash its copy (or a new file on its inode) is told apart
+                        self.save()
                     pub.send(t, fr)
                     pub.poll(0)
                 if self.stopping:
                     return busy
         return busy
+
+    def save(self, sync: bool = False) -> int:
+        """Store the positions and the ended generations that changed."""
+        return self.checkpoint.save(self.tailers.values(), self.prospector.copies, sync=sync)
 
     # ------------------------------------------------------------ reload
     def _config_signature(self):

@@ -29,9 +29,18 @@ class FileStatus:
         return asdict(self)
 
 
+def _identity(p, crc: int | None) -> str:
+    """The identity the lines of the file carry (its original's, for a copy)."""
+    s = p.src
+    if s is not None:
+        return file_identity(s.dev, s.ino, s.ident if s.ident is not None else crc if crc is not None else p.fp_crc,
+                             s.gen)
+    return file_identity(p.dev, p.ino, crc if crc is not None else p.fp_crc, p.gen)
+
+
 def _current(p) -> tuple[int | None, str]:
     """(size, identity) of the file the position belongs to, if it is still at its path."""
-    stored = file_identity(p.dev, p.ino, p.fp_crc)
+    stored = _identity(p, p.ident)
     try:
         fd = os.open(p.path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -41,7 +50,7 @@ def _current(p) -> tuple[int | None, str]:
         if (st.st_dev, st.st_ino) != (p.dev, p.ino):
             return None, stored
         crc = identity_crc(fd)
-        return st.st_size, file_identity(p.dev, p.ino, crc if crc is not None else p.fp_crc)
+        return st.st_size, _identity(p, p.ident if p.ident is not None else crc)
     finally:
         os.close(fd)
 

@@ -9,6 +9,9 @@ States:
     IDLE      descriptor closed after inactivity; opened again when the file grows
     CLOSED    done with; dropped from the table once its position is saved
 
+A new file is first *judged* (``judging``): not read until its first bytes say
+whether it is a copy of a generation that ended (shipper/copies.py), in any state.
+
 The state changes only in ``to()``, which logs the change once (with the reason
 the caller gives) and closes the descriptor when the new state has none. What
 to change when is decided by the prospector (finding files, rotation, the EOF
@@ -20,7 +23,10 @@ early (there is nothing left to read from).
 Positions: ``read_pos`` is the next byte to read; framed lines go to the
 publisher one chunk at a time, and ``acks`` (shipper/acks.py) moves the
 delivered offset as Kafka acknowledges them. A truncation (copytruncate) starts
-a new generation from offset 0. File identity and fingerprints: shipper/identity.py.
+a new generation from offset 0 (``truncated``): the old generation's chunks and
+acks go with what it returns, to be handed to its copy if one is found. A copy
+(``src``) carries its original's identity, path and log_name. File identity and
+fingerprints: shipper/identity.py.
 """
 
 from __future__ import annotations
@@ -32,11 +38,11 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
-from offsets import FilePosition
+from offsets import FilePosition, Source
 
 from .acks import FileAcks
 from .framing import Frame, Framer, utf8_text
-from .identity import FINGERPRINT_BYTES, file_identity, fingerprint, identity_crc, same_start
+from .identity import FINGERPRINT_BYTES, file_identity, identity_crc, same_start
 
 if TYPE_CHECKING:
     from shipper.config import Input
@@ -56,8 +62,9 @@ _OPEN = (ACTIVE, DRAINING, RETIRING)  # states that keep a descriptor
 
 
 class Tailer:
-    def __init__(self, dev: int, ino: int, path: str, fd: int, inp: "Input", log_name: str,
-                 start: int, fp: tuple[int, int], host: str, counters: "Counters", *, size: int = 0):
+    def __init__(self, dev: int, ino: int, path: str, fd: int, inp: "Input", log_name: str | None,
+                 start: int, fp: tuple[int, int], host: str, counters: "Counters", *, size: int = 0,
+                 gen: int = 0, src: Source | None = None, judging: bool = False):
         self.dev = dev
         self.ino = ino
         self.path = path
@@ -72,12 +79,19 @@ class Tailer:
         self.acks = FileAcks(start, self)
         self.saved: tuple | None = None  # what the checkpoint last stored
         self.fp_len, self.fp_crc = fp  # covers the first fp_len bytes; grows as the file is read
+        self.head = os.pread(fd, fp[0], 0) if fd >= 0 and fp[0] else b""  # those bytes
         self.ident: int | None = None
+        self.gen = gen
+        self.src = src  # a copy: the file whose lines it holds (their identity, path and positions)
+        self.judging = judging  # not read until its first bytes tell whether it is a copy
+        self.judged_at = (-1, 0.0)  # (size, since when) at the last look while judging
+        self.waits_on: tuple[int, int] | None = None  # judging: the followed file it is a copy of
         self.topic = inp.topic
         self.key = b""
         self.headers: dict = {}
         self.last_data = time.monotonic()
         self.size_seen = size
+        self.changed = False  # a read found the first bytes changed: a truncation
         self._refresh_identity()
 
     # ---------------------------------------------------------------- state
@@ -107,10 +121,13 @@ class Tailer:
     @property
     def identity(self) -> str:
         crc = self.ident if self.ident is not None else self.fp_crc
-        return file_identity(self.dev, self.ino, crc)
+        s = self.src
+        if s is not None:
+            return file_identity(s.dev, s.ino, s.ident if s.ident is not None else crc, s.gen)
+        return file_identity(self.dev, self.ino, crc, self.gen)
 
     def _refresh_identity(self) -> None:
-        if self.fd >= 0 and self.ident is None:
+        if self.fd >= 0 and self.ident is None and not self.judging:
             self.ident = identity_crc(self.fd)
         self._build_headers()
 
@@ -118,10 +135,13 @@ class Tailer:
         ident = self.identity
         self.key = ident.encode()
         # "offset" is rewritten for every line by the publisher (a dict: cheaper than a list of tuples)
-        self.headers = {"host": utf8_text(self.host), "path": utf8_text(self.path), "file": ident, "offset": "0",
+        path = self.path if self.src is None else self.src.path  # a copy's lines were written under its original's
+        self.headers = {"host": utf8_text(self.host), "path": utf8_text(path), "file": ident, "offset": "0",
                         "app_id": str(self.input.app_id), "log_name": utf8_text(self.log_name)}
 
-    def set_input(self, inp: "Input", log_name: str) -> None:
+    def set_input(self, inp: "Input", log_name: str | None) -> None:
+        if self.src is not None or log_name is None:
+            log_name = self.log_name  # a copy keeps its original's log_name
         if inp is self.input and log_name == self.log_name:
             return
         self.input = inp
@@ -140,7 +160,8 @@ class Tailer:
     # ---------------------------------------------------------------- reading
     @property
     def readable(self) -> bool:
-        return self.fd >= 0 and (self.state == ACTIVE or self.state == DRAINING) and self.acks.refused is None
+        return (self.fd >= 0 and (self.state == ACTIVE or self.state == DRAINING) and self.acks.refused is None
+                and not self.judging)
 
     def read(self, now: float) -> Frame | None | bool:
         """Read one chunk: a Frame of complete lines, None when nothing complete was
@@ -156,10 +177,15 @@ class Tailer:
             return False
         if not data:
             return False
+        if self.content_changed():  # truncated and written again past the read position: not its bytes
+            os.lseek(self.fd, self.read_pos, os.SEEK_SET)
+            self.changed = True
+            return False
         self.last_data = now
         self.read_pos += len(data)
         if self.fp_len < FINGERPRINT_BYTES:
-            self.fp_len, self.fp_crc = fingerprint(self.fd, min(self.read_pos, FINGERPRINT_BYTES))
+            self.head = os.pread(self.fd, min(self.read_pos, FINGERPRINT_BYTES), 0)
+            self.fp_len, self.fp_crc = len(self.head), zlib.crc32(self.head)
         frame = self.framer.feed(data)
         if frame is not None and frame.lines and self.ident is None:
             self._refresh_identity()
@@ -173,8 +199,7 @@ class Tailer:
         except OSError:
             return None
         self.size_seen = st.st_size
-        if st.st_size < self.read_pos:
-            self.truncated(st.st_size)
+        if (st.st_size < self.read_pos and self.src is None) or self.changed:  # a copy does not shrink
             return "truncated"
         if st.st_nlink == 0 and self.state == ACTIVE:
             self.to(DRAINING, "deleted: %s (%s); reading what is left of it, then closing it", self.path,
@@ -192,15 +217,56 @@ class Tailer:
         except OSError:
             return False
 
-    def truncated(self, size: int) -> None:
-        self.counters.truncations("truncated: %s is %d bytes, below the read position %d (copytruncate?); "
-                                  "reading it from offset 0", self.path, size, self.read_pos)
-        self.acks.new_generation()
+    def generation(self) -> dict:
+        """This generation of the file: its identity, first bytes, acks and where its
+        reading ended (for shipper/copies.py)."""
+        return dict(dev=self.dev, ino=self.ino, gen=self.gen, ident=self.ident, fp=(self.fp_len, self.fp_crc),
+                    head=self.head, end=self.framer.pos, acks=self.acks, path=self.path, log_name=self.log_name,
+                    input=self.input)
+
+    def truncated(self, size: int) -> dict:
+        """The file was truncated (or rewritten from its start): a new generation
+        from offset 0. Returns the old one (``generation``)."""
+        old = self.generation()
+        self.counters.truncations("truncated: %s is %d bytes, below the read position %d, or its first bytes "
+                                  "changed (copytruncate?); reading it from offset 0 as generation %d",
+                                  self.path, size, self.read_pos, self.gen + 1)
+        self.gen += 1
+        self.acks = FileAcks(0, self)
         self.read_pos = 0
         self.framer.reset(0)
-        self.fp_len, self.fp_crc = 0, zlib.crc32(b"")
+        self.fp_len, self.fp_crc, self.head = 0, zlib.crc32(b""), b""
         self.ident = None
+        self.changed = False
         os.lseek(self.fd, 0, os.SEEK_SET)
+        self._refresh_identity()
+        return old
+
+    def become_copy(self, src: Source, log_name: str, acks: FileAcks | None, start: int) -> None:
+        """Judged a copy of ``src``: its lines carry ``src``'s identity, path and
+        log_name, and it is read from ``start`` (where its original's reading ended);
+        the original's pending chunks (``acks``) come with it."""
+        self.src = src
+        self.log_name = log_name
+        if acks is None:
+            acks = FileAcks(start, self)
+        acks.owner = self
+        self.acks = acks
+        self.read_pos = start
+        self.framer.reset(start)
+        # its own first bytes (what its stored position is told by: the inode may hold another file later)
+        self.head = os.pread(self.fd, FINGERPRINT_BYTES, 0)
+        self.fp_len, self.fp_crc = len(self.head), zlib.crc32(self.head)
+        os.lseek(self.fd, start, os.SEEK_SET)
+        self.judging = False
+        self.last_data = time.monotonic()
+        self._refresh_identity()
+
+    def judged_new(self, log_name: str) -> None:
+        """Judged a file of its own (no copy): read from its start."""
+        self.judging = False
+        self.log_name = log_name
+        self.last_data = time.monotonic()
         self._refresh_identity()
 
     def recover(self, now: float) -> bool:
@@ -259,20 +325,25 @@ class Tailer:
         return True
 
     # ---------------------------------------------------------------- positions
+    def _rec(self) -> tuple:
+        return self.acks.delivered, self.fp_len, self.fp_crc, self.path, self.gen, self.ident, self.src
+
     def position(self, now: float) -> FilePosition | None:
-        """The position to store, or None when it has not changed."""
-        rec = (self.acks.delivered, self.fp_len, self.fp_crc, self.path)
-        if rec == self.saved:
+        """The position to store, or None when it has not changed (or the file is
+        still being judged: a stored position would skip the judgement)."""
+        rec = self._rec()
+        if rec == self.saved or self.judging:
             return None
-        return FilePosition(self.dev, self.ino, self.fp_len, self.fp_crc, self.path, self.acks.delivered, now)
+        return FilePosition(self.dev, self.ino, self.fp_len, self.fp_crc, self.path, self.acks.delivered, now,
+                            self.gen, self.ident, self.src)
 
     def mark_saved(self, pos: FilePosition) -> None:
-        self.saved = (pos.offset, pos.fp_len, pos.fp_crc, pos.path)
+        self.saved = (pos.offset, pos.fp_len, pos.fp_crc, pos.path, pos.gen, pos.ident, pos.src)
 
     @property
     def saved_now(self) -> bool:
         """The stored position is the current one."""
-        return self.saved == (self.acks.delivered, self.fp_len, self.fp_crc, self.path)
+        return self.judging or self.saved == self._rec()
 
     def __repr__(self) -> str:
         return (f"<Tailer {self.path} {self.identity} {self.state} read={self.read_pos} "

@@ -21,6 +21,7 @@ from mtga_helpers import wait_for  # noqa: F401 (the suite's one polling helper,
 from mulog import sample
 
 EXE = Path(sys.executable).parent / "shipper"
+REPO = Path(__file__).resolve().parents[1]
 POOL = list(sample.bare_lines(500, seed=3))
 
 
@@ -41,6 +42,8 @@ class ShipperProc:
         self.conf, self.log_path, self.args = conf, log, args
         self.env = dict(os.environ)
         self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        # the shipper of this tree, whatever checkout the virtualenv's editable install points at
+        self.env["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), self.env.get("PYTHONPATH")) if x)
         self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
         self.peak_rss_kb = 0

@@ -303,15 +303,25 @@ def test_acknowledgements_move_the_position_in_order_only(tmp_path):
 
 
 def test_reports_of_the_old_content_do_not_move_a_truncated_file(tmp_path):
+    """A truncation starts a new generation (its identity says so); the chunks
+    still pending of the old one go with it (to its copy, if one is found) and
+    never move the new generation's position."""
     t = _tailer(tmp_path, b"aaaa\nbbbb\n")
     try:
-        old = t.acks.chunk(10, 2, 10, None)
-        t.read_pos = 10
+        fr = t.read(1.0)
+        old = t.acks.chunk(fr.end, 2, 10, None)
+        first = t.identity
         with open(t.path, "r+b") as f:
             f.truncate(0)
-        assert t.at_eof() == "truncated" and t.read_pos == 0
-        t.acks.acked(old)
-        assert t.delivered == 0 and not t.acks.pending
+        assert t.at_eof() == "truncated" and t.read_pos == 10  # the prospector starts the new generation
+        ended = t.truncated(0)
+        assert (t.read_pos, t.gen, ended["gen"], ended["end"], ended["head"]) == (0, 1, 0, 10, b"aaaa\nbbbb\n")
+        assert ended["acks"] is not t.acks
+        with open(t.path, "ab") as f:
+            f.write(b"aaaa\n")  # the same first line again: the generation tells the two apart
+        assert t.read(2.0).lines == [b"aaaa"] and t.identity == first + ":g1"
+        ended["acks"].acked(old)
+        assert t.delivered == 0 and not t.acks.pending and ended["acks"].delivered == 10
         assert t.counters.truncations.value == 1
     finally:
         t.close()
@@ -461,3 +471,23 @@ def test_a_burst_of_inotify_events_globs_at_most_once_per_debounce_interval(tmp_
     assert 1 <= scans <= took / DEBOUNCE_S + 2, (scans, took)
     assert turns > 10 * scans, (turns, scans)  # the loop turned far more often than it globbed
     print(f"\n2000 files created, 1000 deleted in {took:.2f}s: {scans} scans in {turns} loop turns")
+
+
+def test_a_copy_with_nothing_left_to_read_stores_its_own_first_bytes(tmp_path):
+    """A copy read on from its original's end may have nothing left to read: its
+    stored position must still hold its own first bytes, or a later file on the
+    same inode (logrotate copies to the same name again) would resume from it."""
+    import zlib
+
+    from offsets import Source
+
+    data = b"".join(b"line %04d of the first generation\n" % n for n in range(100))
+    t = _tailer(tmp_path, data, "t.log.1")
+    try:
+        t.become_copy(Source(1, 2, 0, 7, "/x/t.log"), "x", None, len(data))
+        assert t.read(1.0) is False
+        p = t.position(1.0)
+        assert (p.fp_len, p.fp_crc, p.offset) == (1024, zlib.crc32(data[:1024]), len(data))
+        assert t.identity == "1:2:00000007" and p.src.path == "/x/t.log"
+    finally:
+        t.close()
