@@ -2,14 +2,16 @@
 
 Each program gives a function that returns its current samples; a collector
 turns them into metric families at scrape time, so the hot paths only bump
-plain counters."""
+plain counters. ``/health`` and ``/ready`` (mulog/health.py) are served beside
+``/metrics`` when the program gives their checks."""
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable
+import threading
+from typing import Callable, Iterable, Optional
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
 log = logging.getLogger("metrics")
@@ -43,9 +45,26 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve(source: Callable[[], Iterable[Sample]], host: str, port: int) -> MetricsServer:
+def serve(source: Callable[[], Iterable[Sample]], host: str, port: int,
+          health: Optional[dict] = None) -> MetricsServer:
+    """Serve ``/metrics`` from ``source`` and ``health`` ({path: checks}, see mulog/health.py)."""
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, _SilentHandler
+
+    from . import health as _health
+
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Collector(source))
-    server, thread = start_http_server(port, addr=host, registry=reg)
-    log.info("metrics at http://%s:%d/metrics", host, server.server_address[1])
+
+    class Server(ThreadingWSGIServer):
+        pass
+
+    Server.address_family, addr = _get_best_family(host, port)
+    app = _health.wsgi(make_wsgi_app(reg), health or {})
+    server = make_server(addr, port, app, Server, handler_class=_SilentHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    log.info("metrics at http://%s:%d/metrics%s", host, server.server_address[1],
+             " (and /health, /ready)" if health else "")
     return MetricsServer(server, thread)

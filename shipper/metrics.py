@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from mulog.health import Check, loop_check
 from mulog.instrument import Instruments
 from mulog.metrics import MetricsServer
 from mulog.metrics import serve as _serve
@@ -44,6 +45,31 @@ def samples(snap: Snapshot, inst: Instruments):
            "while the loop is stuck)", (), [((), max(0.0, time.time() - snap.taken))])
 
 
-def serve(snapshot: Callable[[], Snapshot], inst: Instruments, host: str, port: int) -> MetricsServer:
-    """Serve the figures of ``snapshot()`` (the loop's last one) and ``inst``'s counters."""
-    return _serve(lambda: samples(snapshot(), inst), host, port or DEFAULT_PORT)
+def health(snap: Snapshot) -> list[Check]:
+    """``/health``: the loop publishes its snapshot every few hundred ms."""
+    return [loop_check(snap.taken)]
+
+
+def ready(snap: Snapshot, bootstrap: str) -> list[Check]:
+    """``/ready``: the loop ticks, positions are saved, a broker answered and Kafka is not down."""
+    if not snap.kafka_contacted:
+        kafka = (False, f"no broker at {bootstrap} has answered yet")
+    elif not snap.kafka_up:
+        kafka = (False, f"unreachable ({bootstrap}); {snap.queue_lines} lines waiting")
+    else:
+        kafka = (True, f"reachable ({bootstrap}); {snap.queue_lines} lines waiting")
+    return [
+        loop_check(snap.taken),
+        ("state", snap.save_errors == 0, "positions saved" if snap.save_errors == 0
+         else f"the last {snap.save_errors} position save(s) failed"),
+        ("kafka", *kafka),
+        ("running", not snap.stopping, "stopping" if snap.stopping else "running"),
+    ]
+
+
+def serve(snapshot: Callable[[], Snapshot], inst: Instruments, host: str, port: int,
+          bootstrap: str = "") -> MetricsServer:
+    """Serve the figures of ``snapshot()`` (the loop's last one) and ``inst``'s counters,
+    and ``/health`` and ``/ready`` from the same snapshot."""
+    routes = {"/health": lambda: health(snapshot()), "/ready": lambda: ready(snapshot(), bootstrap)}
+    return _serve(lambda: samples(snapshot(), inst), host, port or DEFAULT_PORT, routes)

@@ -74,6 +74,7 @@ class Publisher:
         self.inflight_msgs = 0
         self.inflight_bytes = 0
         self.down_since: float | None = None
+        self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
         self.fatal = ""
         self.producer = Producer(conf, logger=kafka_log)
         self._produce = self.producer.produce
@@ -181,10 +182,9 @@ class Publisher:
         if err is None:
             self.c.lines_acked.value += chunk.n
             acks.acked(chunk)
+            self.contacted = True
             if self.down_since is not None:
-                log.info("Kafka reachable again after %.1fs; %d lines waiting to be acknowledged",
-                         time.monotonic() - self.down_since, self.inflight_msgs)
-                self.down_since = None
+                self._back()
         elif err.code() in _PURGED:
             acks.dropped(chunk)  # never sent (the stop): read again at the next start
         elif acks.refuse(chunk, err.str()):
@@ -236,6 +236,23 @@ class Publisher:
             self.fatal = f"fatal Kafka producer error: {text}"
             log.error("%s", self.fatal)
             self.on_fatal(self.fatal)
+
+    def _back(self) -> None:
+        log.info("Kafka reachable again after %.1fs; %d lines waiting to be acknowledged",
+                 time.monotonic() - self.down_since, self.inflight_msgs)
+        self.down_since = None
+
+    def probe(self, timeout: float) -> bool:
+        """Ask a broker for metadata (blocks up to ``timeout`` s): True when one answered.
+        Tells readiness before any line is sent, and a broker back while nothing waits."""
+        try:
+            self.producer.list_topics(timeout=timeout)
+        except (KafkaException, SystemError):
+            return False
+        self.contacted = True
+        if self.down_since is not None:
+            self._back()
+        return True
 
     def queued(self) -> int:
         return len(self.producer)

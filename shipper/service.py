@@ -30,6 +30,7 @@ from typing import Callable
 
 from mulog.config import ConfigError
 from mulog.files import signature
+from mulog.sdnotify import Notifier
 from offsets import FilePositions, StateDB
 
 from .checkpoint import Checkpoint
@@ -44,6 +45,7 @@ log = logging.getLogger("shipper")
 CHUNKS_PER_TURN = 4  # read chunks per file before the next file gets its turn
 CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
+PROBE_S, PROBE_TIMEOUT_S = 2.0, 0.2  # a metadata request, until a broker answered and while Kafka is down
 
 
 class Every:
@@ -75,6 +77,7 @@ class Shipper:
         self.stopping = False
         self.reload_wanted = False
         self.fatal: str | None = None
+        self.notify = Notifier()  # systemd (Type=notify): READY=1, WATCHDOG=1, STOPPING=1
         self.db = StateDB(settings.db_path, "shipper")
         for note in self.db.notes:
             log.warning("%s", note)
@@ -128,7 +131,8 @@ class Shipper:
             from .metrics import DEFAULT_PORT, serve
 
             try:
-                self.metrics = serve(lambda: self.snapshot, self.counters.inst, c.metrics.host, c.metrics.port)
+                self.metrics = serve(lambda: self.snapshot, self.counters.inst, c.metrics.host, c.metrics.port,
+                                     self.settings.bootstrap_servers)
             except OSError as e:
                 log.error("cannot serve metrics on %s:%d: %s", c.metrics.host, c.metrics.port or DEFAULT_PORT,
                           e.strerror or e)
@@ -156,8 +160,12 @@ class Shipper:
         scan, ckpt = Every(c.rescan_interval_s, now), Every(c.checkpoint_interval_s, now)
         stats, conf, snap = Every(c.stats_interval_s, now), Every(CONFIG_CHECK_S, now), Every(SNAPSHOT_S, now)
         forget = Every(min(FORGET_CHECK_S, c.forget_after_s), now)
+        probe = Every(PROBE_S, now - PROBE_S)
         while not self.stopping:
             now = time.monotonic()
+            self.notify.watchdog(now)
+            if (not pub.contacted or pub.down_since is not None) and probe.due(now) and pub.probe(PROBE_TIMEOUT_S):
+                self.notify.ready(f"state open, Kafka at {self.settings.bootstrap_servers} answered")
             if (conf.due(now) and self._config_changed()) or self.reload_wanted:
                 self.reload_wanted = False
                 self.reload()
@@ -193,6 +201,9 @@ class Shipper:
     def shutdown(self) -> int:
         c = self.conf
         pub = self.publisher
+        self.stopping = True
+        self.notify.stopping()
+        self.snapshot = self.take_snapshot()  # /ready says it stops
         if self.fatal:
             log.error("stopping after a fatal error; positions are saved up to the last acknowledged line")
             left = pub.flush(min(2.0, c.shutdown_timeout_s))
@@ -215,6 +226,7 @@ class Shipper:
             self.metrics = None
         self.prospector.close_all()
         self.db.close()
+        self.notify.close()
         v = self.counters.inst.values()
         log.info("stopped: %d lines sent, %d acknowledged; positions of %d files saved (%d changed)",
                  v["lines_sent"], v["lines_acked"], len(self.tailers), n)
@@ -310,7 +322,8 @@ class Shipper:
         return Snapshot(taken=time.time(), counters=self.counters.inst.values(), files=files,
                         files_open=sum(1 for t in self.tailers.values() if t.fd >= 0),
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
-                        kafka_up=pub.down_since is None)
+                        kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
+                        save_errors=self.checkpoint.errors, stopping=self.stopping)
 
     def log_stats(self) -> None:
         snap = self.snapshot = self.take_snapshot()

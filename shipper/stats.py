@@ -81,6 +81,9 @@ class Snapshot(msgspec.Struct, frozen=True):
     queue_lines: int  # lines handed to the producer, not yet acknowledged
     queue_bytes: int
     kafka_up: bool
+    kafka_contacted: bool = False  # a broker answered once since the start
+    save_errors: int = 0  # position saves in a row that failed
+    stopping: bool = False
 
     @property
     def bytes_behind(self) -> int:

@@ -1,16 +1,18 @@
 """mtga's Prometheus metrics, from the snapshot the loop publishes (and every
-counter of its instruments)."""
+counter of its instruments); ``/health`` and ``/ready`` from the same snapshot."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+from mulog.health import Check, loop_check
 from mulog.metrics import MetricsServer
 from mulog.metrics import serve as _serve
 
 if TYPE_CHECKING:
     from .service import Service
+    from .snapshot import Snapshot
 
 
 def samples(svc: "Service"):
@@ -36,5 +38,35 @@ def samples(svc: "Service"):
            "while the loop is stuck)", (), [((), max(0.0, now - snap.taken))])
 
 
+def health(snap: "Snapshot") -> list[Check]:
+    """``/health``: the loop publishes its snapshot every SNAPSHOT_S."""
+    return [loop_check(snap.taken)]
+
+
+def ready(snap: "Snapshot", bootstrap: str) -> list[Check]:
+    """``/ready``: the loop ticks, the state store is written, a broker answers, partitions
+    are assigned, and batches are stored (not stalled)."""
+    if not snap.kafka_contacted:
+        kafka = (False, f"the group at {bootstrap} has not answered yet")
+    elif snap.kafka_down_since is not None:
+        kafka = (False, f"unreachable ({bootstrap}) for {time.time() - snap.kafka_down_since:.0f}s")
+    else:
+        kafka = (True, f"reachable ({bootstrap})")
+    parts = snap.partitions
+    stall = snap.stalled
+    return [
+        loop_check(snap.taken),
+        ("state", snap.checkpoint_error is None, snap.checkpoint_error or "offsets stored"),
+        ("kafka", *kafka),
+        ("partitions", bool(parts), f"{len(parts)} assigned: " + ", ".join(f"{t}[{p}]" for t, p in parts[:8])
+         + (", ..." if len(parts) > 8 else "") if parts else "none assigned"),
+        ("stalled", stall is None, stall or "batches are stored"),
+        ("running", not snap.stopping, "stopping" if snap.stopping else "running"),
+    ]
+
+
 def serve(svc: "Service", host: str, port: int) -> MetricsServer:
-    return _serve(lambda: samples(svc), host, port)
+    """``/metrics``, ``/health`` and ``/ready``, all from ``svc.snapshot``."""
+    bootstrap = svc.s.bootstrap_servers
+    routes = {"/health": lambda: health(svc.snapshot), "/ready": lambda: ready(svc.snapshot, bootstrap)}
+    return _serve(lambda: samples(svc), host, port, routes)

@@ -16,7 +16,8 @@ import signal
 import time
 
 from .config import MtgaSettings
-from .service import Service, Snapshot
+from .service import Service
+from .snapshot import Snapshot
 
 log = logging.getLogger("mtga")
 

@@ -32,10 +32,10 @@ import time
 from concurrent.futures import Future
 from typing import Optional
 
-import msgspec
 from confluent_kafka import KafkaError
 
 from mulog.instrument import Instruments
+from mulog.sdnotify import Notifier
 from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
 
 from .batch import Item, first_offsets
@@ -45,6 +45,7 @@ from .recovery import recover, starting_point
 from .config import MtgaSettings
 from .pausing import Pausing
 from .retry import Retrier
+from .snapshot import Snapshot
 from .source import Source
 from .typeguard import TypeGuard
 from .workers import Pool
@@ -54,30 +55,6 @@ log = logging.getLogger("mtga")
 
 STORAGE_ERRORS = (SinkError, StateError, OSError)  # what stalls a batch; anything else is a bug
 SNAPSHOT_S = 0.2  # how often the snapshot other threads read is renewed
-
-
-class Snapshot(msgspec.Struct, frozen=True):
-    """What the loop last published for other threads (status, metrics)."""
-
-    pid: int
-    started: float
-    taken: float
-    events_per_s: float
-    partitions: tuple
-    lags: dict
-    local_offsets: dict  # every offset the store holds (the checkpoint replaces it, never mutates it)
-    last_checkpoint: Optional[float]
-    failure_queue: int
-    stalled: Optional[str]
-    checkpoint_error: Optional[str]
-    retry_error: Optional[str]
-    sink_error: Optional[str]
-    sink_bytes: int
-    sink_errors: int
-    workers: int
-    worker_restarts: int
-    counters: dict
-    fixed: dict  # rule -> events fixed
 
 
 class Service:
@@ -125,12 +102,14 @@ class Service:
         self.inflight: collections.deque = collections.deque()  # (items, workers.Pending), in consumed order
         self.commands: queue.Queue = queue.Queue()
         self.stop_event = threading.Event()
+        self.stopping = False
         self.stalled: Optional[str] = None  # why the last batch could not be stored anywhere durable
         self.recheck_settings = False
         self._hup = False
         self.started = time.time()
         self._rate: collections.deque = collections.deque(maxlen=61)  # (monotonic s, consumed): last minute
         self.lags: dict = {}
+        self.notify = Notifier()  # systemd (Type=notify): READY=1, WATCHDOG=1, STOPPING=1
         self.snapshot = self._take_snapshot()
 
     # ------------------------------------------------------------------ loop
@@ -161,8 +140,12 @@ class Service:
                     self.recheck_settings = True
                     log.info("SIGHUP: every app's settings are checked again before the next batch")
                 now = time.monotonic()
+                self.notify.watchdog(now)
+                if self.source.contacted and not self.notify.is_ready:
+                    self.notify.ready(f"consuming {', '.join(topics)} as group {c.kafka.group_id}")
                 if now >= next_lag:
                     self.lags = self.source.lags(self.checkpoint.next)
+                    self.source.probe_if_down()
                     next_lag = now + 2.0
                 if now >= next_ckpt:
                     self._drain(everything=True)
@@ -193,6 +176,9 @@ class Service:
         are dropped unwritten, so the code that failed does not run again; their
         offsets were never stored, so they come again at the next start."""
         log.info("stopping: final checkpoint")
+        self.notify.stopping()
+        self.stopping = True
+        self.snapshot = self._take_snapshot()  # /ready says it stops
         saved = False
         try:
             if not clean:
@@ -210,6 +196,7 @@ class Service:
             self.writer.close()
             self._stats_line()
             self.db.close()
+            self.notify.close()
         log.info("stopped")
 
     def _recovery_record(self, batch: Batch) -> None:
@@ -374,7 +361,8 @@ class Service:
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
-            counters=self.inst.values(), fixed=dict(self.fixed))
+            counters=self.inst.values(), fixed=dict(self.fixed), kafka_contacted=self.source.contacted,
+            kafka_down_since=self.source.down_since, stopping=self.stopping)
 
     def _stats_line(self) -> None:
         v = self.inst.values()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mtga")
 
 TP = tuple  # (topic, partition)
+_UNREACHABLE = frozenset((KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE))
 
 
 def topic_regex(pattern: str) -> str:
@@ -66,6 +68,8 @@ class Source:
         self.on_revoke = on_revoke  # (keys, lost): drain and checkpoint them before they go
         self.consumer: Optional[Consumer] = None
         self.assigned: frozenset = frozenset()
+        self.contacted = False  # the group answered once (an assignment, even an empty one)
+        self.down_since: Optional[float] = None  # time.time() when every broker became unreachable
         self.kafka_errors = inst.event("kafka_errors", "Errors the Kafka consumer reported", log)
 
     @property
@@ -93,6 +97,8 @@ class Source:
         return Consumer(conf)
 
     def error(self, err: KafkaError) -> None:
+        if err.code() in _UNREACHABLE and self.down_since is None:
+            self.down_since = time.time()
         self.kafka_errors("kafka: %s (%d errors so far)", err, self.kafka_errors.value + 1)
 
     # ------------------------------------------------------------ rebalance
@@ -107,6 +113,8 @@ class Source:
         return group
 
     def _on_assign(self, consumer: Consumer, parts: list) -> None:
+        self.contacted = True
+        self.down_since = None
         group = self._group_offsets(consumer, parts)
         chosen = []
         for tp in parts:
@@ -144,7 +152,25 @@ class Source:
 
     # ------------------------------------------------------------ consuming
     def consume(self, n: int, timeout: float) -> list:
-        return self.consumer.consume(n, timeout)
+        msgs = self.consumer.consume(n, timeout)
+        if msgs and self.down_since is not None:
+            self._back()
+        return msgs
+
+    def _back(self) -> None:
+        log.info("Kafka reachable again after %.1fs", time.time() - self.down_since)
+        self.down_since = None
+
+    def probe_if_down(self, timeout: float = 0.2) -> None:
+        """While every broker seemed down: a metadata request (blocks up to ``timeout`` s)
+        tells when one answers again, even with nothing to consume."""
+        if self.down_since is None or self.consumer is None:
+            return
+        try:
+            self.consumer.list_topics(timeout=timeout)
+        except (KafkaException, SystemError):
+            return
+        self._back()
 
     def seek(self, key: TP, offset: int) -> None:
         """Raises KafkaException when the consumer cannot seek the partition now."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,16 @@ from offsets import FailureQueue, PartitionOffsets, StateDB, StateMissing
 from sink.transform import event_uuid
 
 MTGA = str(Path(sys.executable).parent / "mtga")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tree_env(env: dict | None = None) -> dict:
+    """The environment of a child process that runs this tree's code (whatever checkout
+    the virtualenv's editable install points at), with ``env`` on top."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), e.get("PYTHONPATH")) if x)
+    e.update(env or {})
+    return e
 
 METADATA = """// test settings
 {
@@ -106,14 +117,15 @@ def uuid_of(topic: str, partition: int, offset: int) -> str:
 class Mtga:
     """``mtga start -c CONF`` in the foreground, as a child process."""
 
-    def __init__(self, conf: Path, *extra: str):
+    def __init__(self, conf: Path, *extra: str, env: dict | None = None):
         self.conf = conf
         self.extra = extra
+        self.env = tree_env(env)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Mtga":
         self.proc = subprocess.Popen([MTGA, "start", "-c", str(self.conf), *self.extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
         return self
 
     def kill(self) -> None:
