@@ -134,3 +134,40 @@ def test_stalled_mtga_is_alive_but_not_ready(kafka, topic_factory, tmp_path, sma
         wait_for(lambda: answer_is(port, "/ready", 200), 90, "/ready 200 once the disk has room")
     finally:
         assert m.term() == 0
+
+
+def test_shipper_ready_follows_its_broker_going_away_and_back(tmp_path):
+    """A private one-broker cluster: ready; the broker SIGKILLed: /ready 503 (kafka
+    unreachable) while /health stays 200; the broker back: ready again, with no line
+    waiting to be acknowledged (the shipper asks a broker for metadata while down)."""
+    import signal
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    cl = kafka_local.Cluster(tmp_path / "k")
+    bootstrap = cl.start(brokers=1).bootstrap
+    sh = None
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("mulog_h", num_partitions=1, replication_factor=1)])["mulog_h"].result(30)
+        del admin
+        port = kafka_local.free_port()
+        sh = ShipperProc(shipper_conf(tmp_path, bootstrap, "mulog_h", port), tmp_path / "sh.log").start()
+        wait_for(lambda: answer_is(port, "/ready", 200), 60, "/ready 200")
+        sh.wait_log("stats:", timeout=30)
+        cl.stop_node(1, signal.SIGKILL)
+        t0 = time.monotonic()
+        code, ready = wait_for(lambda: answer_is(port, "/ready", 503), 60, "/ready 503 with the broker killed")
+        took = time.monotonic() - t0
+        check_body(code, ready)
+        assert ready["checks"]["kafka"]["ok"] is False and "unreachable" in ready["checks"]["kafka"]["detail"]
+        assert get(port, "/health")[0] == 200
+        cl.start_node(1)
+        t1 = time.monotonic()
+        wait_for(lambda: answer_is(port, "/ready", 200), 90, "/ready 200 with the broker back")
+        print(f"\nshipper: /ready 503 {took:.1f}s after the broker's SIGKILL ({ready['checks']['kafka']}), "
+              f"200 again {time.monotonic() - t1:.1f}s after its start")
+    finally:
+        if sh is not None:
+            assert sh.stop() == 0
+        cl.stop()
