@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from mulog import logs
+from mulog import examples, logs
 from mulog.cli import run
 from mulog.config import resolve
 
@@ -32,6 +32,15 @@ def check_config(cfg: Optional[Path] = ConfigOpt) -> None:
     """Validate the configuration file and print a summary."""
     s = config.load(cfg)
     typer.echo(f"{cfg}: ok ({len(s.inputs)} input(s), state in {s.state_dir}, Kafka at {s.bootstrap_servers})")
+
+
+@app.command("init")
+def init(folder: Path = typer.Argument(..., help="folder to write the example files into"),
+         force: bool = typer.Option(False, "--force", help="replace files that exist")) -> None:
+    """Write the example configuration into FOLDER, each key documented in place."""
+    for p in examples.write("shipper", folder, force):
+        typer.echo(f"wrote {p}")
+    typer.echo(f"edit them, then: shipper check-config -c {Path(folder) / 'shipper.yml'}")
 
 
 @app.command("tail")

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from mulog import logs
+from mulog import examples, logs
 from mulog.cli import UserError, run
 
 from . import cli_schema, config, daemon
@@ -32,6 +32,15 @@ def check_config(cfg: Optional[Path] = ConfigOpt) -> None:
     topics = s.conf.kafka.topics or [s.conf.kafka.topic_pattern]
     typer.echo(f"{cfg}: ok (topics {', '.join(topics)}, group {s.conf.kafka.group_id}, "
                f"state in {s.state_dir}, output in {s.output_dir})")
+
+
+@app.command("init")
+def init(folder: Path = typer.Argument(..., help="folder to write the example files into"),
+         force: bool = typer.Option(False, "--force", help="replace files that exist")) -> None:
+    """Write the example configuration and per-app settings into FOLDER, each key documented in place."""
+    for p in examples.write("mtga", folder, force):
+        typer.echo(f"wrote {p}")
+    typer.echo(f"edit them, then: mtga check-config -c {Path(folder) / 'mtga.yml'}")
 
 
 @app.command()
