@@ -19,6 +19,8 @@ def samples(svc: "Service"):
     yield ("mtga_events_fixed", "counter", "Events fixed as their app's settings say instead of refused, by rule",
            ("rule",), [((code,), n) for code, n in sorted(snap.fixed.items())])
     yield ("mtga_failure_queue_size", "gauge", "Events waiting in the failure queue", (), [((), snap.failure_queue)])
+    yield ("mtga_events_failed_by_reason", "counter", "Events sent to the failure queue, by reason code", ("reason",),
+           [((code,), n) for code, n in sorted(snap.failed_by.items())])
     yield ("mtga_partition_lag", "gauge", "Messages behind the partition's end", ("topic", "partition"),
            [((t, str(p)), v) for (t, p), v in sorted(snap.lags.items())])
     now = time.time()

@@ -36,7 +36,7 @@ import msgspec
 from confluent_kafka import KafkaError
 
 from mulog.instrument import Instruments
-from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
+from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError, reason_code
 
 from .batch import Item, first_offsets
 from .checkpoint import Checkpoint
@@ -78,6 +78,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     worker_restarts: int
     counters: dict
     fixed: dict  # rule -> events fixed
+    failed_by: dict  # reason code -> events sent to the failure queue
 
 
 class Service:
@@ -102,6 +103,7 @@ class Service:
         self.filtered = inst.counter("events_filtered", "Events filtered out by settings")
         self.failed = inst.counter("events_failed", "Events sent to the failure queue")
         self.fixed: collections.Counter = collections.Counter()  # rule -> events fixed as their app's settings say
+        self.failed_by: collections.Counter = collections.Counter()  # reason code -> events queued
         self.fq = FailureQueue(self.db)
         self.types = PropertyTypes(self.db)
         self.guard = TypeGuard(self.types.all())
@@ -317,6 +319,8 @@ class Service:
         self.written.value += written
         self.filtered.value += out.filtered
         self.failed.value += len(failures) + len(unwritten)
+        self.failed_by.update(reason_code(f.reason) for f in failures)
+        self.failed_by.update(reason_code(f.reason) for f in unwritten)
 
     def store_types(self) -> None:
         """Keep what the type guard learned (in the same store as the offsets)."""
@@ -374,7 +378,7 @@ class Service:
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
-            counters=self.inst.values(), fixed=dict(self.fixed))
+            counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by))
 
     def _stats_line(self) -> None:
         v = self.inst.values()
