@@ -54,11 +54,13 @@ def tail(
     bootstrap_servers: Optional[str] = typer.Option(None, "--bootstrap-servers", help="Kafka brokers"),
     from_beginning: bool = typer.Option(False, "--from-beginning",
                                         help="read files never seen before from their beginning"),
+    host: Optional[str] = typer.Option(None, "--host", help="this process's name in the host header and the "
+                                                            "fleet view (default: the machine's name)"),
 ) -> None:
     """Tail the configured files into Kafka until SIGTERM/SIGINT."""
     from .service import Shipper
 
-    flags = config.TailFlags(path, topic, app_id, log_name, state_dir, bootstrap_servers, from_beginning)
+    flags = config.TailFlags(path, topic, app_id, log_name, state_dir, bootstrap_servers, from_beginning, host)
     s = config.load_tail(cfg, flags)
     lc = s.conf.log
     logs.setup(lc.level, resolve(s.base, lc.file), lc.max_bytes, lc.backups)

@@ -10,10 +10,12 @@ from mulog.metrics import MetricsServer
 from mulog.metrics import serve as _serve
 
 if TYPE_CHECKING:
+    from mulog.fleet import Heartbeat
+
     from .service import Service
 
 
-def samples(svc: "Service"):
+def samples(svc: "Service", beat: "Heartbeat | None" = None):
     snap = svc.snapshot
     yield from svc.inst.samples()
     yield ("mtga_events_fixed", "counter", "Events fixed as their app's settings say instead of refused, by rule",
@@ -34,9 +36,12 @@ def samples(svc: "Service"):
            [((), snap.workers)])
     yield ("mtga_transform_worker_restarts", "counter", "Transform worker processes started again after dying",
            (), [((), snap.worker_restarts)])
+    if beat is not None:
+        yield ("mtga_fleet_silent_hosts", "gauge", "Processes of the fleet (shipper and mtga) whose last heartbeat "
+               "is older than 3 of their intervals, without a stop record", (), [((), beat.silent)])
     yield ("mtga_snapshot_age_seconds", "gauge", "Seconds since the loop last published these figures (grows "
            "while the loop is stuck)", (), [((), max(0.0, now - snap.taken))])
 
 
-def serve(svc: "Service", host: str, port: int) -> MetricsServer:
-    return _serve(lambda: samples(svc), host, port)
+def serve(svc: "Service", host: str, port: int, beat: "Heartbeat | None" = None) -> MetricsServer:
+    return _serve(lambda: samples(svc, beat), host, port)
