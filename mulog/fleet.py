@@ -74,7 +74,8 @@ def host_name(configured: Optional[str]) -> str:
 
 def ensure_topic(bootstrap: str, topic: str, timeout: float = 10) -> None:
     """Create the compacted topic if it is missing (a topic that exists is left as it is)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
+                         "logger": logging.getLogger("mulog.fleet.kafka")})
     md = admin.list_topics(timeout=timeout)
     if topic in md.topics:
         return
