@@ -21,9 +21,11 @@ test: venv
 	$(PY) -m pytest tests
 
 demo: venv
+	scripts/ensure-tools java mvn
 	$(PY) scripts/demo.py
 
 kafka-start: venv
+	scripts/ensure-tools java mvn
 	scripts/kafka-local start
 
 kafka-stop:

@@ -30,3 +30,15 @@ class MetricsConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
             raise ValueError("port: expected a number from 0 to 65535")
+
+
+class FleetConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True  # publish a heartbeat record (mulog/fleet.py)
+    topic: str = "mulog_fleet"  # compacted topic, created when missing
+    interval_s: float = 10.0  # a process is silent after 3 intervals without a record
+
+    def __post_init__(self):
+        if self.interval_s < 0.5:
+            raise ValueError("interval_s: expected 0.5 or more")
+        if not self.topic or len(self.topic) > 249:
+            raise ValueError("topic: expected a Kafka topic name")

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from mulog import logs
+from mulog import examples, logs
 from mulog.cli import run
 from mulog.config import resolve
 
@@ -34,6 +34,15 @@ def check_config(cfg: Optional[Path] = ConfigOpt) -> None:
     typer.echo(f"{cfg}: ok ({len(s.inputs)} input(s), state in {s.state_dir}, Kafka at {s.bootstrap_servers})")
 
 
+@app.command("init")
+def init(folder: Path = typer.Argument(..., help="folder to write the example files into"),
+         force: bool = typer.Option(False, "--force", help="replace files that exist")) -> None:
+    """Write the example configuration into FOLDER, each key documented in place."""
+    for p in examples.write("shipper", folder, force):
+        typer.echo(f"wrote {p}")
+    typer.echo(f"edit them, then: shipper check-config -c {Path(folder) / 'shipper.yml'}")
+
+
 @app.command("tail")
 def tail(
     cfg: Optional[Path] = ConfigOpt,
@@ -45,11 +54,13 @@ def tail(
     bootstrap_servers: Optional[str] = typer.Option(None, "--bootstrap-servers", help="Kafka brokers"),
     from_beginning: bool = typer.Option(False, "--from-beginning",
                                         help="read files never seen before from their beginning"),
+    host: Optional[str] = typer.Option(None, "--host", help="this process's name in the host header and the "
+                                                            "fleet view (default: the machine's name)"),
 ) -> None:
     """Tail the configured files into Kafka until SIGTERM/SIGINT."""
     from .service import Shipper
 
-    flags = config.TailFlags(path, topic, app_id, log_name, state_dir, bootstrap_servers, from_beginning)
+    flags = config.TailFlags(path, topic, app_id, log_name, state_dir, bootstrap_servers, from_beginning, host)
     s = config.load_tail(cfg, flags)
     lc = s.conf.log
     logs.setup(lc.level, resolve(s.base, lc.file), lc.max_bytes, lc.backups)

@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from mulog.common_conf import LogConf, MetricsConf, Scalar
+from mulog.common_conf import FleetConf, LogConf, MetricsConf, Scalar
 from mulog.config import ConfigError, bootstrap_override, convert, layered, read_yaml, resolve
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -101,6 +101,8 @@ class ShipperConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     forget_after_s: float = 86400.0
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
     log: LogConf = msgspec.field(default_factory=LogConf)
+    host: str | None = None  # this process's name in the fleet view (and the shipper's host header)
+    fleet: FleetConf = msgspec.field(default_factory=FleetConf)
 
     def __post_init__(self):
         for k in ("rescan_interval_s", "checkpoint_interval_s", "stats_interval_s", "shutdown_timeout_s",
@@ -181,6 +183,7 @@ class TailFlags:
     state_dir: str | None = None
     bootstrap_servers: str | None = None
     from_beginning: bool = False
+    host: str | None = None
 
 
 _INPUT_FLAGS = (("--path", "paths"), ("--topic", "topic"), ("--app-id", "app_id"), ("--log-name", "log_name"))
@@ -228,6 +231,8 @@ def load_tail(path: str | Path | None, flags: TailFlags) -> ShipperSettings:
         over["state_dir"] = os.path.abspath(os.path.expanduser(flags.state_dir))
     if flags.bootstrap_servers:
         over["kafka"] = {"bootstrap_servers": flags.bootstrap_servers}
+    if flags.host:
+        over["host"] = flags.host
     s = load(file, over)
     if flags.bootstrap_servers:
         s.bootstrap_servers = flags.bootstrap_servers

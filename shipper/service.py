@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from typing import Callable
 
+from mulog.fleet import Heartbeat, host_name
 from mulog.config import ConfigError
 from mulog.files import signature
 from mulog.sdnotify import Notifier
@@ -71,7 +71,7 @@ class Shipper:
         self.conf = settings.conf
         self.reloader = reload
         self.config_file = config_file
-        self.host = socket.gethostname()
+        self.host = host_name(settings.conf.host)
         self.counters = Counters()
         self.wake = threading.Event()
         self.stopping = False
@@ -96,6 +96,7 @@ class Shipper:
         self.rates = Rates()
         self.snapshot: Snapshot = self.take_snapshot()
         self.metrics = None
+        self.beat = None
         self._config_sig = self._config_signature()
 
     def _configure(self, s: ShipperSettings, added) -> None:
@@ -138,6 +139,7 @@ class Shipper:
                           e.strerror or e)
                 self.fatal = f"metrics: {e}"
                 return self.shutdown()
+        self.beat = heartbeat(self)
         try:
             self.watcher.plan(pr.inputs)
             pr.scan()
@@ -221,6 +223,8 @@ class Shipper:
             log.warning("%d lines were not acknowledged by Kafka in time; they will be sent again at the "
                         "next start", pub.inflight_msgs)
         pub.close()
+        if self.beat is not None:
+            self.beat.abandon() if self.fatal else self.beat.stop()
         if self.metrics is not None:
             self.metrics.shutdown()
             self.metrics = None
@@ -331,3 +335,22 @@ class Shipper:
         log.info("stats: %.0f lines/s, %.2f MB/s, %d files open, %d bytes behind, %d lines waiting for Kafka, "
                  "%d lines sent in all, %d cut", lps, bps / 1e6, snap.files_open, snap.bytes_behind,
                  snap.queue_lines, snap.counters["lines_sent"], snap.counters["lines_cut"])
+
+
+def heartbeat(sh: Shipper):
+    """This shipper's record in the fleet topic (mulog/fleet.py); None when fleet.enabled is off."""
+    f = sh.conf.fleet
+    if not f.enabled:
+        return None
+    last = {"acked": -1, "at": None}
+
+    def figures() -> dict:
+        snap = sh.snapshot
+        acked = snap.counters.get("lines_acked", 0)
+        if acked != last["acked"]:
+            last["acked"], last["at"] = acked, (time.time() if last["acked"] >= 0 and acked else last["at"])
+        return {"files": len(snap.files), "files_open": snap.files_open, "bytes_behind": snap.bytes_behind,
+                "lines_waiting": snap.queue_lines, "kafka_up": snap.kafka_up, "lines_acked": acked,
+                "last_ack": last["at"]}
+
+    return Heartbeat(sh.settings.bootstrap_servers, f.topic, sh.host, "shipper", f.interval_s, figures).start()

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from mulog import logs
+from mulog import examples, logs
 from mulog.cli import UserError, run
 
 from . import cli_schema, config, daemon
@@ -34,6 +34,15 @@ def check_config(cfg: Optional[Path] = ConfigOpt) -> None:
                f"state in {s.state_dir}, output in {s.output_dir})")
 
 
+@app.command("init")
+def init(folder: Path = typer.Argument(..., help="folder to write the example files into"),
+         force: bool = typer.Option(False, "--force", help="replace files that exist")) -> None:
+    """Write the example configuration and per-app settings into FOLDER, each key documented in place."""
+    for p in examples.write("mtga", folder, force):
+        typer.echo(f"wrote {p}")
+    typer.echo(f"edit them, then: mtga check-config -c {Path(folder) / 'mtga.yml'}")
+
+
 @app.command()
 def start(
     cfg: Optional[Path] = ConfigOpt,
@@ -48,6 +57,8 @@ def start(
     from_beginning: bool = typer.Option(False, "--from-beginning",
                                         help="without a stored offset, start at the earliest event"),
     workers: Optional[int] = typer.Option(None, "--workers", help="transform processes (0 = one per core)"),
+    host: Optional[str] = typer.Option(None, "--host", help="this process's name in the fleet view (default: the "
+                                                            "machine's name)"),
 ) -> None:
     """Start the consumer (in the foreground, or detached with --daemon)."""
     from .runtime import run_foreground
@@ -136,6 +147,34 @@ def restart(ctx: typer.Context, cfg: Optional[Path] = ConfigOpt, state_dir: Opti
     stop(cfg, state_dir, timeout)
     ctx.invoke(start, daemonize=True, **{k: Path(v) if k in PATH_FLAGS and v else v
                                          for k, v in args.items() if k in START_FLAGS})
+
+
+@app.command("fleet")
+def fleet(cfg: Optional[Path] = ConfigOpt,
+          role: Optional[str] = typer.Option(None, "--role", help="only this role: shipper or mtga"),
+          silent: bool = typer.Option(False, "--silent", help="only processes that went silent"),
+          bootstrap_servers: Optional[str] = typer.Option(None, "--bootstrap-servers", help="Kafka brokers"),
+          as_json: bool = typer.Option(False, "--json", help="print JSON instead of text")) -> None:
+    """Every shipper and mtga that published a heartbeat (the fleet topic): up,
+    silent (no record for 3 of its intervals: killed, frozen, or gone) or stopped."""
+    import json
+
+    import msgspec
+
+    from mulog.fleet import read
+
+    s = load(cfg, bootstrap_servers=bootstrap_servers)
+    rows = [r for r in read(s.bootstrap_servers, s.conf.fleet.topic)
+            if (role is None or r.role == role) and (not silent or r.state == "silent")]
+    if as_json:
+        typer.echo(json.dumps({"topic": s.conf.fleet.topic, "hosts": msgspec.to_builtins(rows)}))
+        return
+    typer.echo(f"{'role':8} {'host':24} {'state':8} {'last seen':>10} {'pid':>8}  figures")
+    for r in rows:
+        figs = " ".join(f"{k}={v}" for k, v in sorted(r.figures.items()))
+        typer.echo(f"{r.role:8} {r.host:24} {r.state:8} {r.age_s:>9.0f}s {r.pid:>8}  {figs}")
+    if not rows:
+        typer.echo(f"no heartbeat in {s.conf.fleet.topic}")
 
 
 @app.command("check-output")

@@ -50,6 +50,8 @@ def load(cfg: Optional[Path], state_dir: Optional[Path] = None, require_topics: 
         o["output"] = {"dir": abs_path(flags["output_dir"])}
     if flags.get("workers") is not None:
         o["workers"] = flags["workers"]
+    if flags.get("host"):
+        o["host"] = flags["host"]
     s = config.load(cfg, o, require_topics=require_topics)
     if flags.get("bootstrap_servers"):
         s.bootstrap_servers = flags["bootstrap_servers"]  # a flag wins over KAFKA_BOOTSTRAP_SERVERS

@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from mulog.common_conf import LogConf, MetricsConf, Scalar
+from mulog.common_conf import FleetConf, LogConf, MetricsConf, Scalar
 from mulog.config import ConfigError, bootstrap_override, convert, layered, resolve
 
 # Consumer settings the daemon relies on; `kafka.consumer` may add or override
@@ -150,6 +150,8 @@ class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     control: ControlConf = msgspec.field(default_factory=ControlConf)
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
     log: LogConf = msgspec.field(default_factory=LogConf)
+    host: str | None = None  # this process's name in the fleet view (and the shipper's host header)
+    fleet: FleetConf = msgspec.field(default_factory=FleetConf)
 
     def __post_init__(self):
         if self.workers < 0:

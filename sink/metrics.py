@@ -11,16 +11,20 @@ from mulog.metrics import MetricsServer
 from mulog.metrics import serve as _serve
 
 if TYPE_CHECKING:
+    from mulog.fleet import Heartbeat
+
     from .service import Service
     from .snapshot import Snapshot
 
 
-def samples(svc: "Service"):
+def samples(svc: "Service", beat: "Heartbeat | None" = None):
     snap = svc.snapshot
     yield from svc.inst.samples()
     yield ("mtga_events_fixed", "counter", "Events fixed as their app's settings say instead of refused, by rule",
            ("rule",), [((code,), n) for code, n in sorted(snap.fixed.items())])
     yield ("mtga_failure_queue_size", "gauge", "Events waiting in the failure queue", (), [((), snap.failure_queue)])
+    yield ("mtga_events_failed_by_reason", "counter", "Events sent to the failure queue, by reason code", ("reason",),
+           [((code,), n) for code, n in sorted(snap.failed_by.items())])
     yield ("mtga_partition_lag", "gauge", "Messages behind the partition's end", ("topic", "partition"),
            [((t, str(p)), v) for (t, p), v in sorted(snap.lags.items())])
     now = time.time()
@@ -34,6 +38,9 @@ def samples(svc: "Service"):
            [((), snap.workers)])
     yield ("mtga_transform_worker_restarts", "counter", "Transform worker processes started again after dying",
            (), [((), snap.worker_restarts)])
+    if beat is not None:
+        yield ("mtga_fleet_silent_hosts", "gauge", "Processes of the fleet (shipper and mtga) whose last heartbeat "
+               "is older than 3 of their intervals, without a stop record", (), [((), beat.silent)])
     yield ("mtga_snapshot_age_seconds", "gauge", "Seconds since the loop last published these figures (grows "
            "while the loop is stuck)", (), [((), max(0.0, now - snap.taken))])
 
@@ -65,8 +72,8 @@ def ready(snap: "Snapshot", bootstrap: str) -> list[Check]:
     ]
 
 
-def serve(svc: "Service", host: str, port: int) -> MetricsServer:
+def serve(svc: "Service", host: str, port: int, beat: "Heartbeat | None" = None) -> MetricsServer:
     """``/metrics``, ``/health`` and ``/ready``, all from ``svc.snapshot``."""
     bootstrap = svc.s.bootstrap_servers
     routes = {"/health": lambda: health(svc.snapshot), "/ready": lambda: ready(svc.snapshot, bootstrap)}
-    return _serve(lambda: samples(svc), host, port, routes)
+    return _serve(lambda: samples(svc, beat), host, port, routes)

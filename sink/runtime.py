@@ -128,21 +128,44 @@ def run_foreground(s: MtgaSettings, ready=None) -> int:
     signal.signal(signal.SIGINT, svc.request_stop)
     signal.signal(signal.SIGHUP, svc.request_recheck)
     server.start()
+    beat = heartbeat(s, svc)
     metrics = None
     if s.conf.metrics.enabled:
         from .metrics import serve
 
-        metrics = serve(svc, s.conf.metrics.host, s.conf.metrics.port or 9464)
+        metrics = serve(svc, s.conf.metrics.host, s.conf.metrics.port or 9464, beat)
     if ready:
         ready(None)
+    clean = False
     try:
         svc.run()
+        clean = True
     except Exception:
         log.exception("stopping after an unexpected error (a bug; please report it). The offsets stored are "
                       "those of the batches written before it: a restart goes on from there")
         return 1
     finally:
         server.stop()
+        if beat is not None:
+            beat.stop() if clean else beat.abandon()
         if metrics is not None:
             metrics.shutdown()
     return 0
+
+
+def heartbeat(s: MtgaSettings, svc: Service):
+    """This process's record in the fleet topic (mulog/fleet.py), with the table of
+    the others read back for the silent-hosts gauge; None when fleet.enabled is off."""
+    f = s.conf.fleet
+    if not f.enabled:
+        return None
+    from mulog.fleet import Heartbeat, host_name
+
+    def figures() -> dict:
+        snap = svc.snapshot
+        return {"partitions": len(snap.partitions), "lag": sum(snap.lags.values()),
+                "failure_queue": snap.failure_queue, "last_checkpoint": snap.last_checkpoint,
+                "stalled": bool(snap.stalled or snap.checkpoint_error), "events_per_s": round(snap.events_per_s, 1)}
+
+    return Heartbeat(s.bootstrap_servers, f.topic, host_name(s.conf.host), "mtga", f.interval_s, figures,
+                     watch=True).start()

@@ -36,7 +36,7 @@ from confluent_kafka import KafkaError
 
 from mulog.instrument import Instruments
 from mulog.sdnotify import Notifier
-from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
+from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError, reason_code
 
 from .batch import Item, first_offsets
 from .checkpoint import Checkpoint
@@ -79,6 +79,7 @@ class Service:
         self.filtered = inst.counter("events_filtered", "Events filtered out by settings")
         self.failed = inst.counter("events_failed", "Events sent to the failure queue")
         self.fixed: collections.Counter = collections.Counter()  # rule -> events fixed as their app's settings say
+        self.failed_by: collections.Counter = collections.Counter()  # reason code -> events queued
         self.fq = FailureQueue(self.db)
         self.types = PropertyTypes(self.db)
         self.guard = TypeGuard(self.types.all())
@@ -304,6 +305,8 @@ class Service:
         self.written.value += written
         self.filtered.value += out.filtered
         self.failed.value += len(failures) + len(unwritten)
+        self.failed_by.update(reason_code(f.reason) for f in failures)
+        self.failed_by.update(reason_code(f.reason) for f in unwritten)
 
     def store_types(self) -> None:
         """Keep what the type guard learned (in the same store as the offsets)."""
@@ -361,8 +364,8 @@ class Service:
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
-            counters=self.inst.values(), fixed=dict(self.fixed), kafka_contacted=self.source.contacted,
-            kafka_down_since=self.source.down_since, stopping=self.stopping)
+            counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by),
+            kafka_contacted=self.source.contacted, kafka_down_since=self.source.down_since, stopping=self.stopping)
 
     def _stats_line(self) -> None:
         v = self.inst.values()

@@ -29,6 +29,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     worker_restarts: int
     counters: dict
     fixed: dict  # rule -> events fixed
+    failed_by: dict  # reason code -> events sent to the failure queue
     kafka_contacted: bool = False  # the group assigned partitions (maybe none) once: a broker answered
     kafka_down_since: Optional[float] = None  # time.time() of "all brokers down", until one answers again
     stopping: bool = False

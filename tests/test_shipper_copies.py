@@ -22,7 +22,11 @@ pytestmark = pytest.mark.kafka
 
 LOGROTATE = shutil.which("logrotate") or ("/usr/sbin/logrotate" if os.access("/usr/sbin/logrotate", os.X_OK)
                                           else None)
-needs_logrotate = pytest.mark.skipif(LOGROTATE is None, reason="logrotate missing (scripts/ensure-tools)")
+
+
+@pytest.fixture(autouse=True)
+def _logrotate_installed():
+    assert LOGROTATE is not None, "logrotate is not installed (scripts/ensure-tools installs it)"
 
 
 class RateWriter(threading.Thread):
@@ -167,14 +171,12 @@ def _logrotate_under_load(kafka, topic_factory, tmp_path, mode, dated, glob="cop
     return log
 
 
-@needs_logrotate
 @pytest.mark.parametrize("dated", [False, True], ids=["numbered", "dateext"])
 def test_logrotate_copytruncate_under_load_copies_in_glob(kafka, topic_factory, tmp_path, dated):
     log = _logrotate_under_load(kafka, topic_factory, tmp_path, "copytruncate", dated)
     assert log.count("copy: ") >= 3 and ":g3" in log
 
 
-@needs_logrotate
 def test_logrotate_copytruncate_under_load_copies_out_of_the_glob(kafka, topic_factory, tmp_path):
     """The copies are not in the glob (``*.log``): the copy of a generation is
     still looked for in its folder and read on from where the generation's
@@ -183,7 +185,6 @@ def test_logrotate_copytruncate_under_load_copies_out_of_the_glob(kafka, topic_f
     assert log.count("copy: ") >= 3 and "outside the globs" in log
 
 
-@needs_logrotate
 def test_logrotate_create_dateext_under_load_copies_in_glob(kafka, topic_factory, tmp_path):
     _logrotate_under_load(kafka, topic_factory, tmp_path, "create", True)
 
