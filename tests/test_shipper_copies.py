@@ -174,7 +174,8 @@ def _logrotate_under_load(kafka, topic_factory, tmp_path, mode, dated, glob="cop
 @pytest.mark.parametrize("dated", [False, True], ids=["numbered", "dateext"])
 def test_logrotate_copytruncate_under_load_copies_in_glob(kafka, topic_factory, tmp_path, dated):
     log = _logrotate_under_load(kafka, topic_factory, tmp_path, "copytruncate", dated)
-    assert log.count("copy: ") >= 3 and ":g3" in log
+    # a generation per truncation (a copy may go unseen under load once its generation was all delivered)
+    assert log.count("copy: ") >= 3 and "as generation 3" in log
 
 
 def test_logrotate_copytruncate_under_load_copies_out_of_the_glob(kafka, topic_factory, tmp_path):
