@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mulog.kafkalog import Fold
+
 if TYPE_CHECKING:
     from mulog.instrument import Instruments
 
@@ -66,7 +68,8 @@ class Source:
         self.on_revoke = on_revoke  # (keys, lost): drain and checkpoint them before they go
         self.consumer: Optional[Consumer] = None
         self.assigned: frozenset = frozenset()
-        self.kafka_errors = inst.event("kafka_errors", "Errors the Kafka consumer reported", log)
+        self.kafka_errors = inst.counter("kafka_errors", "Errors the Kafka consumer reported")
+        self.fold = Fold(logging.getLogger("mtga.kafka"))  # repeated client errors said once a minute
 
     @property
     def cooperative(self) -> bool:
@@ -88,12 +91,13 @@ class Source:
             "auto.offset.reset": s.conf.kafka.auto_offset_reset,
             "error_cb": self.error,
             "on_commit": self.checkpoint.on_commit,
-            "logger": logging.getLogger("mtga.kafka"),
         })
+        conf.update(self.fold.client_conf(conf))
         return Consumer(conf)
 
     def error(self, err: KafkaError) -> None:
-        self.kafka_errors("kafka: %s (%d errors so far)", err, self.kafka_errors.value + 1)
+        self.kafka_errors.value += 1
+        self.fold.error(err)
 
     # ------------------------------------------------------------ rebalance
     def _group_offsets(self, consumer: Consumer, parts: list) -> dict:

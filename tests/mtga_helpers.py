@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from offsets import FailureQueue, PartitionOffsets, StateDB, StateMissing
 from sink.transform import event_uuid
 
 MTGA = str(Path(sys.executable).parent / "mtga")
+REPO = Path(__file__).resolve().parents[1]
 
 METADATA = """// test settings
 {
@@ -112,8 +114,11 @@ class Mtga:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Mtga":
+        env = dict(os.environ)
+        # the mtga of this tree, whatever checkout the virtualenv's editable install points at
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), env.get("PYTHONPATH")) if x)
         self.proc = subprocess.Popen([MTGA, "start", "-c", str(self.conf), *self.extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         return self
 
     def kill(self) -> None:
