@@ -91,7 +91,7 @@ class Fold:
     def client_conf(self, conf: Optional[dict] = None) -> dict:
         """The settings a client needs for this: its logger, its statistics."""
         out = {"logger": _ClientLogger(self), "stats_cb": self.stats}
-        if not (conf or {}).get("statistics.interval.ms"):
+        if "statistics.interval.ms" not in (conf or {}):  # 0 there: no statistics, no "answers again"
             out["statistics.interval.ms"] = STATS_MS
         return out
 

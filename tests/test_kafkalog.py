@@ -160,6 +160,7 @@ def test_client_conf_keeps_a_configured_statistics_interval():
     fold = Fold(logging.getLogger("x"))
     assert fold.client_conf()["statistics.interval.ms"] == 2000
     assert "statistics.interval.ms" not in fold.client_conf({"statistics.interval.ms": 500})
+    assert "statistics.interval.ms" not in fold.client_conf({"statistics.interval.ms": 0})
     assert fold.client_conf()["stats_cb"] == fold.stats
 
 
