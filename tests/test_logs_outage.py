@@ -117,8 +117,9 @@ def test_json_log_lines_of_both_programs(tmp_path):
     m, mlog = _mtga(tmp_path / "m", bootstrap, format="json")
     try:
         mtga_helpers.wait_for(lambda: slog.exists() and "Connection refused" in slog.read_text()
+                              and '"stats: ' in slog.read_text()
                               and mlog.exists() and "Connection refused" in mlog.read_text(), 30,
-                              "the client's errors in both logs")
+                              "the client's errors in both logs, the shipper's stats line")
     finally:
         _stop(sh)
         _stop(m)
@@ -134,3 +135,7 @@ def test_json_log_lines_of_both_programs(tmp_path):
         fail = next(r for r in recs if "Connection refused" in r["message"])
         assert fail["logger"] == f"{prog}.kafka" and fail["broker"] == bootstrap and fail["folded"] == 0, fail
         assert any(r["message"].startswith("stopp") for r in recs), prog  # the clean stop is logged too
+    stats = next(json.loads(ln) for ln in slog.read_text().splitlines() if '"stats: ' in ln)
+    assert stats["lines_waiting"] == 2 and stats["files_open"] == 1 and stats["args"][4] == 2, stats
+    events = next(json.loads(ln) for ln in mlog.read_text().splitlines() if '"events: consumed' in ln)
+    assert events["consumed"] == 0 and events["partitions"] == 0 and events["stalled"] is None, events
