@@ -12,6 +12,7 @@ Scalar = Union[str, int, float, bool]
 class LogConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     file: str | None = None  # default: <state_dir>/<program>.log when daemonised, else stderr
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"  # json: one JSON object per line
     max_bytes: int = 10 * 1024 * 1024  # rotate the log file at this size
     backups: int = 5  # rotated log files kept
 

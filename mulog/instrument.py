@@ -67,7 +67,7 @@ class Event(Counter):
         """Count ``n`` occurrences; returns whether the line was logged."""
         self.value += n
         if self.throttle():
-            self.log.log(self.level, msg, *args, stacklevel=2)
+            self.log.log(self.level, msg, *args, stacklevel=2, extra={"event": self.name, "count": self.value})
             return True
         return False
 

@@ -63,7 +63,7 @@ def tail(
     flags = config.TailFlags(path, topic, app_id, log_name, state_dir, bootstrap_servers, from_beginning, host)
     s = config.load_tail(cfg, flags)
     lc = s.conf.log
-    logs.setup(lc.level, resolve(s.base, lc.file), lc.max_bytes, lc.backups)
+    logs.setup(lc.level, resolve(s.base, lc.file), lc.max_bytes, lc.backups, lc.format)
     shipper = Shipper(s, reload=lambda: config.load_tail(cfg, flags), config_file=cfg)
     shipper.install_signals()
     raise typer.Exit(shipper.run())

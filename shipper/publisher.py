@@ -29,6 +29,8 @@ from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from mulog.kafkalog import Fold
+
 from .acks import Chunk
 from .framing import Frame
 from .stats import Counters
@@ -63,6 +65,8 @@ class Publisher:
         conf = dict(producer_conf)
         conf["bootstrap.servers"] = bootstrap
         conf["error_cb"] = self._on_error
+        self.fold = Fold(kafka_log)  # repeated client errors said once a minute, and when Kafka answers again
+        conf.update(self.fold.client_conf(conf))
         self.c = counters
         self.should_stop = should_stop
         self.on_fatal = on_fatal
@@ -76,7 +80,7 @@ class Publisher:
         self.down_since: float | None = None
         self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
         self.fatal = ""
-        self.producer = Producer(conf, logger=kafka_log)
+        self.producer = Producer(conf)
         self._produce = self.producer.produce
 
     # --------------------------------------------------------------- sending
@@ -266,8 +270,9 @@ class Publisher:
                 self.down_since = time.monotonic()
                 self.c.kafka_unreachable("Kafka unreachable (%s); lines are kept and reading pauses when %d MB "
                                          "are waiting", err.str(), self.max_bytes >> 20)
-            return
-        self.c.kafka_errors("Kafka: %s", err.str())
+        else:
+            self.c.kafka_errors.add(1)
+        self.fold.error(err)
 
     def close(self) -> None:
         # purge what is left (positions were saved only up to acknowledged lines)

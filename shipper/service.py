@@ -334,7 +334,10 @@ class Shipper:
         lps, bps = self.rates(snap)
         log.info("stats: %.0f lines/s, %.2f MB/s, %d files open, %d bytes behind, %d lines waiting for Kafka, "
                  "%d lines sent in all, %d cut", lps, bps / 1e6, snap.files_open, snap.bytes_behind,
-                 snap.queue_lines, snap.counters["lines_sent"], snap.counters["lines_cut"])
+                 snap.queue_lines, snap.counters["lines_sent"], snap.counters["lines_cut"],
+                 extra={"lines_per_s": round(lps, 1), "bytes_per_s": round(bps), "files_open": snap.files_open,
+                        "bytes_behind": snap.bytes_behind, "lines_waiting": snap.queue_lines,
+                        "lines_sent": snap.counters["lines_sent"], "lines_cut": snap.counters["lines_cut"]})
 
 
 def heartbeat(sh: Shipper):

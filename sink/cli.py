@@ -71,7 +71,8 @@ def start(
     lc = s.conf.log
 
     def main(ready) -> int:
-        logs.setup(lc.level, s.log_file if (daemonize or lc.file) else None, lc.max_bytes, lc.backups)
+        logs.setup(lc.level, s.log_file if (daemonize or lc.file) else None, lc.max_bytes, lc.backups,
+                   lc.format)
         for note in notes:
             logging.getLogger("mtga").warning("%s", note)
         pf = daemon.PidFile(s.pid_file)

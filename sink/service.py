@@ -369,10 +369,12 @@ class Service:
 
     def _stats_line(self) -> None:
         v = self.inst.values()
+        fields = {"consumed": v["events_consumed"], "per_s": round(self._events_per_s(), 1),
+                  "written": v["events_written"], "filtered": v["events_filtered"], "failed": v["events_failed"],
+                  "failure_queue": self.fq.size, "partitions": len(self.source.assigned), "stalled": self.stalled}
         log.info("events: consumed %d (%.0f/s last minute), written %d, filtered %d, failed %d, "
-                 "failure queue %d, partitions %d%s", v["events_consumed"], self._events_per_s(),
-                 v["events_written"], v["events_filtered"], v["events_failed"], self.fq.size,
-                 len(self.source.assigned), f", STALLED: {self.stalled}" if self.stalled else "")
+                 "failure queue %d, partitions %d%s", *list(fields.values())[:7],
+                 f", STALLED: {self.stalled}" if self.stalled else "", extra=fields)
 
 
 def _failed(it, reason: str) -> FailedEvent:

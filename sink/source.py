@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mulog.kafkalog import Fold
+
 if TYPE_CHECKING:
     from mulog.instrument import Instruments
 
@@ -70,7 +72,8 @@ class Source:
         self.assigned: frozenset = frozenset()
         self.contacted = False  # the group answered once (an assignment, even an empty one)
         self.down_since: Optional[float] = None  # time.time() when every broker became unreachable
-        self.kafka_errors = inst.event("kafka_errors", "Errors the Kafka consumer reported", log)
+        self.kafka_errors = inst.counter("kafka_errors", "Errors the Kafka consumer reported")
+        self.fold = Fold(logging.getLogger("mtga.kafka"))  # repeated client errors said once a minute
 
     @property
     def cooperative(self) -> bool:
@@ -92,14 +95,15 @@ class Source:
             "auto.offset.reset": s.conf.kafka.auto_offset_reset,
             "error_cb": self.error,
             "on_commit": self.checkpoint.on_commit,
-            "logger": logging.getLogger("mtga.kafka"),
         })
+        conf.update(self.fold.client_conf(conf))
         return Consumer(conf)
 
     def error(self, err: KafkaError) -> None:
         if err.code() in _UNREACHABLE and self.down_since is None:
             self.down_since = time.time()
-        self.kafka_errors("kafka: %s (%d errors so far)", err, self.kafka_errors.value + 1)
+        self.kafka_errors.value += 1
+        self.fold.error(err)
 
     # ------------------------------------------------------------ rebalance
     def _group_offsets(self, consumer: Consumer, parts: list) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import itertools
 import logging
-import logging.handlers
 import mmap
 import os
 import pickle
@@ -16,6 +15,8 @@ import signal
 import tempfile
 from array import array
 from typing import Optional, Sequence
+
+from mulog import logs
 
 from .batch import Item, Outcome, summarize
 from .settings import SettingsStore
@@ -35,7 +36,7 @@ def _init(settings_dir: str, uuid: bool, log_queue, level: int, keep_dir: Option
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    root.addHandler(logging.handlers.QueueHandler(log_queue))
+    root.addHandler(logs.QueueHandler(log_queue))
     root.setLevel(level)
     _store = SettingsStore(settings_dir, keep_dir=keep_dir)
     _tr = Transformer(_store.get, uuid=uuid, dedupe=True)

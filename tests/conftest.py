@@ -81,6 +81,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 60, input: str
     ``env`` entries override the environment; a value of None removes the variable.
     """
     e = dict(os.environ)
+    # this tree's code, whatever checkout the virtualenv's editable install points at
+    e["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), e.get("PYTHONPATH")) if x)
     for k, v in (env or {}).items():
         if v is None:
             e.pop(k, None)

@@ -27,6 +27,7 @@ CASES = [
     ("mtga", "kafka:\n  topics: [a]\noutput:\n  prefix: '../x'\n", "output.prefix", "expected only letters"),
     ("mtga", "kafka:\n  topics: [a]\nworkers: -1\n", "workers", "expected 0"),
     ("mtga", "kafka:\n  topics: [a]\nlog:\n  level: loud\n", "log.level", "expected one of debug, info"),
+    ("mtga", "kafka:\n  topics: [a]\nlog:\n  format: xml\n", "log.format", "expected one of text, json"),
     ("mtga", "kafka: [1, 2]\n", "kafka", "expected a mapping"),
     ("mtga", "- a\n- b\n", None, "expected a mapping of keys at the top level"),
     ("mtga", "kafka:\n  topics: [a\n", None, "YAML syntax error at line"),
@@ -40,6 +41,7 @@ CASES = [
     ("shipper", "inputs:\n  - paths: [x]\n    topic: t\n    app: 1\n", "inputs[0].app", "unknown key"),
     ("shipper", "rescan_interval_s: fast\n", "rescan_interval_s", "expected float, got str"),
     ("shipper", "metrics:\n  port: 70000\n", "metrics.port", "from 0 to 65535"),
+    ("shipper", "log:\n  format: JSON\n", "log.format", "expected one of text, json"),
 ]
 
 
