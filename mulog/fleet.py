@@ -28,7 +28,6 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-log = logging.getLogger("mulog.fleet")
 
 SILENT_AFTER = 3  # intervals without a record
 
@@ -72,10 +71,9 @@ def host_name(configured: Optional[str]) -> str:
     return configured or socket.gethostname()
 
 
-def ensure_topic(bootstrap: str, topic: str, timeout: float = 10) -> None:
+def ensure_topic(bootstrap: str, topic: str, log: logging.Logger, timeout: float = 10) -> None:
     """Create the compacted topic if it is missing (a topic that exists is left as it is)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "logger": logging.getLogger("mulog.fleet.kafka")})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": log})
     md = admin.list_topics(timeout=timeout)
     if topic in md.topics:
         return
@@ -97,15 +95,16 @@ class Heartbeat:
         self.bootstrap = bootstrap
         self.figures = figures
         self.key = f"{role}/{host}".encode()
+        self.log = logging.getLogger(f"{role}.fleet")  # the program's own logger tree
         self.started = time.time()
         conf = {"bootstrap.servers": bootstrap, "queue.buffering.max.messages": 10,
                 "message.timeout.ms": int(max(1.0, interval_s * SILENT_AFTER) * 1000), "linger.ms": 0,
-                "log_level": 0, "logger": logging.getLogger("mulog.fleet.kafka")}
+                "log_level": 0, "logger": self.log}
         conf.update(extra or {})
         self.producer = Producer(conf)
         self.sent = 0
         self.dropped = 0
-        self.watch = Watch(bootstrap, topic, extra) if watch else None
+        self.watch = Watch(bootstrap, topic, extra, self.log) if watch else None
         self.silent = 0  # processes of the fleet silent for more than 3 of their intervals (with ``watch``)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-heartbeat", daemon=True)
@@ -130,9 +129,9 @@ class Heartbeat:
 
     def _run(self) -> None:
         try:
-            ensure_topic(self.bootstrap, self.topic)
+            ensure_topic(self.bootstrap, self.topic, self.log)
         except Exception as e:  # the broker may be down at start: the records wait in the producer
-            log.info("fleet topic %s not checked (%s); heartbeats go on", self.topic, e)
+            self.log.info("fleet topic %s not checked (%s); heartbeats go on", self.topic, e)
         while not self._stop.is_set():
             self._beat("up")
             if self.watch is not None:
@@ -140,7 +139,7 @@ class Heartbeat:
                     self.watch.poll(min(0.5, self.interval_s / 2))
                     self.silent = sum(r.state == "silent" for r in self.watch.rows())
                 except KafkaException as e:
-                    log.debug("fleet topic not read: %s", e)
+                    self.log.debug("fleet topic not read: %s", e)
             self._stop.wait(self.interval_s)
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -171,9 +170,10 @@ def _row(b: Beat, now: float) -> Row:
 class Watch:
     """The fleet table, read from the topic's beginning and then followed."""
 
-    def __init__(self, bootstrap: str, topic: str, extra: Optional[dict] = None):
+    def __init__(self, bootstrap: str, topic: str, extra: Optional[dict] = None,
+                 log: Optional[logging.Logger] = None):
         conf = {"bootstrap.servers": bootstrap, "group.id": "mulog-fleet-reader", "enable.auto.commit": False,
-                "log_level": 0, "logger": logging.getLogger("mulog.fleet.kafka")}
+                "log_level": 0, "logger": log or logging.getLogger("mtga.fleet")}
         conf.update(extra or {})
         self.consumer = Consumer(conf)
         self.topic = topic
