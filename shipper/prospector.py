@@ -161,8 +161,9 @@ class Prospector(CopyRules):
             return
         ln = self._ln(t, ev.input, ev.new)
         if t.judging:
-            t.set_path(ev.new)
-            if ln is None and ev.input is None and t.state == ACTIVE:
+            if ev.input is not None:
+                t.set_path(ev.new)
+            elif t.state == ACTIVE:  # renamed out of the globs: its lines keep the name they were written under
                 t.to(DRAINING, ROTATED, ev.old, t.identity)
             return
         if ln is not None:  # still wanted, under its new name

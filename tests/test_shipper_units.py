@@ -491,3 +491,32 @@ def test_a_copy_with_nothing_left_to_read_stores_its_own_first_bytes(tmp_path):
         assert t.identity == "1:2:00000007" and p.src.path == "/x/t.log"
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("new_name, wanted", [("fast.log.1", False), ("other.log", True)])
+def test_a_file_renamed_while_judged_keeps_the_name_its_lines_were_written_under(tmp_path, new_name, wanted):
+    """A new file is judged before it is read; renamed out of the globs meanwhile,
+    its lines still carry the name they were written under (as a file renamed
+    away after it was read from); renamed to a name an input wants, they carry that."""
+    from shipper.config import Input
+    from shipper.prospector import Prospector
+    from shipper.stats import Counters
+    from shipper.tailer import ACTIVE, DRAINING
+    from shipper.watcher import Created, Moved
+
+    p = tmp_path / "fast.log"
+    p.write_bytes(b"a line of the game\n")
+    inp = Input(paths=[str(tmp_path / "*.log")], topic="t", app_id=1, log_name="x")
+    pr = Prospector(None, [], None, "host", Counters(), new_store=False)
+    pr.configure([inp], [inp], 1.0, 300.0)
+    st = os.stat(p)
+    pr.apply(Created(str(p), inp, st))
+    t = pr.tailers[(st.st_dev, st.st_ino)]
+    try:
+        assert t.judging and t.state == ACTIVE
+        os.rename(p, tmp_path / new_name)
+        pr.apply(Moved(str(p), str(tmp_path / new_name), inp if wanted else None, os.stat(tmp_path / new_name)))
+        assert t.path == str(tmp_path / new_name if wanted else p)
+        assert t.state == (ACTIVE if wanted else DRAINING)
+    finally:
+        t.close()
