@@ -47,6 +47,8 @@ FULL = {"events": 1_000_000, "lines": 2_000_000}
 DATA_VERSION = 2  # bump when the generated data changes shape (2: recent event times)
 LINE_FIELDS = 11  # first fields of a sample event: about 200 bytes per line
 POLL_S = 0.05
+IDLE_WINDOW_S = 20.0  # shipper_idle_*: the idle window measured
+IDLE_PROBES = 10  # shipper_idle_*: lines appended one by one to random files, each awaited in Kafka
 
 # name -> (reference, what is measured); the order is the order of the table
 CASES: dict[str, tuple[str | None, str]] = {
@@ -63,6 +65,11 @@ CASES: dict[str, tuple[str | None, str]] = {
     "shipper_rsyslog": ("shipper_kcat",
                         "private `rsyslogd -n` with imfile + omkafka (snappy) on the same file, fresh 3-partition "
                         "topic: from spawn until the topic's high watermarks add up to N"),
+    "shipper_idle_1000": (None, "`shipper tail` following 1,000 files of one line each, once all are in Kafka: "
+                                "its CPU over IDLE_WINDOW_S seconds with nothing written (items = files; per CPU s "
+                                "= files kept per CPU second), open descriptors, and the time from appending a line "
+                                "to a random file to that line in Kafka (IDLE_PROBES appends)"),
+    "shipper_idle_10000": (None, "as shipper_idle_1000 with 10,000 files"),
     "mtga": ("mtga_kcat_consume",
              "`mtga start` (workers=1, checkpoint.interval_s=0.5, batch_size 5000) on the pre-produced topic "
              "(3 partitions), fresh group and state: from the first output line until every partition's offset "
@@ -86,9 +93,10 @@ CASES: dict[str, tuple[str | None, str]] = {
 # a second comparison reported as an extra field, e.g. shipper's "ratio_shipper_kcat_headers"
 ALSO = {"shipper": "shipper_kcat_headers"}
 # the cases that run this project's code, and so run on the baseline too (--baseline)
-CODE_CASES = ("shipper", "mtga", "mtga_2_workers", "transform", "transform_2_workers")
+CODE_CASES = ("shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga", "mtga_2_workers", "transform", "transform_2_workers")
 PACKAGES = ("mulog", "offsets", "shipper", "sink")  # the project's top-level packages
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
+             "shipper_idle_1000", "shipper_idle_10000",
              "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive"]
 
 
@@ -785,6 +793,72 @@ class Bench:
                 "bytes": size, "seconds_in_kafka": None if t_kafka is None else round(t_kafka - p.t0, 3),
                 "check": self._check_topic(topic, n)}
 
+    def case_shipper_idle_1000(self) -> dict:
+        return self._shipper_idle(1000)
+
+    def case_shipper_idle_10000(self) -> dict:
+        return self._shipper_idle(10_000)
+
+    def _shipper_idle(self, n: int) -> dict:
+        import random
+
+        window, settle, probes = IDLE_WINDOW_S, 5.0, IDLE_PROBES
+        if self.args.quick:  # the shape of the report, in seconds
+            n, window, settle, probes = n // 10, 3.0, 1.0, 3
+        d = self.tmp(f"shipper_idle_{n}")
+        logs = d / "logs"
+        logs.mkdir()
+        with open(self.lines, "rb") as f:
+            line = f.readline()
+        for i in range(n):
+            (logs / f"f{i:05d}.log").write_bytes(line)
+        topic = self.kafka.topic(f"idle{n}", 3)
+        conf = {
+            "kafka": {"bootstrap_servers": self.kafka.bootstrap},
+            "state_dir": str(d / "state"),
+            "inputs": [{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}],
+            "stats_interval_s": 30,
+            "log": {"file": str(d / "shipper.log"), "level": "info"},
+        }
+        (d / "shipper.yml").write_text(json.dumps(conf, indent=1))
+        p = Proc([self.exe("shipper"), "tail", "-c", d / "shipper.yml"], log=d / "stdout.log", env=self.code_env)
+        deadline = time.monotonic() + self.timeout(n * 20)
+        try:
+            while self.kafka.total(topic) < n:
+                if not p.alive():
+                    raise BenchError(f"shipper exited with {p.rc}:\n{_tail(d / 'shipper.log')}{p.log_tail(5)}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the {n} files' lines were not in Kafka after {self.timeout(n * 20):.0f}s")
+                time.sleep(0.2)
+            t_all = time.monotonic() - p.t0
+            time.sleep(settle)  # what follows the start (checkpoints, closings) is not the idle cost
+            c0, t0 = _cpu(p.pid), time.monotonic()
+            time.sleep(window)
+            c1, t1 = _cpu(p.pid), time.monotonic()
+            fds = len(os.listdir(f"/proc/{p.pid}/fd"))
+            lat = []
+            rnd = random.Random(n)
+            for k in range(probes):
+                before = self.kafka.total(topic)
+                with open(logs / f"f{rnd.randrange(n):05d}.log", "ab") as f:
+                    f.write(line)
+                t = time.monotonic()
+                while self.kafka.total(topic) <= before:
+                    if time.monotonic() - t > 30:
+                        raise BenchError(f"an appended line was not in Kafka within 30s (probe {k + 1})")
+                    time.sleep(0.01)
+                lat.append(time.monotonic() - t)
+        finally:
+            p.stop(signal.SIGTERM, 60)
+        if p.rc != 0:
+            raise BenchError(f"shipper exited with {p.rc} at its stop:\n{_tail(d / 'shipper.log')}")
+        cpu = c1 - c0
+        lat.sort()
+        return {"items": n, "seconds": t1 - t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": round(cpu, 3),
+                "core_pct_idle": round(100 * cpu / (t1 - t0), 2), "open_fds": fds,
+                "latency_median_s": round(lat[len(lat) // 2], 3), "latency_max_s": round(lat[-1], 3),
+                "seconds_to_all_in_kafka": round(t_all, 2), "check": self._check_topic(topic, n + probes)}
+
     def case_shipper_rsyslog(self) -> dict:
         rsyslogd = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if os.access("/usr/sbin/rsyslogd", os.X_OK)
                                                 else None)
@@ -1146,6 +1220,10 @@ def table(report: dict) -> str:
         for k, v in r.items():
             if k.startswith("ratio_") and v is not None:
                 notes.append(f"{v:.2f} x {k[len('ratio_'):]}")
+        if r.get("core_pct_idle") is not None:
+            notes.append(f"idle: {r['core_pct_idle']:.2f} % of a core, {r['open_fds']} descriptors open, an appended "
+                         f"line in Kafka after {r['latency_median_s']:.2f}s (median) / {r['latency_max_s']:.2f}s "
+                         f"(max); all files in Kafka {r['seconds_to_all_in_kafka']:.1f}s after the start")
         if r.get("seconds_in_kafka") is not None:
             notes.append(f"all lines in Kafka after {r['seconds_in_kafka']:.2f}s")
         if r.get("seconds_to_last_write") is not None:
@@ -1157,6 +1235,9 @@ def table(report: dict) -> str:
         b = r.get("baseline") or {}
         if b.get("error"):
             notes.append(f"BASELINE ERROR: {b['error'].splitlines()[0]}")
+        if b.get("core_pct_idle") is not None:
+            notes.append(f"baseline idle: {b['core_pct_idle']:.2f} % of a core, {b['open_fds']} descriptors open, "
+                         f"appended line in Kafka after {b['latency_median_s']:.2f}s / {b['latency_max_s']:.2f}s")
         if b.get("rates_of_runs"):
             notes.append("baseline rates of the runs " + ", ".join(f"{x:,.0f}" for x in b["rates_of_runs"]))
         if b.get("check") not in (None, "ok"):

@@ -46,9 +46,13 @@ class Checkpoint:
         now = time.time()
         todo = []
         for t in tailers:
+            if t.cold_saved:
+                continue  # cold, and stored since (shipper/tailer.py)
             p = t.position(now)
             if p is not None:
                 todo.append((t, p))
+            elif t.cold:
+                t.cold_saved = True
         ended, gone = copies.to_save(now) if copies is not None else ([], [])
         try:
             if todo or ended or gone:
@@ -69,6 +73,7 @@ class Checkpoint:
             self.failures.throttle.reset()
         for t, p in todo:
             t.mark_saved(p)
+            t.cold_saved = t.cold
         if copies is not None:
             copies.mark_saved(ended, gone)
         return len(todo)

@@ -92,12 +92,13 @@ class ShipperConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaConf = msgspec.field(default_factory=KafkaConf)
     state_dir: str = "state/shipper"
     inputs: list[Input] = []
-    rescan_interval_s: float = 2.0
+    rescan_interval_s: float = 10.0
     checkpoint_interval_s: float = 1.0
     stats_interval_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     rotate_wait_s: float = 5.0
     close_inactive_s: float = 300.0
+    max_open_files: int = 1000
     forget_after_s: float = 86400.0
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
     log: LogConf = msgspec.field(default_factory=LogConf)
@@ -109,6 +110,8 @@ class ShipperConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                   "rotate_wait_s", "close_inactive_s", "forget_after_s"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"{k}: expected a number greater than 0")
+        if self.max_open_files < 1:
+            raise ValueError("max_open_files: expected an integer of at least 1")
 
 
 @dataclass

@@ -31,6 +31,8 @@ is judged (``judge``) before any of its lines is sent:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
 import stat
@@ -123,6 +125,43 @@ def _head(path_or_fd, size: int) -> bytes:
         return f.read(n)
 
 
+class Heads:
+    """The first MIN_COPY_BYTES bytes of the followed files that have that many,
+    sorted: the files a new file's first bytes could be a copy of are found by
+    bisection, not by comparing it with every file (thousands of files followed)."""
+
+    def __init__(self, tailers: Iterable["Tailer"]):
+        self.seq = itertools.count()
+        self.items = sorted((x.head[:MIN_COPY_BYTES], next(self.seq), x) for x in tailers
+                            if not x.judging and len(x.head) >= MIN_COPY_BYTES and x.state != "closed")
+        self.keys = [k for k, _, _ in self.items]
+
+    def add(self, x: "Tailer") -> None:
+        """``x`` was judged a file to follow (in the turn the index was made)."""
+        if len(x.head) >= MIN_COPY_BYTES:
+            item = (x.head[:MIN_COPY_BYTES], next(self.seq), x)
+            i = bisect.bisect_right(self.items, item)
+            self.items.insert(i, item)
+            self.keys.insert(i, item[0])
+
+    def same_start(self, head: bytes) -> Iterable["Tailer"]:
+        """Files whose first MIN_COPY_BYTES bytes are ``head``'s (``head`` has that many)."""
+        key = head[:MIN_COPY_BYTES]
+        i = bisect.bisect_left(self.keys, key)
+        while i < len(self.keys) and self.keys[i] == key:
+            yield self.items[i][2]
+            i += 1
+
+    def begins(self, head: bytes, but: "Tailer") -> bool:
+        """A file (not ``but``) starts with ``head``, which is shorter than MIN_COPY_BYTES."""
+        i = bisect.bisect_left(self.keys, head)
+        while i < len(self.keys) and self.keys[i].startswith(head):
+            if self.items[i][2] is not but:
+                return True
+            i += 1
+        return False
+
+
 class Copies:
     """The origins waiting for a copy, and the judgement of new files (module doc)."""
 
@@ -130,6 +169,7 @@ class Copies:
         self.positions = positions
         self.origins: dict[tuple[int, int, int], Origin] = {}
         self.gone: set[tuple[int, int, int]] = set()  # claimed or forgotten: removed at the next save
+        self.heads: tuple[float, Heads] | None = None  # (the turn's time, the index made in it)
         if positions is not None:
             for e in positions.ended():
                 o = Origin(e.dev, e.ino, e.gen, e.ident, (e.fp_len, e.fp_crc), e.head, e.end, e.path,
@@ -170,17 +210,32 @@ class Copies:
         if best is not None:
             return "copy", best
         t.waits_on = None
-        for x in tailers:
-            if x is t or x.judging or not x.head or x.state == "closed":
-                continue
-            v = covers(head, x.head, x.fp_len, x.fp_crc)
-            if v == "copy":  # a copy of a file still followed: its truncation comes next
-                t.waits_on = (x.dev, x.ino)
-                return "wait", None
-            maybe = maybe or v == "maybe"
+        heads = self.index(tailers, now)
+        if len(head) >= MIN_COPY_BYTES:
+            for x in heads.same_start(head):
+                if x is t or x.judging or x.state == "closed":
+                    continue
+                v = covers(head, x.head, x.fp_len, x.fp_crc)
+                if v == "copy":  # a copy of a file still followed: its truncation comes next
+                    t.waits_on = (x.dev, x.ino)
+                    return "wait", None
+                maybe = maybe or v == "maybe"
+        else:
+            maybe = maybe or heads.begins(head, t)
         if maybe and now - t.judged_at[1] < COPY_WAIT_S:
             return "wait", None
         return "new", None
+
+    def index(self, tailers: Iterable["Tailer"], now: float) -> Heads:
+        """The followed files' first bytes, indexed once per turn of the loop."""
+        if self.heads is None or self.heads[0] != now:
+            self.heads = (now, Heads(tailers))
+        return self.heads[1]
+
+    def followed(self, t: "Tailer") -> None:
+        """``t`` was judged: files judged later in the same turn compare with it too."""
+        if self.heads is not None:
+            self.heads[1].add(t)
 
     def find(self, o: Origin, tailers: dict) -> tuple[str, os.stat_result] | None:
         """The copy of ``o`` in its folder, whatever its name: a file not followed
@@ -293,6 +348,7 @@ class CopyRules:
         self.copies.claim(o)
         ident = o.ident if o.ident is not None else identity_crc(t.fd)
         t.become_copy(Source(o.dev, o.ino, o.gen, ident, o.path), ln, o.acks, o.end)
+        self.copies.followed(t)
         log.info("copy: %s holds the lines of %s (%s) written before its truncation; reading it from offset %d "
                  "(delivered up to %d) under that identity", t.path, o.path, t.identity, o.end, t.delivered)
         self.save_now()
@@ -311,6 +367,7 @@ class CopyRules:
             return self._skip(t, "not shipped: the file name of %s does not match log_name_pattern %r", t.path,
                               t.input.log_name_pattern)
         t.judged_new(ln)
+        self.copies.followed(t)
         log.info("reading %s (%s, %s) from offset 0 of %d -> topic %s, log_name %s", t.path, t.identity,
                  t.how, t.size_now(), t.topic, ln)
         if t.gen:

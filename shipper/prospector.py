@@ -18,6 +18,13 @@ is read again from the descriptor, whatever the file is called by then); an
 ACTIVE file with nothing pending is closed after close_inactive_s (IDLE), an
 ACTIVE copy after rotate_wait_s.
 
+Open descriptors (``sweep``, every turn or so): cold files are closed after
+close_inactive_s; with more than max_open_files open, the quietest files at their
+end with nothing pending are closed at once (IDLE), and files to open (new, or
+closed ones that grew) wait for the next sweep, which makes room for them. A file at its end is closed only with nothing
+pending, and reopened by identity when a write to it is reported; files being
+rotated (DRAINING) always get their descriptor.
+
 Start positions (``_open``): a stored position applies when the file's
 fingerprint matches it (shipper/identity.py); otherwise the file is judged
 first (``_judge``, shipper/copies.py: a copy of a generation that ended is read
@@ -60,6 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipper")
 
+QUIET_SAY_S = 60.0  # closings for room are said at most this often (a count)
 ROTATED = "rotated: %s (%s) was renamed or deleted; reading it to its end"
 
 
@@ -84,9 +92,17 @@ class Prospector(CopyRules):
         self.found_later: list[Origin] = []  # origins to look for copies of once the scan is applied
         self.skipped: dict[Key, int] = {}  # judged not a log (compressed, or no log_name): size then
         self.save_now = lambda: None  # store the positions now (the loop sets it)
+        self.max_open = 0  # max_open_files (0: no bound)
+        self.room = 1 << 30  # descriptors that may still be opened before the next sweep
+        self.waiting: dict[Key, "Created | Seen"] = {}  # files to open (or reopen) once there is room
+        self.waiting_initial: dict[Key, int] = {}  # found by a first scan, not opened yet: size then
+        self.closed_quiet = 0  # files closed for room, not said yet
+        self.said_quiet = -1e9
 
     def configure(self, inputs: list["Input"], added: Iterable["Input"], rotate_wait_s: float,
-                  close_inactive_s: float) -> None:
+                  close_inactive_s: float, max_open: int = 0) -> None:
+        self.max_open = max_open
+        self.room = max_open - sum(1 for t in self.tailers.values() if t.fd >= 0) if max_open else 1 << 30
         self.inputs = inputs
         self.fresh |= {id(i) for i in added}
         self.rotate_wait_s = rotate_wait_s
@@ -103,9 +119,16 @@ class Prospector(CopyRules):
         fresh, self.fresh = self.fresh, set()
         self.counters.scans.value += 1
         seen = set()
+        tailers = self.tailers
         for ev in self.watcher.scan(self.inputs, followed):
             if type(ev) is not Gone:
-                seen.add(key_of(ev.st))
+                key = key_of(ev.st)
+                seen.add(key)
+                if type(ev) is Seen:
+                    t = tailers.get(key)
+                    if (t is not None and t.cold and ev.st.st_size == t.read_pos and ev.path == t.path
+                            and ev.input is t.input):
+                        continue  # a quiet file as it was: nothing to do (the common case, by far)
             self.apply(ev, initial=type(ev) is Created and id(ev.input) in fresh)
         for key in set(self.skipped) - seen:
             del self.skipped[key]
@@ -139,6 +162,11 @@ class Prospector(CopyRules):
         key = key_of(ev.st)
         if self.skipped.get(key) == ev.st.st_size:
             return  # not a log, and unchanged
+        if ev.at is None and key not in self.tailers and not self._has_room():
+            if initial:  # found by an input's first scan: opened later as found then
+                self.waiting_initial.setdefault(key, ev.st.st_size)
+            self.waiting[key] = ev  # opened by the next sweep that makes room
+            return
         stored = None
         t = self.tailers.get(key)
         if t is not None:
@@ -179,6 +207,8 @@ class Prospector(CopyRules):
         t = self.tailers.get(key_of(ev.st))
         if t is None or t.judging:
             return
+        if t.cold and ev.st.st_size != t.read_pos:
+            t.warm()
         ln = self._ln(t, ev.input, ev.path) or self._log_name(ev.input, ev.path)
         if ln is None:
             return
@@ -217,15 +247,20 @@ class Prospector(CopyRules):
             else:
                 t.reopen(path, ACTIVE, "following %s (%s) again at offset %d", path, t.identity, t.read_pos)
         elif t.state == IDLE and (st.st_size > t.read_pos or (st.st_size < t.read_pos and t.src is None)):
-            if t.reopen(path, ACTIVE, "reopening %s at offset %d: it changed", path, t.read_pos):
+            if not self._has_room():
+                self.waiting[(t.dev, t.ino)] = Seen(path, t.input, st)
+                return
+            if t.reopen(path, ACTIVE, "reopening %s at offset %d: it changed", path, t.read_pos,
+                        level=logging.DEBUG if t.quiet_closed else logging.INFO):
                 self.counters.files_opened.value += 1
             else:  # not the same file any more
                 del self.tailers[(t.dev, t.ino)]
                 self._created(Created(path, t.input, st), initial=False)
 
     def _idle_away(self, t: Tailer, new: str, st: os.stat_result) -> None:
-        """An IDLE file renamed to a name no input wants: read what it gained, if anything."""
-        if st.st_size > t.read_pos and t.reopen(new, DRAINING, ROTATED, t.path, t.identity):
+        """An IDLE file renamed to a name no input wants: read what it gains until it
+        has been quiet for rotate_wait_s (the writer may not have reopened its log yet)."""
+        if t.reopen(new, DRAINING, ROTATED, t.path, t.identity):
             self.counters.files_opened.value += 1
         else:
             t.to(CLOSED, "let go of %s (%s): renamed or deleted while idle, at offset %d", t.path, t.identity,
@@ -259,6 +294,48 @@ class Prospector(CopyRules):
         elif t.state == RETIRING and t.acks.idle:
             t.to(CLOSED, "stopped %s at offset %d", t.path, t.read_pos)
 
+    # ------------------------------------------------------------ descriptors
+    def _has_room(self) -> bool:
+        """A descriptor may be opened now (False: it waits for the next sweep)."""
+        if self.max_open and self.room <= 0:
+            return False
+        self.room -= 1
+        return True
+
+    def sweep(self, now: float) -> None:
+        """Close cold files after close_inactive_s, and the quietest files when more
+        than max_open_files are open (module doc); then open what waited for room."""
+        n_open, quiet = 0, []
+        for t in self.tailers.values():
+            if t.fd < 0:
+                continue
+            if t.cold and now - t.last_data >= self.close_inactive_s:
+                t.to(IDLE, "closing %s after %.0fs without new lines (reopened when it grows)", t.path,
+                     now - t.last_data)
+                continue
+            n_open += 1
+            if t.eof and t.state == ACTIVE and not t.judging and t.acks.idle:
+                quiet.append(t)
+        if not self.max_open:
+            return
+        target = self.max_open - min(len(self.waiting), self.max_open // 2)  # room for what waits
+        if n_open > target and quiet:
+            quiet.sort(key=lambda t: t.last_data)
+            for t in quiet[:n_open - target]:
+                t.quiet_closed = True
+                t.to(IDLE, "closing %s (quiet) to keep open files within max_open_files=%d", t.path,
+                     self.max_open, level=logging.DEBUG)
+                n_open -= 1
+                self.closed_quiet += 1
+        if self.closed_quiet and now - self.said_quiet >= QUIET_SAY_S:
+            log.info("closed %d quiet file(s) to keep open files within max_open_files=%d (%d open now); each is "
+                     "reopened when it grows", self.closed_quiet, self.max_open, n_open)
+            self.closed_quiet, self.said_quiet = 0, now
+        self.room = self.max_open - n_open
+        while self.waiting and self.room > 0:
+            ev = self.waiting.pop(next(iter(self.waiting)))
+            self.apply(ev)  # a file gone or replaced since is looked for again by a rescan (_open)
+
     # ------------------------------------------------------------ opening
     def _open(self, key: Key, path: str, inp: "Input", log_name: str, initial: bool, at: str | None = None,
               stored: "FilePosition | None" = None) -> Tailer | None:
@@ -278,7 +355,9 @@ class Prospector(CopyRules):
             os.close(fd)  # replaced between the scan and now: the next scan sees the new one
             self.watcher.want_rescan()
             return None
-        size = st.st_size
+        size = size_then = st.st_size
+        if self.waiting_initial and key in self.waiting_initial:
+            initial, size_then = True, min(size, self.waiting_initial.pop(key))
         if stored is None and self.positions is not None:
             stored = self.positions.get(*key)
         start, how = stored_start(stored, fd, size)
@@ -292,7 +371,7 @@ class Prospector(CopyRules):
             if stored is not None and stored.src is None:
                 self._ended_stored(stored)
             if initial and inp.start_at == "end" and path not in self.known_paths:
-                start = last_line_end(fd, size)
+                start = last_line_end(fd, size_then)
                 fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
                 how = "start_at=end"
             else:  # judged first: a copy, or a file of its own

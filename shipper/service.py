@@ -38,6 +38,7 @@ from .config import Input, ShipperSettings
 from .prospector import Prospector
 from .publisher import Publisher, Stopping
 from .stats import SNAPSHOT_S, Counters, FileView, Rates, Snapshot
+from .tailer import ACTIVE, Tailer
 from .watcher import Watcher
 
 log = logging.getLogger("shipper")
@@ -45,7 +46,29 @@ log = logging.getLogger("shipper")
 CHUNKS_PER_TURN = 4  # read chunks per file before the next file gets its turn
 CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
+COLD_AFTER_S = 2.0  # a file quiet this long (at its end, nothing pending) is read only when a write is reported
+SNAPSHOT_FILES_S = 1.0  # how often the per-file figures of the snapshot are taken again
+SWEEP_S = 1.0  # how often open descriptors are looked over (prospector.sweep)
+SWEEP_WAITING_S = 0.2  # ... while files wait for room under max_open_files
 PROBE_S, PROBE_TIMEOUT_S = 2.0, 0.2  # a metadata request, until a broker answered and while Kafka is down
+
+
+def room_for_files(max_open: int) -> None:
+    """Raise the soft limit of open files towards the hard one, so that
+    max_open_files descriptors (and the rest the process holds) fit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_open + 256  # the state store, sockets, the metrics server
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            new = soft
+        if new < want:
+            log.warning("open files are limited to %d (ulimit -n); max_open_files=%d needs %d: lower it, or raise "
+                        "the limit (LimitNOFILE= in the systemd unit)", new, max_open, want)
 
 
 class Every:
@@ -92,6 +115,8 @@ class Shipper:
                                      new_store=self.db.created)
         self._configure(settings, added=settings.inputs)
         self.tailers = self.prospector.tailers
+        self._warm: list[Tailer] = []  # read_all's tailers: those not cold
+        self._warm_key = None
         self.prospector.save_now = self.save
         self.rates = Rates()
         self.snapshot: Snapshot = self.take_snapshot()
@@ -101,7 +126,7 @@ class Shipper:
 
     def _configure(self, s: ShipperSettings, added) -> None:
         c = s.conf
-        self.prospector.configure(list(s.inputs), added, c.rotate_wait_s, c.close_inactive_s)
+        self.prospector.configure(list(s.inputs), added, c.rotate_wait_s, c.close_inactive_s, c.max_open_files)
 
     # ------------------------------------------------------------ control
     def _on_fatal(self, msg: str) -> None:
@@ -140,6 +165,7 @@ class Shipper:
                 self.fatal = f"metrics: {e}"
                 return self.shutdown()
         self.beat = heartbeat(self)
+        room_for_files(c.max_open_files)
         try:
             self.watcher.plan(pr.inputs)
             pr.scan()
@@ -163,6 +189,8 @@ class Shipper:
         stats, conf, snap = Every(c.stats_interval_s, now), Every(CONFIG_CHECK_S, now), Every(SNAPSHOT_S, now)
         forget = Every(min(FORGET_CHECK_S, c.forget_after_s), now)
         probe = Every(PROBE_S, now - PROBE_S)
+        sweep, waiting = Every(SWEEP_S, now), Every(SWEEP_WAITING_S, now)
+        snap_files = Every(SNAPSHOT_FILES_S, now)
         while not self.stopping:
             now = time.monotonic()
             self.notify.watchdog(now)
@@ -180,14 +208,17 @@ class Shipper:
                 watcher.plan(pr.inputs)
                 pr.scan()
             elif watcher.rescan_due(now):
+                watcher.plan(pr.inputs)  # a folder may have appeared
                 pr.scan()
             busy = self.read_all(now)
+            if sweep.due(now) or (pr.waiting and waiting.due(now)):
+                pr.sweep(now)
             pub.poll(0)
             if ckpt.due(now):
                 self.save()
                 pr.drop_finished()
             if snap.due(now):
-                self.snapshot = self.take_snapshot()
+                self.snapshot = self.take_snapshot(files=snap_files.due(now))
             if stats.due(now):
                 self.log_stats()
             if forget.due(now):
@@ -243,7 +274,14 @@ class Shipper:
         busy = False
         pub = self.publisher
         pr = self.prospector
-        for t in list(self.tailers.values()):
+        cold_ok = self.watcher.sees_writes
+        now_key = (Tailer.changes, len(self.tailers))
+        if now_key != self._warm_key:  # the warm tailers, listed again only when some changed
+            self._warm = [t for t in self.tailers.values() if not t.cold]
+            self._warm_key = now_key
+        for t in self._warm:
+            if t.cold:
+                continue
             if t.acks.refused is not None:
                 if t.recover(now):
                     busy = True
@@ -258,6 +296,9 @@ class Shipper:
                 if fr is False:
                     if t.fd >= 0 and pr.at_eof(t, now):
                         busy = True
+                    elif (t.state == ACTIVE and now - t.last_data >= COLD_AFTER_S and t.acks.idle and t.fd >= 0
+                          and cold_ok(t.path)):
+                        t.chill()  # read again once a write to it is reported
                     break
                 busy = True
                 if fr is not None:
@@ -312,19 +353,34 @@ class Shipper:
         removed = [o for o in running if o not in new.inputs]
         self.settings = new
         self.conf = new.conf
-        self.prospector.configure(merged, added, new.conf.rotate_wait_s, new.conf.close_inactive_s)
+        self.prospector.configure(merged, added, new.conf.rotate_wait_s, new.conf.close_inactive_s,
+                                  new.conf.max_open_files)
         self.watcher.plan(merged)
         self.prospector.scan()
         log.info("configuration reloaded: %d input(s), %d added, %d removed", len(merged), len(added),
                  len(removed))
 
     # ------------------------------------------------------------ stats
-    def take_snapshot(self) -> Snapshot:
-        """What other threads may read (the metrics server): figures, never live objects."""
-        files = tuple(FileView(t.path, t.identity, t.size_now(), t.delivered) for t in self.tailers.values())
+    def take_snapshot(self, files: bool = True) -> Snapshot:
+        """What other threads may read (the metrics server): figures, never live objects.
+        The per-file figures are taken again only with ``files`` (else the last ones)."""
+        last = getattr(self, "snapshot", None)
+        if files or last is None:
+            views, n_open = [], 0
+            for t in self.tailers.values():
+                v = t.view
+                if v is None:
+                    v = FileView(t.path, t.identity, t.size_now(), t.delivered)
+                    if t.cold:
+                        t.view = v  # unchanged while it stays cold
+                views.append(v)
+                if t.fd >= 0:
+                    n_open += 1
+            views = tuple(views)
+        else:
+            views, n_open = last.files, last.files_open
         pub = self.publisher
-        return Snapshot(taken=time.time(), counters=self.counters.inst.values(), files=files,
-                        files_open=sum(1 for t in self.tailers.values() if t.fd >= 0),
+        return Snapshot(taken=time.time(), counters=self.counters.inst.values(), files=views, files_open=n_open,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
                         kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
                         save_errors=self.checkpoint.errors, stopping=self.stopping)

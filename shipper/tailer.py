@@ -6,8 +6,15 @@ States:
     DRAINING  renamed away or deleted: read to its end; closed once idle and
               every line sent is acknowledged
     RETIRING  no input wants it any more: not read; closed once nothing is pending
-    IDLE      descriptor closed after inactivity; opened again when the file grows
+    IDLE      descriptor closed after inactivity (close_inactive_s), or while quiet
+              when more than max_open_files are open; opened again when it grows
     CLOSED    done with; dropped from the table once its position is saved
+
+An ACTIVE file at its end with nothing pending, quiet for COLD_AFTER_S in a
+watched folder, is *cold*, as is an IDLE one: the loop stops reading it until a
+write to it is reported (a Seen event), and its position and figures, which
+cannot change meanwhile, are taken once; thousands of idle files cost nothing
+per turn.
 
 A new file is first *judged* (``judging``): not read until its first bytes say
 whether it is a copy of a generation that ended (shipper/copies.py), in any state.
@@ -62,6 +69,7 @@ _OPEN = (ACTIVE, DRAINING, RETIRING)  # states that keep a descriptor
 
 
 class Tailer:
+    changes = 0  # counts tailers made and turned cold or warm: the loop's list of warm tailers is made again
     def __init__(self, dev: int, ino: int, path: str, fd: int, inp: "Input", log_name: str | None,
                  start: int, fp: tuple[int, int], host: str, counters: "Counters", *, size: int = 0,
                  gen: int = 0, src: Source | None = None, judging: bool = False):
@@ -92,6 +100,13 @@ class Tailer:
         self.last_data = time.monotonic()
         self.size_seen = size
         self.changed = False  # a read found the first bytes changed: a truncation
+        self.eof = False  # the last read found nothing new
+        self.quiet_closed = False  # closed (IDLE) for room, not for inactivity: its reopening is not said
+        Tailer.changes += 1
+        self.cold = False  # IDLE, or quiet with nothing pending: not read in the loop until a write is
+        # reported (Seen); its position and figures do not change meanwhile, so they are looked at once
+        self.cold_saved = False  # cold, and its position is stored
+        self.view = None  # cold: its FileView, taken once
         self._refresh_identity()
 
     # ---------------------------------------------------------------- state
@@ -106,7 +121,22 @@ class Tailer:
                 raise RuntimeError(f"{self!r}: descriptor closed ({state}) with chunks pending with Kafka")
             self._close_fd()
         self.state = state
+        if self.cold != (state == IDLE):
+            self.cold = state == IDLE
+            Tailer.changes += 1
+        self.cold_saved, self.view = False, None
         log.log(level, why, *args)
+
+    def warm(self) -> None:
+        """No longer cold: read in the loop again (it was written to, or truncated)."""
+        if self.cold:
+            Tailer.changes += 1
+        self.cold, self.cold_saved, self.view = False, False, None
+
+    def chill(self) -> None:
+        """Cold: quiet at its end with nothing pending; not read until a write is reported."""
+        self.cold, self.cold_saved = True, False
+        Tailer.changes += 1
 
     @property
     def finished(self) -> bool:
@@ -155,6 +185,7 @@ class Tailer:
             log.info("renamed: %s -> %s (%s), reading on at offset %d", self.path, path, self.identity,
                      self.read_pos)
             self.path = path
+            self.cold_saved, self.view = False, None
             self._build_headers()
 
     # ---------------------------------------------------------------- reading
@@ -176,7 +207,9 @@ class Tailer:
                     level=logging.ERROR, force=True)
             return False
         if not data:
+            self.eof = True
             return False
+        self.eof = False
         if self.content_changed():  # truncated and written again past the read position: not its bytes
             os.lseek(self.fd, self.read_pos, os.SEEK_SET)
             self.changed = True
@@ -238,6 +271,7 @@ class Tailer:
         self.fp_len, self.fp_crc, self.head = 0, zlib.crc32(b""), b""
         self.ident = None
         self.changed = False
+        self.warm()
         os.lseek(self.fd, 0, os.SEEK_SET)
         self._refresh_identity()
         return old
@@ -304,7 +338,7 @@ class Tailer:
         """At the shipper's stop: the descriptor goes, whatever the state."""
         self._close_fd()
 
-    def reopen(self, path: str, state: str, why: str, *args) -> bool:
+    def reopen(self, path: str, state: str, why: str, *args, level: int = logging.INFO) -> bool:
         """Open the file again at ``path`` (its descriptor was closed while idle, and
         it grew or was renamed) and go to ``state``. False when ``path`` is not the
         same file any more."""
@@ -321,7 +355,8 @@ class Tailer:
         os.lseek(fd, self.read_pos, os.SEEK_SET)
         self.last_data = time.monotonic()
         self.size_seen = st.st_size
-        self.to(state, why, *args)
+        self.quiet_closed = False
+        self.to(state, why, *args, level=level)
         return True
 
     # ---------------------------------------------------------------- positions

@@ -21,8 +21,11 @@ input at most once per DEBOUNCE_S. The loop also scans every
 ``rescan_interval_s`` to catch what events miss (NFS, an overflowed queue,
 folders that appear later).
 
-Writes are not watched: the shipper reads its open files in a loop anyway, and a
-busy log written in small pieces would flood the process with modify events.
+Writes are watched too (``touched``): the loop reads only the files that had
+data lately, and a modify record is what tells it that a quiet file has grown (or
+was truncated). Its thread only adds the path to a queue (the kernel folds
+repeated modifies of one file that were not read yet); the loop turns each
+distinct path into a Seen event once per turn, without waking for it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Union
 
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileCreatedEvent,
-                             FileDeletedEvent, FileMovedEvent, FileSystemEventHandler)
+                             FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 from .globs import excluded, owner, watch_root
@@ -50,7 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipper.watcher")
 
-EVENTS = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
+EVENTS = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent, FileModifiedEvent, DirCreatedEvent, DirMovedEvent,
+          DirDeletedEvent]
 DEBOUNCE_S = 0.2  # at most one rescan asked for by events per this many seconds
 MAX_RAW = 10_000  # raw records kept between two drains; beyond that, a rescan instead
 
@@ -129,6 +133,12 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event) -> None:
         w = self.watcher
+        if type(event) is FileModifiedEvent:
+            if len(w.touched) < MAX_RAW:
+                w.touched.append(event.src_path)
+            else:
+                w.rescan_wanted = True
+            return  # read within the loop's turn; no wake-up for each write
         if isinstance(event, (FileCreatedEvent, FileMovedEvent)) and len(w.raw) < MAX_RAW:
             dest = os.fsdecode(event.dest_path) if isinstance(event, FileMovedEvent) else None
             w.raw.append((os.fsdecode(event.src_path), dest))
@@ -148,6 +158,7 @@ class Watcher:
         self.watches: dict[tuple[str, bool], object] = {}
         self.started = False
         self.raw: deque[tuple[str, str | None]] = deque()  # (path, None) created; (old, new) moved
+        self.touched: deque[str | bytes] = deque()  # paths written to (or truncated)
         self.rescan_wanted = False
         self.last_scan = 0.0
 
@@ -159,7 +170,17 @@ class Watcher:
         return self.rescan_wanted and now >= self.last_scan + DEBOUNCE_S
 
     def pending(self) -> bool:
-        return bool(self.raw)
+        return bool(self.raw) or bool(self.touched)
+
+    def sees_writes(self, path: str) -> bool:
+        """A write to ``path`` is reported: its folder is watched."""
+        if not self.started:
+            return False
+        d = os.path.dirname(path)
+        for root, recursive in self.watches:
+            if d == root or (recursive and d.startswith(root.rstrip("/") + "/")):
+                return True
+        return False
 
     def events(self, inputs: list["Input"], followed: Callable[[Key], str | None]) -> Iterator[Event]:
         """The inotify records queued so far, as events (``followed(key)``: the
@@ -187,6 +208,19 @@ class Watcher:
                 first = owner(inputs, src)  # renamed away from a wanted name before anything saw it there
                 if first is not None:
                     yield Created(src, first, st, at=dest)
+        touched = self.touched
+        if touched:
+            paths = set()
+            while touched:
+                paths.add(touched.popleft())
+            for p in paths:
+                path = os.fsdecode(p)
+                st = _regular(path)
+                if st is None:
+                    continue
+                inp = owner(inputs, path)
+                if inp is not None and followed(key_of(st)) == path:
+                    yield Seen(path, inp, st)
 
     def scan(self, inputs: list["Input"], followed: Mapping[Key, str]) -> list[Event]:
         """A full scan of the inputs' globs, compared with what is followed."""

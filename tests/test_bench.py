@@ -24,6 +24,8 @@ CASES = {
     "shipper_kcat": None,
     "shipper_kcat_headers": "shipper_kcat",
     "shipper_rsyslog": "shipper_kcat",
+    "shipper_idle_1000": None,
+    "shipper_idle_10000": None,
     "mtga": "mtga_kcat_consume",
     "mtga_kcat_consume": None,
     "mtga_naive": "mtga_kcat_consume",
@@ -68,6 +70,10 @@ def test_quick_run_reports_every_case(kafka):
         assert c["rate"] == pytest.approx(c["items"] / c["seconds"], rel=0.01), c
         if name.startswith("mtga"):
             assert c["seconds_total"] >= c["seconds"] > 0, c
+        if name.startswith("shipper_idle_"):  # quick: a tenth of the files
+            assert c["items"] == int(name.rsplit("_", 1)[1]) // 10, c
+            assert 0 <= c["core_pct_idle"] == pytest.approx(100 * c["cpu_s"] / c["seconds"], abs=0.05), c
+            assert c["open_fds"] > 0 and 0 < c["latency_median_s"] <= c["latency_max_s"] < 30, c
         if name == "shipper" and by_name["shipper_kcat_headers"].get("rate"):
             assert c["ratio_shipper_kcat_headers"] == pytest.approx(
                 c["rate"] / by_name["shipper_kcat_headers"]["rate"], rel=0.01), c

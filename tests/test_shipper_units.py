@@ -520,3 +520,37 @@ def test_a_file_renamed_while_judged_keeps_the_name_its_lines_were_written_under
         assert t.state == (ACTIVE if wanted else DRAINING)
     finally:
         t.close()
+
+
+def test_a_new_file_is_judged_against_thousands_of_followed_files_by_their_first_bytes(tmp_path):
+    """The judgement of a new file finds the followed file it is a copy of (or may
+    become one of) among many, through the index of their first bytes."""
+    from shipper.copies import COPY_WAIT_S, Copies
+
+    followed = []
+    try:
+        for i in range(300):
+            data = b"".join(b"file %03d line %04d of its first generation\n" % (i, n) for n in range(10))
+            x = _tailer(tmp_path, data, f"f{i:03d}.log")
+            x.head = data[:1024]
+            followed.append(x)
+        target = followed[137]
+        copies = Copies(None)
+
+        def verdicts(name: str, data: bytes, *nows: float):
+            t = _tailer(tmp_path, data, name)
+            t.judging = True
+            try:
+                return [(copies.judge(t, followed + [t], now)[0], t.waits_on) for now in nows]
+            finally:
+                t.close()
+
+        assert verdicts("copy.log", target.head + b"more\n", 1.0) == [("wait", (target.dev, target.ino))]
+        # the beginning of a followed file: a copy being written, perhaps, until it stops growing
+        assert verdicts("part.log", target.head[:100], 2.0, 2.0 + COPY_WAIT_S / 2, 2.0 + COPY_WAIT_S + 0.1) == [
+            ("wait", None), ("wait", None), ("new", None)]
+        assert verdicts("own.log", b"a file of its own\n" * 30, 3.0) == [("new", None)]
+        assert verdicts("short.log", b"another\n", 4.0) == [("new", None)]
+    finally:
+        for x in followed:
+            x.close()
