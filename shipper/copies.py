@@ -31,8 +31,6 @@ is judged (``judge``) before any of its lines is sent:
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import logging
 import os
 import stat
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from offsets import Ended, Source
 
 from .globs import log_name_of, owner
+from .heads import Heads
 from .identity import FINGERPRINT_BYTES, MIN_COPY_BYTES, compressed, file_identity, identity_crc, key_of
 from .tailer import CLOSED, DRAINING
 
@@ -123,43 +122,6 @@ def _head(path_or_fd, size: int) -> bytes:
         return os.pread(path_or_fd, n, 0)
     with open(path_or_fd, "rb") as f:
         return f.read(n)
-
-
-class Heads:
-    """The first MIN_COPY_BYTES bytes of the followed files that have that many,
-    sorted: the files a new file's first bytes could be a copy of are found by
-    bisection, not by comparing it with every file (thousands of files followed)."""
-
-    def __init__(self, tailers: Iterable["Tailer"]):
-        self.seq = itertools.count()
-        self.items = sorted((x.head[:MIN_COPY_BYTES], next(self.seq), x) for x in tailers
-                            if not x.judging and len(x.head) >= MIN_COPY_BYTES and x.state != "closed")
-        self.keys = [k for k, _, _ in self.items]
-
-    def add(self, x: "Tailer") -> None:
-        """``x`` was judged a file to follow (in the turn the index was made)."""
-        if len(x.head) >= MIN_COPY_BYTES:
-            item = (x.head[:MIN_COPY_BYTES], next(self.seq), x)
-            i = bisect.bisect_right(self.items, item)
-            self.items.insert(i, item)
-            self.keys.insert(i, item[0])
-
-    def same_start(self, head: bytes) -> Iterable["Tailer"]:
-        """Files whose first MIN_COPY_BYTES bytes are ``head``'s (``head`` has that many)."""
-        key = head[:MIN_COPY_BYTES]
-        i = bisect.bisect_left(self.keys, key)
-        while i < len(self.keys) and self.keys[i] == key:
-            yield self.items[i][2]
-            i += 1
-
-    def begins(self, head: bytes, but: "Tailer") -> bool:
-        """A file (not ``but``) starts with ``head``, which is shorter than MIN_COPY_BYTES."""
-        i = bisect.bisect_left(self.keys, head)
-        while i < len(self.keys) and self.keys[i].startswith(head):
-            if self.items[i][2] is not but:
-                return True
-            i += 1
-        return False
 
 
 class Copies:

@@ -18,12 +18,7 @@ is read again from the descriptor, whatever the file is called by then); an
 ACTIVE file with nothing pending is closed after close_inactive_s (IDLE), an
 ACTIVE copy after rotate_wait_s.
 
-Open descriptors (``sweep``, every turn or so): cold files are closed after
-close_inactive_s; with more than max_open_files open, the quietest files at their
-end with nothing pending are closed at once (IDLE), and files to open (new, or
-closed ones that grew) wait for the next sweep, which makes room for them. A file at its end is closed only with nothing
-pending, and reopened by identity when a write to it is reported; files being
-rotated (DRAINING) always get their descriptor.
+Open descriptors: shipper/room.py (``Room``).
 
 Start positions (``_open``): a stored position applies when the file's
 fingerprint matches it (shipper/identity.py); otherwise the file is judged
@@ -54,7 +49,9 @@ from mulog.files import last_line_end
 
 from .copies import Copies, CopyRules, Origin
 from .globs import log_name_of, owner
-from .identity import FINGERPRINT_BYTES, Key, fingerprint, key_of, same_start, stored_start
+from .identity import FINGERPRINT_BYTES, Key, fingerprint, key_of, stored_start
+from .room import Room
+from .starting import StartRules
 from .tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer
 from .watcher import Created, Gone, Moved, Seen
 
@@ -67,11 +64,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipper")
 
-QUIET_SAY_S = 60.0  # closings for room are said at most this often (a count)
 ROTATED = "rotated: %s (%s) was renamed or deleted; reading it to its end"
 
 
-class Prospector(CopyRules):
+class Prospector(CopyRules, Room, StartRules):
     def __init__(self, positions: "FilePositions", stored: list["FilePosition"], watcher: "Watcher", host: str,
                  counters: "Counters", new_store: bool):
         self.tailers: dict[Key, Tailer] = {}
@@ -92,12 +88,7 @@ class Prospector(CopyRules):
         self.found_later: list[Origin] = []  # origins to look for copies of once the scan is applied
         self.skipped: dict[Key, int] = {}  # judged not a log (compressed, or no log_name): size then
         self.save_now = lambda: None  # store the positions now (the loop sets it)
-        self.max_open = 0  # max_open_files (0: no bound)
-        self.room = 1 << 30  # descriptors that may still be opened before the next sweep
-        self.waiting: dict[Key, "Created | Seen"] = {}  # files to open (or reopen) once there is room
-        self.waiting_initial: dict[Key, int] = {}  # found by a first scan, not opened yet: size then
-        self.closed_quiet = 0  # files closed for room, not said yet
-        self.said_quiet = -1e9
+        Room.__init__(self)
 
     def configure(self, inputs: list["Input"], added: Iterable["Input"], rotate_wait_s: float,
                   close_inactive_s: float, max_open: int = 0) -> None:
@@ -294,48 +285,6 @@ class Prospector(CopyRules):
         elif t.state == RETIRING and t.acks.idle:
             t.to(CLOSED, "stopped %s at offset %d", t.path, t.read_pos)
 
-    # ------------------------------------------------------------ descriptors
-    def _has_room(self) -> bool:
-        """A descriptor may be opened now (False: it waits for the next sweep)."""
-        if self.max_open and self.room <= 0:
-            return False
-        self.room -= 1
-        return True
-
-    def sweep(self, now: float) -> None:
-        """Close cold files after close_inactive_s, and the quietest files when more
-        than max_open_files are open (module doc); then open what waited for room."""
-        n_open, quiet = 0, []
-        for t in self.tailers.values():
-            if t.fd < 0:
-                continue
-            if t.cold and now - t.last_data >= self.close_inactive_s:
-                t.to(IDLE, "closing %s after %.0fs without new lines (reopened when it grows)", t.path,
-                     now - t.last_data)
-                continue
-            n_open += 1
-            if t.eof and t.state == ACTIVE and not t.judging and t.acks.idle:
-                quiet.append(t)
-        if not self.max_open:
-            return
-        target = self.max_open - min(len(self.waiting), self.max_open // 2)  # room for what waits
-        if n_open > target and quiet:
-            quiet.sort(key=lambda t: t.last_data)
-            for t in quiet[:n_open - target]:
-                t.quiet_closed = True
-                t.to(IDLE, "closing %s (quiet) to keep open files within max_open_files=%d", t.path,
-                     self.max_open, level=logging.DEBUG)
-                n_open -= 1
-                self.closed_quiet += 1
-        if self.closed_quiet and now - self.said_quiet >= QUIET_SAY_S:
-            log.info("closed %d quiet file(s) to keep open files within max_open_files=%d (%d open now); each is "
-                     "reopened when it grows", self.closed_quiet, self.max_open, n_open)
-            self.closed_quiet, self.said_quiet = 0, now
-        self.room = self.max_open - n_open
-        while self.waiting and self.room > 0:
-            ev = self.waiting.pop(next(iter(self.waiting)))
-            self.apply(ev)  # a file gone or replaced since is looked for again by a rescan (_open)
-
     # ------------------------------------------------------------ opening
     def _open(self, key: Key, path: str, inp: "Input", log_name: str, initial: bool, at: str | None = None,
               stored: "FilePosition | None" = None) -> Tailer | None:
@@ -399,66 +348,6 @@ class Prospector(CopyRules):
 
     def _next_gen(self, key: Key) -> int:
         return self.positions.next_gen(*key) if self.positions is not None else 0
-
-    def resume_rotated_while_stopped(self, stored: list["FilePosition"]) -> None:
-        """At start: a file with a stored position that is no longer at its path
-        (renamed by a rotation while the shipper was stopped, to a name no glob
-        matches) is looked for by inode in its folder; when it has grown past its
-        position, it is read from there to its end and closed, like any rotated file."""
-        by_folder: dict[str, list] = {}
-        for p in stored:
-            if (p.dev, p.ino) not in self.tailers:
-                by_folder.setdefault(os.path.dirname(p.path), []).append(p)
-        for folder, positions in by_folder.items():
-            try:
-                with os.scandir(folder) as it:
-                    names = {e.inode(): e.path for e in it if e.is_file(follow_symlinks=False)}
-            except OSError:
-                continue
-            for p in positions:
-                new = names.get(p.ino)
-                if new is None or (new == p.path and p.src is None):
-                    continue  # (a copy outside the globs is at its own name: read on from its position)
-                try:
-                    st = os.stat(new)
-                    if key_of(st) != (p.dev, p.ino) or st.st_size <= p.offset:
-                        continue  # another device, or nothing left to read
-                    with open(new, "rb") as f:
-                        if not same_start(f.fileno(), (p.fp_len, p.fp_crc)):
-                            continue  # the inode now holds another file (a compressed copy, say)
-                except OSError:
-                    continue
-                name = p.src.path if p.src is not None else p.path
-                inp = owner(self.inputs, name)
-                ln = log_name_of(inp, name) if inp is not None else None
-                if ln is None:
-                    continue
-                t = self._open(key_of(st), p.path, inp, ln, initial=False, at=new, stored=p)
-                if t is not None:
-                    t.to(DRAINING, "rotated while stopped: %s is now %s; reading it from offset %d to its end",
-                         p.path, new, t.read_pos)
-        self.look_for_copies(list(self.copies.origins.values()))
-
-    def report_new_store(self, db_path) -> None:
-        """With a new position store, say what happens to files that already have
-        content: read again from their beginning (start_at: beginning, as Filebeat
-        and Vector do without their registry) or skipped to their end (start_at: end)."""
-        found, self.new_store = self.new_store, None
-        if not found:
-            return
-        reread = [(p, size) for p, size, start in found if start == 0]
-        skipped = [(p, size, start) for p, size, start in found if start > 0]
-        names = ", ".join(p for p, *_ in found[:3]) + (", ..." if len(found) > 3 else "")
-        parts = []
-        if reread:
-            parts.append(f"{len(reread)} read from their beginning ({sum(s for _, s in reread)} bytes; lines an "
-                         f"earlier run shipped are sent again, with the same file and offset headers, so mtga "
-                         f"gives them the same #uuid)")
-        if skipped:
-            parts.append(f"{len(skipped)} skipped to their end (start_at: end; {sum(st for *_, st in skipped)} "
-                         f"bytes not sent)")
-        log.warning("new position store at %s (first start, or the state folder was removed): %d existing "
-                    "file(s) with content (%s): %s", db_path, len(found), names, "; ".join(parts))
 
     def close_all(self) -> None:
         for t in self.tailers.values():

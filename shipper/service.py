@@ -38,7 +38,8 @@ from .config import Input, ShipperSettings
 from .prospector import Prospector
 from .publisher import Publisher, Stopping
 from .stats import SNAPSHOT_S, Counters, FileView, Rates, Snapshot
-from .tailer import ACTIVE, Tailer
+from .room import Split, room_for_files
+from .tailer import ACTIVE
 from .watcher import Watcher
 
 log = logging.getLogger("shipper")
@@ -47,28 +48,13 @@ CHUNKS_PER_TURN = 4  # read chunks per file before the next file gets its turn
 CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
 COLD_AFTER_S = 2.0  # a file quiet this long (at its end, nothing pending) is read only when a write is reported
-SNAPSHOT_FILES_S = 1.0  # how often the per-file figures of the snapshot are taken again
 SWEEP_S = 1.0  # how often open descriptors are looked over (prospector.sweep)
 SWEEP_WAITING_S = 0.2  # ... while files wait for room under max_open_files
 PROBE_S, PROBE_TIMEOUT_S = 2.0, 0.2  # a metadata request, until a broker answered and while Kafka is down
 
 
-def room_for_files(max_open: int) -> None:
-    """Raise the soft limit of open files towards the hard one, so that
-    max_open_files descriptors (and the rest the process holds) fit."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max_open + 256  # the state store, sockets, the metrics server
-    if soft != resource.RLIM_INFINITY and soft < want:
-        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        except (ValueError, OSError):
-            new = soft
-        if new < want:
-            log.warning("open files are limited to %d (ulimit -n); max_open_files=%d needs %d: lower it, or raise "
-                        "the limit (LimitNOFILE= in the systemd unit)", new, max_open, want)
+def _view(t) -> FileView:
+    return FileView(t.path, t.identity, t.size_now(), t.delivered)
 
 
 class Every:
@@ -115,8 +101,7 @@ class Shipper:
                                      new_store=self.db.created)
         self._configure(settings, added=settings.inputs)
         self.tailers = self.prospector.tailers
-        self._warm: list[Tailer] = []  # read_all's tailers: those not cold
-        self._warm_key = None
+        self.split = Split(self.tailers)  # warm tailers (read in every turn) and cold ones
         self.prospector.save_now = self.save
         self.rates = Rates()
         self.snapshot: Snapshot = self.take_snapshot()
@@ -190,7 +175,6 @@ class Shipper:
         forget = Every(min(FORGET_CHECK_S, c.forget_after_s), now)
         probe = Every(PROBE_S, now - PROBE_S)
         sweep, waiting = Every(SWEEP_S, now), Every(SWEEP_WAITING_S, now)
-        snap_files = Every(SNAPSHOT_FILES_S, now)
         while not self.stopping:
             now = time.monotonic()
             self.notify.watchdog(now)
@@ -218,7 +202,7 @@ class Shipper:
                 self.save()
                 pr.drop_finished()
             if snap.due(now):
-                self.snapshot = self.take_snapshot(files=snap_files.due(now))
+                self.snapshot = self.take_snapshot()
             if stats.due(now):
                 self.log_stats()
             if forget.due(now):
@@ -275,11 +259,8 @@ class Shipper:
         pub = self.publisher
         pr = self.prospector
         cold_ok = self.watcher.sees_writes
-        now_key = (Tailer.changes, len(self.tailers))
-        if now_key != self._warm_key:  # the warm tailers, listed again only when some changed
-            self._warm = [t for t in self.tailers.values() if not t.cold]
-            self._warm_key = now_key
-        for t in self._warm:
+        self.split.refresh()
+        for t in self.split.warm:
             if t.cold:
                 continue
             if t.acks.refused is not None:
@@ -361,24 +342,9 @@ class Shipper:
                  len(removed))
 
     # ------------------------------------------------------------ stats
-    def take_snapshot(self, files: bool = True) -> Snapshot:
-        """What other threads may read (the metrics server): figures, never live objects.
-        The per-file figures are taken again only with ``files`` (else the last ones)."""
-        last = getattr(self, "snapshot", None)
-        if files or last is None:
-            views, n_open = [], 0
-            for t in self.tailers.values():
-                v = t.view
-                if v is None:
-                    v = FileView(t.path, t.identity, t.size_now(), t.delivered)
-                    if t.cold:
-                        t.view = v  # unchanged while it stays cold
-                views.append(v)
-                if t.fd >= 0:
-                    n_open += 1
-            views = tuple(views)
-        else:
-            views, n_open = last.files, last.files_open
+    def take_snapshot(self) -> Snapshot:
+        """What other threads may read (the metrics server): figures, never live objects."""
+        views, n_open = self.split.views(_view)
         pub = self.publisher
         return Snapshot(taken=time.time(), counters=self.counters.inst.values(), files=views, files_open=n_open,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,

@@ -186,6 +186,8 @@ class Tailer:
                      self.read_pos)
             self.path = path
             self.cold_saved, self.view = False, None
+            if self.cold:
+                Tailer.changes += 1  # the cold files' figures are taken again
             self._build_headers()
 
     # ---------------------------------------------------------------- reading
