@@ -65,6 +65,14 @@ CASES: dict[str, tuple[str | None, str]] = {
     "shipper_rsyslog": ("shipper_kcat",
                         "private `rsyslogd -n` with imfile + omkafka (snappy) on the same file, fresh 3-partition "
                         "topic: from spawn until the topic's high watermarks add up to N"),
+    "shipper_otelcol": ("shipper_kcat",
+                        "OpenTelemetry Collector (bench/peers/otelcol-filelog-kafka.yaml: filelog from the "
+                        "beginning with file_storage -> batch -> kafka, raw body, snappy) on the same file, fresh "
+                        "3-partition topic and storage dir: from spawn until the topic's high watermarks add up "
+                        "to N. Its messages have no key and no headers (shipper sends a key and six headers: see "
+                        "shipper_kcat_headers), and the value is the line as a JSON string (the raw encoding "
+                        "sends only byte bodies as they are and JSON-serializes the receiver's string body: quoted, "
+                        "its quotes escaped, 232 bytes for a 202-byte line)"),
     "shipper_idle_1000": (None, "`shipper tail` following 1,000 files of one line each, once all are in Kafka: "
                                 "its CPU over IDLE_WINDOW_S seconds with nothing written (items = files; per CPU s "
                                 "= files kept per CPU second), open descriptors, and the time from appending a line "
@@ -80,6 +88,11 @@ CASES: dict[str, tuple[str | None, str]] = {
                    "bench/naive.py: confluent-kafka consume(5000), json.loads, track dict, uuid5, json.dumps, "
                    "buffered write per app: from the first output byte until it exits after N events"),
     "mtga_2_workers": ("mtga", "as mtga with workers=2 (ratio = scaling factor)"),
+    "mtga_otelcol": ("mtga_kcat_consume",
+                     "OpenTelemetry Collector (bench/peers/otelcol-kafka-file.yaml: kafka, fresh group, earliest, "
+                     "text body -> batch -> file, OTLP JSON, one line per batch) on the pre-produced topic, no "
+                     "transform: from spawn (group join included) until the file holds N log records (counted "
+                     "by their \"body\" keys)"),
     "transform": ("transform_naive",
                   "sink.transform.Transformer(SettingsStore(dir).get).run_batch(items) on every envelope in "
                   "batches, no Kafka, one process: only the calls are timed"),
@@ -96,8 +109,10 @@ ALSO = {"shipper": "shipper_kcat_headers"}
 CODE_CASES = ("shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga", "mtga_2_workers", "transform", "transform_2_workers")
 PACKAGES = ("mulog", "offsets", "shipper", "sink")  # the project's top-level packages
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
-             "shipper_idle_1000", "shipper_idle_10000",
-             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive"]
+             "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000",
+             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive", "mtga_otelcol"]
+PEERS = HERE / "peers"  # the OpenTelemetry Collector peer: its builder manifest and configurations
+OTELCOL_PLACES = (WORK / "peers" / "otelcol-peer", Path("/work/peers/otelcol/build/otelcol-peer"))
 
 
 class BenchError(Exception):
@@ -895,6 +910,31 @@ class Bench:
         return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
                 "bytes": path.stat().st_size, "check": self._check_topic(topic, n)}
 
+    def case_shipper_otelcol(self) -> dict:
+        otelcol = otelcol_exe()
+        path, n = self.lines, self.n_lines
+        d = self.tmp("shipper_otelcol")
+        topic = self.kafka.topic("otelcol", 3)
+        env = dict(self.env, PEER_FILE=str(path), PEER_STORAGE_DIR=str(d / "storage"),
+                   PEER_BROKERS=first_broker(self.kafka.bootstrap), PEER_TOPIC=topic)
+        p = Proc([otelcol, "--config", PEERS / "otelcol-filelog-kafka.yaml"], log=d / "otelcol.log", env=env, cwd=d)
+        deadline = time.monotonic() + self.timeout(n)
+        try:
+            while True:
+                if not p.alive():
+                    raise BenchError(f"the collector exited with {p.rc}: {p.log_tail(8)}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the collector did not ship the file in {self.timeout(n):.0f}s "
+                                     f"({self.kafka.total(topic)} of {n} lines in Kafka)")
+                if self.kafka.total(topic) >= n:
+                    t_done = time.monotonic()
+                    break
+                time.sleep(0.1)
+        finally:
+            p.stop(signal.SIGTERM, 30)
+        return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "bytes": path.stat().st_size, "check": self._check_topic(topic, n)}
+
     # mtga side ---------------------------------------------------------------
     def _first_output(self, p: Proc, out: Path, deadline: float, what: str) -> float:
         """Wait for the first non-empty file under ``out``; its time."""
@@ -1022,6 +1062,43 @@ class Bench:
                 "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
                 "check": "ok" if got == n else f"{got} lines written, expected {n}"}
 
+    def case_mtga_otelcol(self) -> dict:
+        otelcol = otelcol_exe()
+        topic, n = self.event_topic, self.n_events
+        d = self.tmp("mtga_otelcol")
+        out = d / "out"
+        out.mkdir()
+        file = out / "otelcol.jsonl"
+        env = dict(self.env, PEER_BROKERS=first_broker(self.kafka.bootstrap), PEER_TOPIC=topic,
+                   PEER_GROUP=f"bench-otelcol-{uuid.uuid4().hex[:8]}", PEER_OUT=str(file))
+        p = Proc([otelcol, "--config", PEERS / "otelcol-kafka-file.yaml"], log=d / "otelcol.log", env=env, cwd=d)
+        counter = RecordCounter(file)
+        deadline = time.monotonic() + self.timeout(n)
+        t_first = None
+        try:
+            while True:
+                if not p.alive():
+                    raise BenchError(f"the collector exited with {p.rc}: {p.log_tail(8)}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the collector did not write the {n} records in {self.timeout(n):.0f}s "
+                                     f"({counter.records} written)")
+                if counter.update() and t_first is None:
+                    t_first = time.monotonic()
+                if counter.records >= n:
+                    t_done = time.monotonic()
+                    break
+                time.sleep(POLL_S)
+        finally:
+            p.stop(signal.SIGTERM, 30)
+        counter.update()  # whatever it wrote at its stop counts too
+        got = counter.records
+        if not self.args.keep_work:
+            shutil.rmtree(out, ignore_errors=True)
+        return {"items": n, "seconds": t_done - p.t0, "seconds_total": round(t_done - p.t0, 3),
+                "seconds_from_first_output": round(t_done - t_first, 3), "output_lines": counter.lines,
+                "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
+                "check": "ok" if got == n else f"{got} records written, expected {n}"}
+
     # transform ---------------------------------------------------------------
     def _transform(self, mode: str) -> dict:
         n = self.n_events
@@ -1094,6 +1171,56 @@ input(type="imfile" file="{path}" tag="bench" ruleset="bench_kafka" freshStartTa
 # rsyslogd's own messages
 action(type="omfile" file="{d}/internal.log")
 """
+
+
+def otelcol_exe() -> Path:
+    """The OpenTelemetry Collector binary: $OTELCOL, else the first of OTELCOL_PLACES that exists; or Skip."""
+    why = "the OpenTelemetry Collector is not built: see bench/peers/ and README 'Benchmarks'"
+    env = os.environ.get("OTELCOL")
+    if env:
+        if os.access(env, os.X_OK) and Path(env).is_file():
+            return Path(env)
+        raise Skip(f"OTELCOL={env} is not an executable file; {why}")
+    for p in OTELCOL_PLACES:
+        if os.access(p, os.X_OK) and p.is_file():
+            return p
+    raise Skip(why)
+
+
+def first_broker(bootstrap: str) -> str:
+    """One host:port of a bootstrap list (the peer configurations take one: enough to find the cluster)."""
+    return bootstrap.split(",")[0].strip()
+
+
+class RecordCounter:
+    """Log records in a growing OTLP JSON file (the collector's file exporter: one line per batch).
+
+    Each poll reads only what was added since the last one, up to its last complete
+    line, and counts the ``"body":`` keys in it: one per log record, exactly (inside a
+    JSON string a quote is escaped, so the body's own text cannot hold the key)."""
+
+    KEY = b'"body":'
+
+    def __init__(self, path: Path):
+        self.path, self.pos, self.records, self.lines = path, 0, 0, 0
+
+    def update(self) -> bool:
+        """Counts what was added; True when the file holds any bytes."""
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return False
+        with f:
+            f.seek(self.pos)
+            tail = b""
+            for block in iter(lambda: f.read(1 << 22), b""):
+                block = tail + block
+                cut = block.rfind(b"\n") + 1
+                self.records += block.count(self.KEY, 0, cut)
+                self.lines += block.count(b"\n", 0, cut)
+                self.pos += cut
+                tail = block[cut:]
+        return self.pos > 0 or len(tail) > 0
 
 
 def shipper_delivered(db: Path) -> int:
