@@ -893,18 +893,24 @@ class Bench:
         topic = self.kafka.topic("rsyslog", 3)
         conf.write_text(rsyslog_conf(d, path, topic, self.kafka.bootstrap))
         p = Proc([rsyslogd, "-n", "-f", conf, "-i", d / "rsyslogd.pid"], log=d / "stdout.log", cwd=d)
+        return self._until_in_kafka(p, "rsyslogd", topic, path, n,
+                                    lambda: f"{p.log_tail(5)} {_tail(d / 'internal.log')}")
+
+    def _until_in_kafka(self, p: "Proc", name: str, topic: str, path: Path, n: int, why) -> dict:
+        """A peer shipping ``path``: timed from its spawn until ``topic`` holds ``n``
+        messages, then stopped; ``why()`` tells what it said when it failed."""
         deadline = time.monotonic() + self.timeout(n)
         try:
             while True:
                 if not p.alive():
-                    raise BenchError(f"rsyslogd exited with {p.rc}: {p.log_tail(5)} {_tail(d / 'internal.log')}")
+                    raise BenchError(f"{name} exited with {p.rc}: {why()}")
                 if time.monotonic() > deadline:
-                    raise BenchError(f"rsyslogd did not ship the file in {self.timeout(n):.0f}s "
+                    raise BenchError(f"{name} did not ship the file in {self.timeout(n):.0f}s "
                                      f"({self.kafka.total(topic)} of {n} lines in Kafka)")
                 if self.kafka.total(topic) >= n:
                     t_done = time.monotonic()
                     break
-                time.sleep(0.1)
+                time.sleep(0.1)  # polling the watermarks: the peer tells nothing else
         finally:
             p.stop(signal.SIGTERM, 30)
         return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
@@ -918,22 +924,7 @@ class Bench:
         env = dict(self.env, PEER_FILE=str(path), PEER_STORAGE_DIR=str(d / "storage"),
                    PEER_BROKERS=first_broker(self.kafka.bootstrap), PEER_TOPIC=topic)
         p = Proc([otelcol, "--config", PEERS / "otelcol-filelog-kafka.yaml"], log=d / "otelcol.log", env=env, cwd=d)
-        deadline = time.monotonic() + self.timeout(n)
-        try:
-            while True:
-                if not p.alive():
-                    raise BenchError(f"the collector exited with {p.rc}: {p.log_tail(8)}")
-                if time.monotonic() > deadline:
-                    raise BenchError(f"the collector did not ship the file in {self.timeout(n):.0f}s "
-                                     f"({self.kafka.total(topic)} of {n} lines in Kafka)")
-                if self.kafka.total(topic) >= n:
-                    t_done = time.monotonic()
-                    break
-                time.sleep(0.1)
-        finally:
-            p.stop(signal.SIGTERM, 30)
-        return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
-                "bytes": path.stat().st_size, "check": self._check_topic(topic, n)}
+        return self._until_in_kafka(p, "the collector", topic, path, n, lambda: p.log_tail(8))
 
     # mtga side ---------------------------------------------------------------
     def _first_output(self, p: Proc, out: Path, deadline: float, what: str) -> float:
