@@ -394,7 +394,7 @@ class Cluster:
 
     def _java(self, libs: Path, main: str, *args: str, heap: str = "768m", logs: Path | None = None) -> list[str]:
         cmd = [
-            "java", "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J}",
         ]

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from mulog import examples, logs
+from mulog import allocator, examples, logs
 from mulog.cli import run
 from mulog.config import resolve
 
@@ -64,6 +64,7 @@ def tail(
     s = config.load_tail(cfg, flags)
     lc = s.conf.log
     logs.setup(lc.level, resolve(s.base, lc.file), lc.max_bytes, lc.backups, lc.format)
+    allocator.tune()
     shipper = Shipper(s, reload=lambda: config.load_tail(cfg, flags), config_file=cfg)
     shipper.install_signals()
     raise typer.Exit(shipper.run())

@@ -15,6 +15,8 @@ import logging
 import signal
 import time
 
+from mulog import allocator
+
 from .config import MtgaSettings
 from .service import Service
 from .snapshot import Snapshot
@@ -116,6 +118,7 @@ def run_foreground(s: MtgaSettings, ready=None) -> int:
     """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
     from .control import ControlServer
 
+    allocator.tune()
     try:
         svc = Service(s)
         server = ControlServer(s.socket_path, control_handlers(svc))
