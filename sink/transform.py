@@ -29,17 +29,19 @@ Failure reasons are ``"<code>: <detail>"``; the codes are tarules.REASONS.
 from __future__ import annotations
 
 import time
+from array import array
 from collections import Counter
 from typing import Callable, Optional, Union
 
 import msgspec
 
-from .batch import DUPLICATE, FAILED, FILTERED, OK, Item
+from .batch import DUPLICATE, FAILED, FILTERED, OK, Item, Outcome
 from .events import BOM, decode
 from .resolve import FilteredOnly, resolve
 from .properties import build_properties, event_time, id_json, time_window, zone_offset
 from .settings import AppSettings, Problem, Rule
-from .tarules import FUTURE_S, PAST_S, TIME_TEXT, Fail, duplicate_names, name_problem, short_reason
+from .plans import holds, plan_for
+from .tarules import FUTURE_S, PAST_S, Fail, short_reason
 from .timefmt import TimeRangeError
 from .typed import UNSET, decode_envelope, shape
 from .typeguard import TypeGuard
@@ -93,7 +95,24 @@ class Transformer:
         return self.run_batch([Item(payload, headers, topic, partition, offset)])[0]
 
     def run_batch(self, items) -> list:
-        """Transform ``batch.Item``s, in order.
+        """Transform ``batch.Item``s, in order: one (kind, app, line | why | reason)
+        per item (see ``outcome`` for the grouped form mtga writes)."""
+        return self._run(items, None, 0)
+
+    def outcome(self, items, base: int = 0) -> Outcome:
+        """Transform ``batch.Item``s and group them as ``batch.summarize`` does
+        (``base``: the index of the first item in the whole batch), in one pass:
+        the lines of each app, the failures and the counts; ``fixed`` and
+        ``sources`` are taken (``take_fixed``, ``take_sources``)."""
+        groups: dict = {}
+        o = self._run(items, groups, base)
+        o.apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
+        o.fixed, o.sources = self.take_fixed(), self.take_sources()
+        return o
+
+    def _run(self, items, groups: Optional[dict], base: int):
+        """The loop of ``run_batch`` (``groups`` None: the results as a list) and
+        of ``outcome`` (the OK lines into ``groups``: app -> (lines, indexes)).
 
         Settings are looked up once per (app, log_name) per batch, and the clock
         read once, which keeps the per-event work to the event itself.
@@ -104,18 +123,40 @@ class Transformer:
         append = out.append
         one = self._one
         fixing = self._fixing
+        failures = []
+        filtered = duplicates = 0
+        i = base - 1
         for it in items:
+            i += 1
             try:
-                append(one(it.payload, it.headers, it.topic, it.partition, it.offset, now, rules))
+                r = one(it.payload, it.headers, it.topic, it.partition, it.offset, now, rules)
             except Fail as e:
-                append((FAILED, getattr(e, "app_id", None), str(e)))
+                r = (FAILED, getattr(e, "app_id", None), str(e))
             except Exception as e:  # a case no rule foresaw: this event fails, the daemon goes on
-                append((FAILED, None, short_reason(f"internal: {type(e).__name__}: {e}")))
+                r = (FAILED, None, short_reason(f"internal: {type(e).__name__}: {e}"))
             if fixing:
-                if out[-1][0] == OK:
+                if r[0] == OK:
                     self.fixed.update(fixing)
                 fixing.clear()
-        return out
+            if groups is None:
+                append(r)
+                continue
+            kind, app, value = r
+            if kind == OK:
+                g = groups.get(app)
+                if g is None:
+                    g = groups[app] = ([], array("I"))
+                g[0].append(value)
+                g[1].append(i)
+            elif kind == FILTERED:
+                filtered += 1
+            elif kind == DUPLICATE:
+                duplicates += 1
+            else:
+                failures.append((i, app, value))
+        if groups is None:
+            return out
+        return Outcome({}, failures, filtered, None, None, None, duplicates)
 
     def _one(self, payload, headers, topic, partition, offset, now, rules):
         if headers:
@@ -293,9 +334,9 @@ class Transformer:
                 rule.plans_for = guard.changes
             plan = plans.get(sig)
             if plan is None:
-                plan = plans[sig] = self._plan(app, rule, keys, sig[1])
+                plan = plans[sig] = plan_for(guard.kinds.get(app) or {}, rule, keys, sig[1])
             if plan is not True and plan:
-                plan = _holds(plan, logs)
+                plan = holds(plan, logs)
         if plan:
             props = _encode(logs)
             if first:
@@ -307,60 +348,12 @@ class Transformer:
                 guard.learn(app, learn)
         return self._assemble(rule, tm, acc, did, ip, props, offset, key)
 
-    def _plan(self, app: str, rule: Rule, keys: tuple, types: tuple):
-        """How the fast path takes events of this key layout and these value
-        types: True (as they are), a tuple of (key, check) to make on each event
-        first, or False (the exact path)."""
-        if len(rule.plans) > 10_000:
-            rule.plans.clear()
-        special, pinned = rule.special, rule.pinned
-        kinds = self.guard.kinds.get(app) or {}
-        checks = []
-        for k, t in zip(keys, types):
-            if k in special or name_problem(k) is not None or (rule.zone_offset and k == "#zone_offset"):
-                return False
-            low = k.lower()
-            want = kinds.get(low)
-            if want is None or low in pinned:
-                return False  # learned on the exact path first; a pinned one is coerced there
-            if t is str:
-                if want == "time":
-                    checks.append((k, _is_time))
-                elif want != "string":
-                    return False
-            elif t is dict:
-                if want != "object":
-                    return False
-                checks.append((k, _object_ok))
-            elif _KIND.get(t) != want:
-                return False
-        if duplicate_names(keys) is not None:
-            return False
-        return tuple(checks) or True
-
 
 def _value(s, attr: str):
     v = getattr(s, attr)
     return None if v is UNSET else v
 
 
-def _holds(plan: tuple, logs: dict) -> bool:
-    for k, check in plan:
-        if not check(logs[k]):
-            return False
-    return True
-
-
-def _is_time(v: str) -> bool:
-    return TIME_TEXT.match(v) is not None
-
-
-def _object_ok(v: dict) -> bool:
-    """Names of an object's sub-properties (types and sizes were checked decoding)."""
-    return all(name_problem(k, top=False) is None for k in v) and duplicate_names(v) is None
-
-
-_KIND = {int: "number", float: "number", bool: "boolean", list: "list"}
 _PAST_S, _FUTURE_S = PAST_S, FUTURE_S
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from mulog import logs
 
-from .batch import Item, Outcome, summarize
+from .batch import Item, Outcome
 from .settings import SettingsStore
 from .transform import Transformer
 
@@ -82,8 +82,7 @@ def _run_chunk(chunk: tuple) -> Outcome:
         _tr.guard.replace(kinds[1], kinds[0])
     if reset:
         _tr.reset_marks()
-    o = summarize(_tr.run_batch(_unpack(chunk)), base, _tr.take_fixed())
-    o.sources = _tr.take_sources()
+    o = _tr.outcome(_unpack(chunk), base)
     o.learned = list(_tr.guard.learned)  # what this copy learned since the loop's kinds came
     return o
 

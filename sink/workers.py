@@ -35,7 +35,7 @@ from typing import Optional, Sequence
 
 from mulog.backoff import Backoff
 
-from .batch import Item, Outcome, merge, summarize
+from .batch import Item, Outcome, merge
 from .settings import SettingsStore
 from .transform import Transformer
 from .typeguard import TypeGuard
@@ -279,8 +279,9 @@ class Pool:
         key -> position handled by the chunks before), held to the loop's marks."""
         if seen is not None:
             self.local.reset_marks({**self.marks, **seen})
-        results = self.run(items, recheck)
-        return summarize(results, base, self.local.take_fixed(), self.local.take_sources())
+        if recheck:
+            self.store.invalidate()
+        return self.local.outcome(items, base)
 
     def repeats(self, sources: dict, seen: dict) -> bool:
         """Whether a chunk handled a position at or below its source's mark (the
