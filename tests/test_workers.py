@@ -233,3 +233,21 @@ def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(settings):
         assert [round(x) for x in waits] == [1, 2, 4, 8]
     finally:
         pool.close()
+
+
+def test_outcome_is_run_batch_grouped_in_one_pass(settings):
+    """Transformer.outcome (what mtga and its workers call) gives what summarize
+    makes of run_batch: lines, indexes, failures, duplicates, fixed, sources."""
+    items = batch(3000, 0, bad_every=50)
+    items += items[:40]  # seen again: duplicates of their sources' marks
+    one, two = (Transformer(SettingsStore(settings).get, dedupe=True) for _ in range(2))
+    want = summarize(one.run_batch(items), 7, one.take_fixed(), one.take_sources())
+    got = two.outcome(items, 7)
+    assert lines_of(got) == lines_of(want) and len(got.apps) == 3
+    assert {a: (n, list(idx)) for a, (_, n, idx) in got.apps.items()} == \
+        {a: (n, list(idx)) for a, (_, n, idx) in want.apps.items()}
+    assert got.failures == want.failures and len(got.failures) == 60
+    assert got.duplicates == want.duplicates == 40
+    assert got.filtered == want.filtered and got.fixed == want.fixed
+    assert got.sources == want.sources and len(got.sources) == 3
+    assert two.take_sources() == {} and two.take_fixed() == {}
