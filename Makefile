@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv kafka-start kafka-stop bench clean
+.PHONY: demo test venv kafka-start kafka-stop bench bench-peers clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ kafka-stop:
 
 bench: venv
 	$(PY) bench/run.py
+
+# the peer tools of the optional bench cases: rsyslog-kafka, Quix Streams, the OpenTelemetry Collector
+bench-peers:
+	bench/peers/install
 
 clean:
 	scripts/kafka-local stop || true

@@ -37,13 +37,19 @@ def naive_line(payload: bytes, topic: str, partition: int, offset: int) -> tuple
     return h["app_id"], json.dumps(d)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of a consumer run by bench/run.py (this one's, bench/peers/quix_app.py's)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", required=True)
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--out", required=True)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = arguments(__doc__)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--timeout", type=float, default=600)
     a = ap.parse_args(argv)

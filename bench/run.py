@@ -93,6 +93,15 @@ CASES: dict[str, tuple[str | None, str]] = {
                      "text body -> batch -> file, OTLP JSON, one line per batch) on the pre-produced topic, no "
                      "transform: from spawn (group join included) until the file holds N log records (counted "
                      "by their \"body\" keys)"),
+    "mtga_rsyslog": ("mtga_kcat_consume",
+                     "private `rsyslogd -n` with imkafka (fresh group, earliest) -> omfile, each payload as it "
+                     "came on a line of its own, no transform: from spawn (group join included) until the file "
+                     "holds N lines"),
+    "mtga_quix": ("mtga_kcat_consume",
+                  "bench/peers/quix_app.py: a Quix Streams 3.28 application (fresh group, earliest) doing "
+                  "bench/naive.py's transform (json.loads, track dict, uuid5, json.dumps) into one file through a "
+                  "BatchingSink (written at each 5 s checkpoint): from spawn (group join included) until it exits "
+                  "after N outputs; run with the Python of $QUIX_PYTHON or bench/work/peers/quix-venv"),
     "transform": ("transform_naive",
                   "sink.transform.Transformer(SettingsStore(dir).get).run_batch(items) on every envelope in "
                   "batches, no Kafka, one process: only the calls are timed"),
@@ -110,9 +119,11 @@ CODE_CASES = ("shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga", "mtg
 PACKAGES = ("mulog", "offsets", "shipper", "sink")  # the project's top-level packages
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
              "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000",
-             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive", "mtga_otelcol"]
+             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive", "mtga_otelcol", "mtga_rsyslog",
+             "mtga_quix"]
 PEERS = HERE / "peers"  # the OpenTelemetry Collector peer: its builder manifest and configurations
 OTELCOL_PLACES = (WORK / "peers" / "otelcol-peer", Path("/work/peers/otelcol/build/otelcol-peer"))
+QUIX_VENV = WORK / "peers" / "quix-venv"  # Quix Streams pins its own confluent-kafka: a virtual environment of its own
 
 
 class BenchError(Exception):
@@ -875,10 +886,7 @@ class Bench:
                 "seconds_to_all_in_kafka": round(t_all, 2), "check": self._check_topic(topic, n + probes)}
 
     def case_shipper_rsyslog(self) -> dict:
-        rsyslogd = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if os.access("/usr/sbin/rsyslogd", os.X_OK)
-                                                else None)
-        if not rsyslogd:
-            raise Skip("rsyslogd is not installed (Debian: apt-get install rsyslog rsyslog-kafka)")
+        rsyslogd = rsyslogd_exe()
         path, n = self.lines, self.n_lines
         d = self.tmp("shipper_rsyslog")
         topic = f"bench_rsyslog_{uuid.uuid4().hex[:8]}"  # created below once the config checks out
@@ -1037,21 +1045,27 @@ class Bench:
                "--group", f"bench-naive-{uuid.uuid4().hex[:8]}", "--count", str(n), "--out", out,
                "--timeout", str(self.timeout(n))]
         p = Proc(cmd, log=d / "naive.log", env=self.env)
-        deadline = time.monotonic() + self.timeout(n)
-        try:
-            t_first = self._first_output(p, out, deadline, "naive consumer")
-            rc = p.wait(max(1.0, deadline - time.monotonic()) + 10)
-        except subprocess.TimeoutExpired:
-            raise BenchError("the naive consumer did not finish in time") from None
-        finally:
-            p.stop(signal.SIGKILL)
-        if rc != 0:
-            raise BenchError(f"the naive consumer exited with {rc}: {p.log_tail(5)}")
-        got = _count_lines(out)
-        shutil.rmtree(d, ignore_errors=True)
+        t_first, got = self._until_exit(p, "the naive consumer", d, out, n)
         return {"items": n, "seconds": p.ended - t_first, "seconds_total": round(p.ended - p.t0, 3),
                 "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
                 "check": "ok" if got == n else f"{got} lines written, expected {n}"}
+
+    def _until_exit(self, p: "Proc", name: str, d: Path, out: Path, n: int) -> tuple:
+        """A consumer that exits by itself after ``n`` events: (its first output, the
+        lines written in ``out``); ``d`` is removed."""
+        deadline = time.monotonic() + self.timeout(n)
+        try:
+            t_first = self._first_output(p, out, deadline, name)
+            rc = p.wait(max(1.0, deadline - time.monotonic()) + 10)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{name} did not finish in time") from None
+        finally:
+            p.stop(signal.SIGKILL)
+        if rc != 0:
+            raise BenchError(f"{name} exited with {rc}: {p.log_tail(8)}")
+        got = _count_lines(out)
+        shutil.rmtree(d, ignore_errors=True)
+        return t_first, got
 
     def case_mtga_otelcol(self) -> dict:
         otelcol = otelcol_exe()
@@ -1063,32 +1077,67 @@ class Bench:
         env = dict(self.env, PEER_BROKERS=first_broker(self.kafka.bootstrap), PEER_TOPIC=topic,
                    PEER_GROUP=f"bench-otelcol-{uuid.uuid4().hex[:8]}", PEER_OUT=str(file))
         p = Proc([otelcol, "--config", PEERS / "otelcol-kafka-file.yaml"], log=d / "otelcol.log", env=env, cwd=d)
-        counter = RecordCounter(file)
+        return self._until_written(p, "the collector", RecordCounter(file), "records", n)
+
+    def case_mtga_rsyslog(self) -> dict:
+        rsyslogd = rsyslogd_exe()
+        topic, n = self.event_topic, self.n_events
+        d = self.tmp("mtga_rsyslog")
+        out = d / "out"
+        out.mkdir()
+        file = out / "rsyslog.jsonl"
+        conf = d / "rsyslog.conf"
+        conf.write_text(rsyslog_consume_conf(d, file, topic, f"bench-rsyslog-{uuid.uuid4().hex[:8]}",
+                                             self.kafka.bootstrap))
+        chk = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+        if chk.returncode != 0:
+            raise Skip(f"rsyslogd cannot load the imkafka + omfile configuration (Debian package rsyslog-kafka "
+                       f"missing?): {(chk.stdout + chk.stderr).strip()[-300:]}")
+        p = Proc([rsyslogd, "-n", "-f", conf, "-i", d / "rsyslogd.pid"], log=d / "stdout.log", cwd=d)
+        return self._until_written(p, "rsyslogd", RecordCounter(file), "lines", n)
+
+    def _until_written(self, p: "Proc", name: str, counter: "RecordCounter", what: str, n: int) -> dict:
+        """A peer writing ``counter``'s file, timed from its spawn until the file holds
+        ``n`` records or lines (``what``), then stopped; the file is removed after."""
         deadline = time.monotonic() + self.timeout(n)
         t_first = None
         try:
             while True:
                 if not p.alive():
-                    raise BenchError(f"the collector exited with {p.rc}: {p.log_tail(8)}")
+                    raise BenchError(f"{name} exited with {p.rc}: {p.log_tail(8)}")
                 if time.monotonic() > deadline:
-                    raise BenchError(f"the collector did not write the {n} records in {self.timeout(n):.0f}s "
-                                     f"({counter.records} written)")
+                    raise BenchError(f"{name} did not write the {n} {what} in {self.timeout(n):.0f}s "
+                                     f"({getattr(counter, what)} written)")
                 if counter.update() and t_first is None:
                     t_first = time.monotonic()
-                if counter.records >= n:
+                if getattr(counter, what) >= n:
                     t_done = time.monotonic()
                     break
                 time.sleep(POLL_S)
         finally:
             p.stop(signal.SIGTERM, 30)
         counter.update()  # whatever it wrote at its stop counts too
-        got = counter.records
+        got = getattr(counter, what)
         if not self.args.keep_work:
-            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(counter.path.parent, ignore_errors=True)
         return {"items": n, "seconds": t_done - p.t0, "seconds_total": round(t_done - p.t0, 3),
                 "seconds_from_first_output": round(t_done - t_first, 3), "output_lines": counter.lines,
                 "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
-                "check": "ok" if got == n else f"{got} records written, expected {n}"}
+                "check": "ok" if got == n else f"{got} {what} written, expected {n}"}
+
+    def case_mtga_quix(self) -> dict:
+        python = quix_python()
+        topic, n = self.event_topic, self.n_events
+        d = self.tmp("mtga_quix")
+        out = d / "out"
+        out.mkdir()
+        cmd = [python, PEERS / "quix_app.py", "--bootstrap", self.kafka.bootstrap, "--topic", topic,
+               "--group", f"bench-quix-{uuid.uuid4().hex[:8]}", "--count", str(n), "--out", out / "quix.jsonl"]
+        p = Proc(cmd, log=d / "quix.log", env=dict(self.env, PYTHONPATH=""), cwd=d)
+        t_first, got = self._until_exit(p, "the Quix Streams app", d, out, n)
+        return {"items": n, "seconds": p.ended - p.t0, "seconds_total": round(p.ended - p.t0, 3),
+                "seconds_from_first_output": round(p.ended - t_first, 3), "peak_rss_mb": p.peak_rss_mb,
+                "cpu_s": p.cpu_s, "check": "ok" if got == n else f"{got} lines written, expected {n}"}
 
     # transform ---------------------------------------------------------------
     def _transform(self, mode: str) -> dict:
@@ -1164,6 +1213,33 @@ action(type="omfile" file="{d}/internal.log")
 """
 
 
+def rsyslogd_exe() -> str:
+    """rsyslogd's path; or Skip."""
+    rsyslogd = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if os.access("/usr/sbin/rsyslogd", os.X_OK)
+                                            else None)
+    if not rsyslogd:
+        raise Skip("rsyslogd is not installed (bench/peers/install rsyslog; Debian: apt-get install rsyslog "
+                   "rsyslog-kafka)")
+    return rsyslogd
+
+
+def rsyslog_consume_conf(d: Path, out: Path, topic: str, group: str, bootstrap: str) -> str:
+    """bench/peers' rsyslog-imkafka-omfile.conf: each message's payload on a line of its own."""
+    brokers = ", ".join(f'"{b.strip()}"' for b in bootstrap.split(","))
+    return f"""# private rsyslogd for the benchmark: imkafka -> omfile, nothing else
+global(workDirectory="{d}" maxMessageSize="64k")
+module(load="imkafka")
+template(name="peer_line" type="string" string="%rawmsg%\\n")
+ruleset(name="peer_file") {{
+  action(type="omfile" file="{out}" template="peer_line" ioBufferSize="64k")
+}}
+input(type="imkafka" broker=[{brokers}] topic="{topic}" consumergroup="{group}" ruleset="peer_file"
+      confParam=["auto.offset.reset=earliest"])
+# rsyslogd's own messages
+action(type="omfile" file="{d}/internal.log")
+"""
+
+
 def otelcol_exe() -> Path:
     """The OpenTelemetry Collector binary: $OTELCOL, else the first of OTELCOL_PLACES that exists; or Skip."""
     why = "the OpenTelemetry Collector is not built: see bench/peers/ and README 'Benchmarks'"
@@ -1176,6 +1252,19 @@ def otelcol_exe() -> Path:
         if os.access(p, os.X_OK) and p.is_file():
             return p
     raise Skip(why)
+
+
+def quix_python() -> str:
+    """The Python that has Quix Streams: $QUIX_PYTHON, else QUIX_VENV's; or Skip."""
+    how = (f"python -m venv {QUIX_VENV.relative_to(REPO)} && {QUIX_VENV.relative_to(REPO)}/bin/pip install "
+           "quixstreams==3.28.1 (README 'Benchmarks')")
+    python = os.environ.get("QUIX_PYTHON") or str(QUIX_VENV / "bin" / "python")
+    if not os.access(python, os.X_OK):
+        raise Skip(f"Quix Streams is not installed: {how}")
+    ok = subprocess.run([python, "-c", "import quixstreams"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if ok.returncode != 0:
+        raise Skip(f"{python} cannot import quixstreams: {how}")
+    return python
 
 
 def first_broker(bootstrap: str) -> str:

@@ -32,13 +32,16 @@ CASES = {
     "mtga_naive": "mtga_kcat_consume",
     "mtga_2_workers": "mtga",
     "mtga_otelcol": "mtga_kcat_consume",
+    "mtga_rsyslog": "mtga_kcat_consume",
+    "mtga_quix": "mtga_kcat_consume",
     "transform": "transform_naive",
     "transform_2_workers": "transform",
     "transform_naive": None,
 }
 NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
-# peer tools that may be missing here (rsyslog-kafka, the OpenTelemetry Collector): skipped with the reason
-OPTIONAL = {"shipper_rsyslog", "shipper_otelcol", "mtga_otelcol"}
+# peer tools that may be missing here (rsyslog-kafka, the OpenTelemetry Collector, Quix Streams): skipped
+# with the reason
+OPTIONAL = {"shipper_rsyslog", "shipper_otelcol", "mtga_otelcol", "mtga_rsyslog", "mtga_quix"}
 
 
 def test_quick_run_reports_every_case(kafka):
