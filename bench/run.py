@@ -88,6 +88,9 @@ CASES: dict[str, tuple[str | None, str]] = {
                    "bench/naive.py: confluent-kafka consume(5000), json.loads, track dict, uuid5, json.dumps, "
                    "buffered write per app: from the first output byte until it exits after N events"),
     "mtga_2_workers": ("mtga", "as mtga with workers=2 (ratio = scaling factor)"),
+    "mtga_shipped": ("mtga", "as mtga on the topic the shipper case filled: the N log lines, each with the "
+                             "shipper's key and six headers (app 24, log_name log_item), as mtga meets them "
+                             "behind shipper (ratio = per-event cost of that format against envelopes)"),
     "mtga_otelcol": ("mtga_kcat_consume",
                      "OpenTelemetry Collector (bench/peers/otelcol-kafka-file.yaml: kafka, fresh group, earliest, "
                      "text body -> batch -> file, OTLP JSON, one line per batch) on the pre-produced topic, no "
@@ -115,11 +118,12 @@ CASES: dict[str, tuple[str | None, str]] = {
 # a second comparison reported as an extra field, e.g. shipper's "ratio_shipper_kcat_headers"
 ALSO = {"shipper": "shipper_kcat_headers"}
 # the cases that run this project's code, and so run on the baseline too (--baseline)
-CODE_CASES = ("shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga", "mtga_2_workers", "transform", "transform_2_workers")
+CODE_CASES = ("shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga", "mtga_2_workers", "mtga_shipped",
+              "transform", "transform_2_workers")
 PACKAGES = ("mulog", "offsets", "shipper", "sink")  # the project's top-level packages
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper", "shipper_rsyslog",
              "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000",
-             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_naive", "mtga_otelcol", "mtga_rsyslog",
+             "mtga_kcat_consume", "mtga", "mtga_2_workers", "mtga_shipped", "mtga_naive", "mtga_otelcol", "mtga_rsyslog",
              "mtga_quix"]
 PEERS = HERE / "peers"  # the OpenTelemetry Collector peer: its builder manifest and configurations
 OTELCOL_PLACES = (WORK / "peers" / "otelcol-peer", Path("/work/peers/otelcol/build/otelcol-peer"))
@@ -594,6 +598,7 @@ class Bench:
         self._envelopes: Path | None = None
         self._event_topic: str | None = None
         self._event_highs: dict[int, int] = {}
+        self._shipped_topic: str | None = None
 
     @property
     def settings(self) -> Path:
@@ -629,6 +634,17 @@ class Bench:
             say(f"produced {self.n_events:,} events to {t} in {time.monotonic() - t0:.1f}s")
             self._event_topic = t
         return self._event_topic
+
+    @property
+    def shipped_topic(self) -> str:
+        """The topic the last `shipper` run filled (the N lines with the shipper's key and
+        six headers; app 24, log_name log_item); a `shipper` run first if there was none."""
+        if self._shipped_topic is None:
+            say("mtga_shipped: running shipper once for its topic")
+            r = self.case_shipper()
+            if r["check"] != "ok":
+                raise BenchError(f"the shipper run for mtga_shipped failed its check: {r['check']}")
+        return self._shipped_topic
 
     def tmp(self, name: str) -> Path:
         d = self.run_dir / name
@@ -815,6 +831,7 @@ class Bench:
             p.stop(signal.SIGTERM, 30)
         if t_kafka is None and self.kafka.total(topic) >= n:
             t_kafka = t_done
+        self._shipped_topic = topic  # read by mtga_shipped
         return {"items": n, "seconds": t_done - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
                 "bytes": size, "seconds_in_kafka": None if t_kafka is None else round(t_kafka - p.t0, 3),
                 "check": self._check_topic(topic, n)}
@@ -974,9 +991,13 @@ class Bench:
                 "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
                 "check": "ok" if got == n else f"{got} lines read, expected {n}"}
 
-    def _mtga(self, workers: int, profile_name: str) -> dict:
-        topic, n = self.event_topic, self.n_events
-        highs = self._event_highs
+    def _mtga(self, workers: int, profile_name: str, shipped: bool = False) -> dict:
+        if shipped:
+            topic, n = self.shipped_topic, self.n_lines
+            highs = self.kafka.highs(topic)
+        else:
+            topic, n = self.event_topic, self.n_events
+            highs = self._event_highs
         d = self.tmp(profile_name)
         import yaml
 
@@ -1036,6 +1057,9 @@ class Bench:
 
     def case_mtga_2_workers(self) -> dict:
         return self._mtga(2, "mtga_2_workers")
+
+    def case_mtga_shipped(self) -> dict:
+        return self._mtga(1, "mtga_shipped", shipped=True)
 
     def case_mtga_naive(self) -> dict:
         topic, n = self.event_topic, self.n_events

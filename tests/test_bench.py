@@ -31,6 +31,7 @@ CASES = {
     "mtga_kcat_consume": None,
     "mtga_naive": "mtga_kcat_consume",
     "mtga_2_workers": "mtga",
+    "mtga_shipped": "mtga",
     "mtga_otelcol": "mtga_kcat_consume",
     "mtga_rsyslog": "mtga_kcat_consume",
     "mtga_quix": "mtga_kcat_consume",
