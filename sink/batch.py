@@ -4,7 +4,6 @@ count filtered out)."""
 
 from __future__ import annotations
 
-from array import array
 from typing import Optional
 
 import msgspec
@@ -43,29 +42,6 @@ class Outcome:
         self.learned = learned or []
         self.sources = sources or {}
         self.duplicates = duplicates
-
-
-def summarize(results: list, base: int = 0, fixed: Optional[dict] = None, sources: Optional[dict] = None) -> Outcome:
-    """The transform's results (one per item, in order) grouped into an Outcome;
-    ``base`` is the index of the first item in the whole batch."""
-    groups: dict = {}
-    failures = []
-    filtered = duplicates = 0
-    for i, (kind, app, value) in enumerate(results, base):
-        if kind == OK:
-            g = groups.get(app)
-            if g is None:
-                g = groups[app] = ([], array("I"))
-            g[0].append(value)
-            g[1].append(i)
-        elif kind == FILTERED:
-            filtered += 1
-        elif kind == DUPLICATE:
-            duplicates += 1
-        else:
-            failures.append((i, app, value))
-    apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
-    return Outcome(apps, failures, filtered, fixed, None, sources, duplicates)
 
 
 def merge(parts: list) -> Outcome:

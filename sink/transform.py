@@ -100,7 +100,7 @@ class Transformer:
         return self._run(items, None, 0)
 
     def outcome(self, items, base: int = 0) -> Outcome:
-        """Transform ``batch.Item``s and group them as ``batch.summarize`` does
+        """Transform ``batch.Item``s and group the results into a ``batch.Outcome``
         (``base``: the index of the first item in the whole batch), in one pass:
         the lines of each app, the failures and the counts; ``fixed`` and
         ``sources`` are taken (``take_fixed``, ``take_sources``)."""

@@ -623,7 +623,8 @@ def test_the_pool_cuts_that_batch_where_the_daemon_test_says(tmp_path):
     """The batch of the test above, given to the worker pool in this process:
     two chunks, events 0-299 to one worker and 300-599 to the other, and the
     outcome of a single transform (the first value in batch order decides)."""
-    from sink.batch import Item, summarize
+    from grouping import summarize
+    from sink.batch import Item
     from sink.workers import Pool
 
     app = "81"

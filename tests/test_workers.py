@@ -10,7 +10,8 @@ import pytest
 from mulog import sample
 from sink.transform import Transformer
 from sink.settings import SettingsStore
-from sink.batch import Item, summarize
+from grouping import summarize
+from sink.batch import Item
 from sink.workers import Pool
 
 APPS = (24, 25, 26)
@@ -236,8 +237,9 @@ def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(settings):
 
 
 def test_outcome_is_run_batch_grouped_in_one_pass(settings):
-    """Transformer.outcome (what mtga and its workers call) gives what summarize
-    makes of run_batch: lines, indexes, failures, duplicates, fixed, sources."""
+    """Transformer.outcome (what mtga and its workers call) gives what the plain
+    grouping (tests/grouping.py) makes of run_batch: lines, indexes, failures,
+    duplicates, fixed, sources."""
     items = batch(3000, 0, bad_every=50)
     items += items[:40]  # seen again: duplicates of their sources' marks
     one, two = (Transformer(SettingsStore(settings).get, dedupe=True) for _ in range(2))
