@@ -11,7 +11,7 @@ import typer
 
 from offsets import StateError
 
-from .config import EXIT_CONFIG, ConfigError
+from mulog.config import EXIT_CONFIG, ConfigError
 
 EXIT_ERROR = 1
 EXIT_TIMEOUT = 3

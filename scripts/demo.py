@@ -1,6 +1,6 @@
 """`make demo`: sample game logs -> shipper -> local Kafka -> mtga -> LogBus files.
 
-Starts the local broker (scripts/kafka_local.py), then runs the stages in
+Starts the local broker (kafkalocal), then runs the stages in
 ``STAGES`` in order. Each stage is a function taking the shared ``Demo``
 context; add a stage by writing a function and appending it to ``STAGES``.
 """
@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import kafkalocal
+from mulog import sample
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-
-import kafka_local  # noqa: E402
-
-from mulog import sample  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DEMO = REPO / "demo"
@@ -184,17 +182,10 @@ def mtga(d: Demo, *args: str, timeout: float = 90) -> subprocess.CompletedProces
                           env=d.env, timeout=timeout)
 
 
-def caught_up(rows: list[dict]) -> bool:
-    """offset-checker's rows say mtga is done: every partition stored locally with
-    lag 0. A partition the shipper's keys never reached is empty and has nothing
-    to store (6 files' keys miss one of 3 partitions about one time in four)."""
-    return bool(rows) and all(x["lag"] == 0 and (x["source"] == "local" or x["high"] == x["low"]) for x in rows)
-
-
 def stage_mtga(d: Demo) -> None:
     from sink import config
 
-    from sink import queries
+    from sink.ops import queries
 
     conf = config.load(MTGA_CONF)
     shutil.rmtree(conf.state_dir, ignore_errors=True)
@@ -216,7 +207,7 @@ def stage_mtga(d: Demo) -> None:
         while True:
             r = mtga(d, "offset-checker", "--json")
             rows = json.loads(r.stdout) if r.returncode == 0 else []
-            if caught_up(rows):
+            if queries.caught_up(rows):
                 break
             if time.monotonic() - t0 > 120:
                 raise DemoError(f"mtga did not catch up within 120 s; see {conf.log_file}")
@@ -267,8 +258,8 @@ STAGES: list[Callable[[Demo], None]] = [stage_logs, stage_shipper, stage_mtga, s
 
 def main() -> int:
     try:
-        st = kafka_local.Cluster().start()
-    except kafka_local.KafkaLocalError as e:
+        st = kafkalocal.Cluster(REPO / ".kafka-local").start()
+    except kafkalocal.KafkaLocalError as e:
         print(f"demo: cannot start Kafka: {e}", file=sys.stderr)
         return 1
     say(f"Kafka runs at {st.bootstrap} (scripts/kafka-local stop to stop it)")

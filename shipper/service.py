@@ -30,17 +30,17 @@ from typing import Callable
 from mulog.fleet import Heartbeat, host_name
 from mulog.config import ConfigError
 from mulog.files import signature
-from mulog.sdnotify import Notifier
+from mulog.runtime.sdnotify import Notifier
 from offsets import FilePositions, StateDB
 
-from .checkpoint import Checkpoint
-from .config import Input, ShipperSettings
-from .prospector import Prospector
-from .publisher import Publisher, Stopping
-from .stats import SNAPSHOT_S, Counters, FileView, Rates, Snapshot
-from .room import Split, room_for_files
-from .tailer import ACTIVE
-from .watcher import Watcher
+from shipper.delivery.checkpoint import Checkpoint
+from shipper.config import Input, ShipperSettings
+from shipper.files.prospector import Prospector
+from shipper.delivery.publisher import Publisher, Stopping
+from shipper.stats import SNAPSHOT_S, Counters, FileView, Rates, Snapshot
+from shipper.files.room import Split, room_for_files
+from shipper.files.tailer import ACTIVE
+from shipper.files.watcher import Watcher
 
 log = logging.getLogger("shipper")
 
@@ -139,7 +139,7 @@ class Shipper:
         log.info("shipper starting: %d input(s), Kafka at %s, host %s", len(pr.inputs),
                  self.settings.bootstrap_servers, self.host)
         if c.metrics.enabled:
-            from .metrics import DEFAULT_PORT, serve
+            from shipper.ops.metrics import DEFAULT_PORT, serve
 
             try:
                 self.metrics = serve(lambda: self.snapshot, self.counters.inst, c.metrics.host, c.metrics.port,

@@ -1,6 +1,6 @@
 """What the shipper counts, and the snapshot other threads read.
 
-``Counters``: one mulog.instrument.Instruments for the program. An event worth
+``Counters``: one mulog.runtime.instrument.Instruments for the program. An event worth
 knowing (a cut line, a truncation, a refused chunk, a full producer queue, a
 Kafka error, positions that could not be saved) is one call that logs it
 (rate-limited), counts it and is exported to Prometheus; the hot path only adds
@@ -19,7 +19,7 @@ import time
 
 import msgspec
 
-from mulog.instrument import Instruments
+from mulog.runtime.instrument import Instruments
 
 SNAPSHOT_S = 0.25  # how often the loop publishes a snapshot
 

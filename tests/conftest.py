@@ -1,5 +1,5 @@
 """Shared fixtures: one real Kafka broker per test session, started by
-scripts/kafka_local.py (the same code as `scripts/kafka-local start`), unless
+kafkalocal (the same code as `scripts/kafka-local start`), unless
 KAFKA_BOOTSTRAP_SERVERS points at one already."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import kafka_local  # noqa: E402
+import kafkalocal  # noqa: E402
 
 # A broker given from outside is read here once and taken out of the environment:
 # the programs the tests start must use the servers their test configured (some
@@ -32,12 +31,12 @@ def kafka_cluster(request):
         return
     capman = request.config.pluginmanager.getplugin("capturemanager")
     # KAFKA_LOCAL_HOME lets two suites run side by side, each with its own broker
-    cl = kafka_local.Cluster(os.environ.get("KAFKA_LOCAL_HOME") or (REPO / ".kafka-local" / "pytest"))
+    cl = kafkalocal.Cluster(os.environ.get("KAFKA_LOCAL_HOME") or (REPO / ".kafka-local" / "pytest"))
     with capman.global_and_fixture_disabled():  # the broker's start-up lines belong in the log
         print()
         try:
             cl.start(brokers=1)
-        except kafka_local.KafkaLocalError as e:
+        except kafkalocal.KafkaLocalError as e:
             pytest.exit(f"cannot start the local Kafka broker: {e}", returncode=3)
     yield cl
     cl.stop()

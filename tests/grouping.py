@@ -1,9 +1,9 @@
-"""The tests' reference for sink.transform.Transformer.outcome: the results of
+"""The tests' reference for sink.ta.transform.Transformer.outcome: the results of
 run_batch (one (kind, app, value) per item) grouped the plain way."""
 
 from collections import defaultdict
 
-from sink.batch import DUPLICATE, FAILED, FILTERED, OK, Outcome
+from sink.ta.batch import DUPLICATE, FAILED, FILTERED, OK, Outcome
 
 
 def summarize(results: list, base: int = 0, fixed=None, sources=None) -> Outcome:

@@ -15,7 +15,7 @@ import yaml
 from confluent_kafka import Producer
 
 from offsets import FailureQueue, PartitionOffsets, StateDB, StateMissing
-from sink.transform import event_uuid
+from sink.ta.transform import event_uuid
 
 MTGA = str(Path(sys.executable).parent / "mtga")
 REPO = Path(__file__).resolve().parents[1]

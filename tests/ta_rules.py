@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from sink.check_output import line_problems
+from sink.ops.check_output import line_problems
 
 
 def violations(line: str | bytes, now: float | None = None) -> list[str]:

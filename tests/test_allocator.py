@@ -1,11 +1,11 @@
-"""mulog.allocator: glibc's fast bins turned off in the daemons (pure, no broker)."""
+"""mulog.runtime.allocator: glibc's fast bins turned off in the daemons (pure, no broker)."""
 
 import os
 import platform
 import subprocess
 import sys
 
-CALL = "from mulog import allocator; print(allocator.tune())"
+CALL = "from mulog.runtime import allocator; print(allocator.tune())"
 
 
 def _run(env_extra: dict) -> str:

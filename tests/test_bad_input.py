@@ -37,7 +37,7 @@ from mtga_helpers import Mtga, failure_entries, output_lines, stored_offsets, uu
 from mtga_helpers import write_conf as mtga_conf
 from shipper_helpers import ShipperProc, read_topic, status
 from shipper_helpers import write_conf as shipper_conf
-from sink.transform import UuidMaker
+from sink.ta.transform import UuidMaker
 from ta_rules import violations
 
 pytestmark = pytest.mark.kafka

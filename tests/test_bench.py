@@ -105,7 +105,7 @@ def test_unknown_case_is_a_clear_error():
 
 
 def test_baseline_runs_the_cases_on_the_code_of_a_revision(kafka, tmp_path):
-    """--baseline HEAD in a copy of the project whose working tree breaks sink.workers:
+    """--baseline HEAD in a copy of the project whose working tree breaks sink.pipeline.workers:
     the baseline (HEAD, exported) runs both transform cases on its own code, worker
     processes included; this tree's transform_2_workers fails on the broken module,
     its transform case is compared with the baseline's."""

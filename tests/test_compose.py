@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO, kafka_local
+from conftest import REPO, kafkalocal
 
 BROKERS = ("kafka", "kafka-2", "kafka-3")
 
@@ -33,9 +33,9 @@ def _property(env_name: str) -> str:
 
 
 def _known_properties(tmp_path: Path) -> set[str]:
-    """Every property scripts/kafka_local.py gives the suite's real brokers."""
-    cl = kafka_local.Cluster(tmp_path)
-    st = kafka_local.State("x", "id", [kafka_local.Node(1, 1, 2), kafka_local.Node(2, 3, 4), kafka_local.Node(3, 5, 6)])
+    """Every property kafkalocal gives the suite's real brokers."""
+    cl = kafkalocal.Cluster(tmp_path)
+    st = kafkalocal.State("x", "id", [kafkalocal.Node(1, 1, 2), kafkalocal.Node(2, 3, 4), kafkalocal.Node(3, 5, 6)])
     cl._write_properties(st, st.nodes[0])
     text = (cl.node_dir(1) / "server.properties").read_text()
     return {ln.split("=", 1)[0] for ln in text.splitlines() if "=" in ln}

@@ -1,6 +1,6 @@
-"""The demo's test of "mtga caught up", on offset-checker rows (pure)."""
+"""`make demo`'s test of "mtga caught up" (sink.ops.queries.caught_up), on offset-checker rows (pure)."""
 
-from demo import caught_up
+from sink.ops.queries import caught_up
 
 
 def row(p, low, high, current, source):

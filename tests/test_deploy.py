@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import mtga_helpers
-from conftest import REPO, kafka_local
+from conftest import REPO, kafkalocal
 from shipper_helpers import ShipperProc
 from shipper_helpers import write_conf as shipper_conf
 
@@ -57,7 +57,7 @@ def test_every_metric_the_dashboard_and_rules_name_is_exported(kafka, topic_fact
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "a.log").write_text('{"n":1}\n')
-    sport, mport = kafka_local.free_port(), kafka_local.free_port()
+    sport, mport = kafkalocal.free_port(), kafkalocal.free_port()
     sconf = shipper_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=tmp_path / "sstate",
                          metrics={"enabled": True, "port": sport},
                          inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "x"}])

@@ -64,10 +64,10 @@ def _dir_bytes(path: Path) -> int:
 def test_marks_of_10000_sources_stay_small_and_expire(tmp_path, capsys):
     """10,000 shipper files' marks: what they cost in the store and how they go
     once unseen for forget_after_s (pure: a real RocksDB, no broker)."""
-    from mulog.instrument import Instruments
+    from mulog.runtime.instrument import Instruments
     from offsets import Batch, SourceMarks, StateDB
-    from sink.marks import Marks
-    from sink.uuids import source_key
+    from sink.pipeline.marks import Marks
+    from sink.ta.uuids import source_key
 
     keys = [source_key((b"game-%03d" % (i % 300), b"fd01:%x:%08x" % (i, i * 7919))) for i in range(10_000)]
     with StateDB(tmp_path / "db", "mtga") as db:

@@ -345,7 +345,7 @@ def test_a_failed_seek_back_holds_the_partition_until_it_works(kafka, topic_fact
     from confluent_kafka import Message, TopicPartition
 
     from sink import config
-    from sink.service import Service
+    from sink.pipeline.service import Service
 
     topic = topic_factory(partitions=1)
     produce(kafka, topic, list(sample.envelopes(10, app_ids=APPS)))

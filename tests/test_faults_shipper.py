@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import mtga_helpers
-from conftest import kafka_local, run_cli
+from conftest import kafkalocal, run_cli
 from shipper_helpers import (ShipperProc, Writer, all_delivered, join_all, line, lines_of, read_topic, scrape, status,
                              topic_total, wait_for, write_conf)
 
@@ -77,7 +77,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
     all for about 25 s; shipper ships them, mtga turns them into LogBus lines. The broker is
     SIGKILLed, stays down 10 s and starts again (same port, same data). Every
     line must reach mtga's output; duplicates (same #uuid) are counted."""
-    cl = kafka_local.Cluster(tmp_path / "k")
+    cl = kafkalocal.Cluster(tmp_path / "k")
     bootstrap = cl.start(brokers=1).bootstrap
     sh = m = None
     writers = []
@@ -90,7 +90,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         logs = tmp_path / "logs"
         logs.mkdir()
         state = tmp_path / "state"
-        port = kafka_local.free_port()
+        port = kafkalocal.free_port()
         conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state,
                           metrics={"enabled": True, "port": port}, inputs=[
             {"paths": [str(logs / "*.log")], "topic": topic, "app_id": app_id, "log_name": "log_item"}])
@@ -352,9 +352,9 @@ def test_lines_of_a_rotated_file_refused_by_a_new_cluster_are_sent_again(tmp_pat
     sent again until Kafka takes it, whatever happened to its file's name: each
     line written during the outage is in Kafka, counted line by line (repeats are
     allowed by at least once, and counted)."""
-    port = kafka_local.free_port()
-    first = kafka_local.Cluster(tmp_path / "k1")
-    second = kafka_local.Cluster(tmp_path / "k2")
+    port = kafkalocal.free_port()
+    first = kafkalocal.Cluster(tmp_path / "k1")
+    second = kafkalocal.Cluster(tmp_path / "k2")
     bootstrap = first.start(brokers=1, port=port).bootstrap
     topic = "refused_rotated"
     sh = None
@@ -365,7 +365,7 @@ def test_lines_of_a_rotated_file_refused_by_a_new_cluster_are_sent_again(tmp_pat
         logs = tmp_path / "logs"
         logs.mkdir()
         state = tmp_path / "state"
-        mport = kafka_local.free_port()
+        mport = kafkalocal.free_port()
         conf = write_conf(tmp_path / "shipper.yml", bootstrap=bootstrap, state=state, rotate_wait_s=1,
                           metrics={"enabled": True, "port": mport},
                           inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_d"}])
@@ -429,7 +429,7 @@ def test_lines_of_a_rotated_file_refused_by_a_new_cluster_are_sent_again(tmp_pat
 def test_glob_match_agrees_with_glob(tmp_path):
     import glob as globmod
 
-    from shipper.globs import glob_match
+    from shipper.files.globs import glob_match
 
     for rel in ("a.log", "b.txt", ".hidden.log", "d1/x.log", "d1/d2/y.log", "d1/.h/z.log", "e/f.log.1"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

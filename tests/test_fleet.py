@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 import mtga_helpers
-from conftest import kafka_local
+from conftest import kafkalocal
 from shipper_helpers import ShipperProc, scrape
 from shipper_helpers import write_conf as shipper_conf
 
@@ -41,7 +41,7 @@ def test_fleet_lists_up_silent_and_stopped_hosts_and_counts_the_silent(kafka, to
                             inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "x"}])
         shippers[name] = ShipperProc(conf, tmp_path / f"{name}.log", "--host", name).start()
     mtga_helpers.write_settings(tmp_path / "settings")
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     mconf = mtga_helpers.write_conf(tmp_path, kafka, topic, f"g-{topic}", fleet=beat, host="collector-1",
                                     metrics={"enabled": True, "port": port})
     m = mtga_helpers.Mtga(mconf).start()

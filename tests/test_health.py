@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import kafka_local
+from conftest import kafkalocal
 from mtga_helpers import Mtga, produce, wait_for, write_conf as mtga_conf, write_settings
 from mulog import sample
 from shipper_helpers import ShipperProc, line, scrape, write_conf
@@ -51,7 +51,7 @@ def shipper_conf(tmp_path, bootstrap: str, topic: str, port: int):
 
 
 def test_shipper_health_and_ready_answer_200(kafka, topic_factory, tmp_path):
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     sh = ShipperProc(shipper_conf(tmp_path, kafka, topic_factory(partitions=1), port), tmp_path / "sh.log").start()
     try:
         code, ready = wait_for(lambda: answer_is(port, "/ready", 200), 60, "/ready 200")
@@ -68,8 +68,8 @@ def test_shipper_health_and_ready_answer_200(kafka, topic_factory, tmp_path):
 
 def test_shipper_with_its_broker_down_is_alive_but_not_ready(tmp_path):
     """No broker listens on the configured port: /health 200, /ready 503 saying why."""
-    port = kafka_local.free_port()
-    nobody = f"127.0.0.1:{kafka_local.free_port()}"
+    port = kafkalocal.free_port()
+    nobody = f"127.0.0.1:{kafkalocal.free_port()}"
     sh = ShipperProc(shipper_conf(tmp_path, nobody, "mulog_nowhere", port), tmp_path / "sh.log").start()
     try:
         sh.wait_log(f"metrics at http://127.0.0.1:{port}/metrics")
@@ -92,7 +92,7 @@ def test_mtga_health_and_ready_answer_200(kafka, topic_factory, tmp_path):
     topic = topic_factory(partitions=2)
     write_settings(tmp_path / "settings", APPS)
     produce(kafka, topic, list(sample.envelopes(300, app_ids=APPS, seed=4)))
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     m = Mtga(mtga_conf(tmp_path, kafka, topic, f"g-{topic}",
                        metrics={"enabled": True, "host": "127.0.0.1", "port": port})).start()
     try:
@@ -115,7 +115,7 @@ def test_stalled_mtga_is_alive_but_not_ready(kafka, topic_factory, tmp_path, sma
     topic = topic_factory(partitions=3)
     write_settings(tmp_path / "settings", APPS)
     disk = small_disk("disk", "3m")
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     conf = mtga_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1},
                      state_dir=str(disk.path / "state"), output={"dir": str(disk.path / "out")},
                      log={"file": str(tmp_path / "mtga.log")},
@@ -144,14 +144,14 @@ def test_shipper_ready_follows_its_broker_going_away_and_back(tmp_path):
 
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    cl = kafka_local.Cluster(tmp_path / "k")
+    cl = kafkalocal.Cluster(tmp_path / "k")
     bootstrap = cl.start(brokers=1).bootstrap
     sh = None
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic("mulog_h", num_partitions=1, replication_factor=1)])["mulog_h"].result(30)
         del admin
-        port = kafka_local.free_port()
+        port = kafkalocal.free_port()
         sh = ShipperProc(shipper_conf(tmp_path, bootstrap, "mulog_h", port), tmp_path / "sh.log").start()
         wait_for(lambda: answer_is(port, "/ready", 200), 60, "/ready 200")
         sh.wait_log("stats:", timeout=30)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import kafka_local
+import kafkalocal
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
@@ -45,13 +45,13 @@ def _time_wait_on(port: int) -> list[str]:
 
 
 def test_start_on_a_port_left_in_time_wait_by_the_last_broker(tmp_path):
-    port = kafka_local.free_port()
-    first = kafka_local.Cluster(tmp_path / "first")
-    second = kafka_local.Cluster(tmp_path / "second")
+    port = kafkalocal.free_port()
+    first = kafkalocal.Cluster(tmp_path / "first")
+    second = kafkalocal.Cluster(tmp_path / "second")
     try:
         assert first.start(brokers=1, port=port).bootstrap == f"127.0.0.1:{port}"
         # the live broker's port is refused to another cluster
-        with pytest.raises(kafka_local.KafkaLocalError, match=f"port {port} on 127.0.0.1 is in use"):
+        with pytest.raises(kafkalocal.KafkaLocalError, match=f"port {port} on 127.0.0.1 is in use"):
             second.start(brokers=1, port=port)
 
         client = _connected(port)
@@ -83,7 +83,7 @@ def test_start_on_a_port_something_listens_on_is_refused(tmp_path, reuse):
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        cl = kafka_local.Cluster(tmp_path / "kl")
-        with pytest.raises(kafka_local.KafkaLocalError, match=f"port {port} on 127.0.0.1 is in use"):
+        cl = kafkalocal.Cluster(tmp_path / "kl")
+        with pytest.raises(kafkalocal.KafkaLocalError, match=f"port {port} on 127.0.0.1 is in use"):
             cl.start(brokers=1, port=port)
         assert cl.load() is None  # nothing was started

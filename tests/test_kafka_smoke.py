@@ -1,4 +1,4 @@
-"""The real broker started by scripts/kafka_local.py: produce 10,000
+"""The real broker started by kafkalocal: produce 10,000
 snappy-compressed messages, consume them back, check every payload and the
 watermarks; and check what an independent client (kcat) sees."""
 
@@ -88,7 +88,7 @@ def test_a_cluster_id_that_begins_with_a_dash_formats(tmp_path, monkeypatch):
     import base64
     import uuid
 
-    import kafka_local
+    import kafkalocal
 
     real = uuid.uuid4
 
@@ -99,7 +99,7 @@ def test_a_cluster_id_that_begins_with_a_dash_formats(tmp_path, monkeypatch):
                 return u
 
     monkeypatch.setattr(uuid, "uuid4", dashed)
-    cl = kafka_local.Cluster(tmp_path / "kl")
+    cl = kafkalocal.Cluster(tmp_path / "kl")
     try:
         st = cl.start(brokers=1)
         assert st.cluster_id.startswith("-")

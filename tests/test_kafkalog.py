@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from mulog import logs
+from mulog.runtime import logs
 from mulog.kafkalog import ALL, Fold, parse
 
 B = "127.0.0.1:50753"

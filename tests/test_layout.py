@@ -1,22 +1,46 @@
-"""The shape of the code, checked on its source: small modules, no import cycle
-among the project's modules, the Kafka client only in the shipper's publisher,
-a tailer's state changed in one place, and mtga's batch items read by name."""
+"""The shape of the code, checked on its source, through every sub-package:
+small modules in small folders, no import cycle, wings that depend one way, no
+class spread over several files, the Kafka client only in the shipper's
+publisher, a tailer's state changed in one place, and mtga's batch items read
+by name."""
 
 import ast
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("shipper", "sink", "offsets", "mulog")
-MAX_LINES = 400
+MAX_LINES = 400  # the programs' packages
+MAX_LINES_TOOLS = 500  # the tools: scripts/, kafkalocal/
+MAX_SIDE_BY_SIDE = 15  # modules in one folder, __init__.py aside
+
+# Each program's wings, lowest first: a wing imports only from wings below it
+# (and from the modules at the program's root, which import no wing: the
+# configuration, the counters, the loop that composes the wings is allowed above).
+WINGS = {
+    "sink": ["sink.ta", "sink.pipeline", "sink.ops"],
+    "shipper": ["shipper.files", "shipper.delivery", "shipper.ops"],
+    "mulog": ["mulog.runtime"],
+}
+ROOT_ABOVE_WINGS = {"shipper.service", "sink.__init__", "shipper.__init__"}
+
+
+def _py_files(top: str):
+    return sorted(p for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _name(p: Path) -> str:
+    rel = p.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def _modules() -> dict[str, Path]:
-    out = {}
-    for pkg in PACKAGES:
-        for p in sorted((REPO / pkg).glob("*.py")):
-            out[pkg if p.name == "__init__.py" else f"{pkg}.{p.stem}"] = p
-    return out
+    return {_name(p): p for pkg in PACKAGES for p in _py_files(pkg)}
 
 
 def _imports(name: str, path: Path, known: dict) -> set[str]:
@@ -34,6 +58,11 @@ def _imports(name: str, path: Path, known: dict) -> set[str]:
             out.add(base)
             out.update(f"{base}.{a.name}" for a in node.names)
     return {m for m in out if m in known and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {name: _imports(name, path, mods) for name, path in mods.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -67,29 +96,85 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_module_is_over_400_lines():
-    long = {str(p.relative_to(REPO)): n for pkg in PACKAGES
-            for p in (REPO / pkg).glob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+def test_the_modules_are_found_in_every_sub_package():
+    mods = _modules()
+    assert {"sink.ta.transform", "sink.pipeline.service", "sink.ops.cli", "shipper.files.tailer",
+            "shipper.delivery.publisher", "mulog.runtime.instrument"} <= set(mods)
+
+
+@pytest.mark.parametrize("tops,limit", [(PACKAGES, MAX_LINES), (("scripts", "kafkalocal"), MAX_LINES_TOOLS)])
+def test_no_module_is_too_long(tops, limit):
+    long = {str(p.relative_to(REPO)): n for top in tops for p in _py_files(top)
+            if (n := len(p.read_text().splitlines())) > limit}
     assert not long, long
 
 
+def test_no_folder_holds_more_than_15_modules_side_by_side():
+    crowded = {}
+    for top in PACKAGES + ("scripts", "kafkalocal"):
+        for folder in {p.parent for p in _py_files(top)}:
+            n = sum(1 for p in folder.glob("*.py") if p.name != "__init__.py")
+            if n > MAX_SIDE_BY_SIDE:
+                crowded[str(folder.relative_to(REPO))] = n
+    assert not crowded, crowded
+
+
 def test_no_import_cycle_among_the_projects_modules():
-    mods = _modules()
-    graph = {name: _imports(name, path, mods) for name, path in mods.items()}
-    assert graph["shipper.service"] and graph["shipper.tailer"]  # the parsing sees imports at all
+    graph = _graph()
+    assert graph["shipper.service"] and graph["shipper.files.tailer"]  # the parsing sees imports at all
     assert _cycles(graph) == []
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]  # and would see one
 
 
+def _wing_of(mod: str, wings: list[str]) -> int | None:
+    for i, w in enumerate(wings):
+        if mod == w or mod.startswith(w + "."):
+            return i
+    return None
+
+
+def wrong_way(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that go up: from a lower wing to a higher one, from a program's root
+    module (its configuration, say) into a wing, or from a shared package into a program."""
+    bad = []
+    for mod, deps in graph.items():
+        top = mod.split(".")[0]
+        for dep in deps:
+            dtop = dep.split(".")[0]
+            if top in ("mulog", "offsets") and dtop in ("sink", "shipper"):
+                bad.append(f"{mod} -> {dep}")
+            if top == "offsets" and dtop == "mulog" and dep != "mulog.files":
+                bad.append(f"{mod} -> {dep}")
+            if dtop != top or top not in WINGS:
+                continue
+            wings = WINGS[top]
+            mine, theirs = _wing_of(mod, wings), _wing_of(dep, wings)
+            if theirs is None:
+                continue
+            if mine is None and mod not in ROOT_ABOVE_WINGS and not mod.startswith(tuple(ROOT_ABOVE_WINGS)):
+                bad.append(f"{mod} -> {dep}")
+            elif mine is not None and theirs > mine:
+                bad.append(f"{mod} -> {dep}")
+    return sorted(bad)
+
+
+def test_the_wings_depend_one_way():
+    assert wrong_way(_graph()) == []
+    # and the check would see each kind of wrong way
+    assert wrong_way({"sink.ta.rules": {"sink.pipeline.writer"}, "sink.config": {"sink.ta.rules"},
+                      "mulog.fleet": {"sink.config"}, "sink.ops.cli": {"sink.ta.rules"}}) == \
+        ["mulog.fleet -> sink.config", "sink.config -> sink.ta.rules", "sink.ta.rules -> sink.pipeline.writer"]
+
+
 def test_only_the_publisher_imports_the_kafka_client():
-    users = sorted(p.name for p in (REPO / "shipper").glob("*.py") if "confluent_kafka" in p.read_text())
-    assert users == ["publisher.py"]
+    users = sorted(str(p.relative_to(REPO)) for p in _py_files("shipper") if "confluent_kafka" in p.read_text())
+    assert users == ["shipper/delivery/publisher.py"]
 
 
 def test_a_tailers_state_is_assigned_in_one_place():
     """``<anything>.state = ...`` in shipper/ only in Tailer.__init__ and Tailer.to."""
     where = []
-    for p in sorted((REPO / "shipper").glob("*.py")):
+    for p in _py_files("shipper"):
         tree = ast.parse(p.read_text())
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -104,6 +189,6 @@ def test_a_tailers_state_is_assigned_in_one_place():
 
 
 def test_no_batch_item_is_read_by_position_in_mtga():
-    found = [f"{f.name}:{i}: {line.strip()}" for f in sorted((REPO / "sink").glob("*.py"))
+    found = [f"{f.name}:{i}: {line.strip()}" for f in _py_files("sink")
              for i, line in enumerate(f.read_text().splitlines(), 1) if re.search(r"\bit\[\d+\]", line)]
     assert found == []

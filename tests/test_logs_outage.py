@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import mtga_helpers
-from conftest import kafka_local
+from conftest import kafkalocal
 from shipper_helpers import ShipperProc, write_conf
 
 OUTAGE_S = 10
@@ -31,7 +31,7 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A private broker with a topic, stopped: each test starts it again itself."""
-    cl = kafka_local.Cluster(tmp_path_factory.mktemp("k"))
+    cl = kafkalocal.Cluster(tmp_path_factory.mktemp("k"))
     bootstrap = cl.start(brokers=1).bootstrap
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -110,7 +110,7 @@ def test_mtga_folds_the_outage_and_says_when_kafka_answers_again(cluster, tmp_pa
 
 def test_json_log_lines_of_both_programs(tmp_path):
     """Against a port with no broker (the client's errors are logged too), for a few seconds."""
-    bootstrap = f"127.0.0.1:{kafka_local.free_port()}"
+    bootstrap = f"127.0.0.1:{kafkalocal.free_port()}"
     (tmp_path / "s").mkdir()
     (tmp_path / "m").mkdir()
     sh, slog = _shipper(tmp_path / "s", bootstrap, format="json")

@@ -15,11 +15,11 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from conftest import kafka_local
+from conftest import kafkalocal
 from mtga_helpers import (MTGA, count_lines, failure_count, produce, stored_offsets, wait_for, write_conf,
                           write_settings)
 from mulog import sample
-from sink.control import request
+from sink.ops.control import request
 
 APPS = (24, 25, 26)
 
@@ -51,7 +51,7 @@ def daemon(kafka, topic_factory, tmp_path):
     """A running mtga daemon on a fresh 3-partition topic; stopped at the end."""
     topic = topic_factory(partitions=3)
     write_settings(tmp_path / "settings", APPS)
-    free = kafka_local.free_port()
+    free = kafkalocal.free_port()
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1},
                       metrics={"enabled": True, "port": free})
     r = mtga("start", "--daemon", "-c", str(conf))

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from mtga_helpers import produce, stored_offsets, wait_for, write_conf, write_settings
 from mulog import sample
-from mulog.instrument import Instruments
+from mulog.runtime.instrument import Instruments
 from offsets import FailedEvent, FailureQueue, StateDB
 
 APPS = (24, 25, 26)
@@ -21,7 +21,7 @@ APPS = (24, 25, 26)
 
 def service(tmp_path, kafka, topic, **over):
     from sink import config
-    from sink.service import Service
+    from sink.pipeline.service import Service
 
     write_settings(tmp_path / "settings", APPS)
     return Service(config.load(write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=1, **over)))
@@ -52,8 +52,9 @@ def test_a_bug_while_delivering_ends_mtga_non_zero_with_one_traceback(kafka, top
     """Not a full disk: an unexpected exception is not retried for ever as a
     stall. It is logged once with its traceback, the process's exit code is 1,
     and no offset moved past what was written before it."""
-    from sink import config, runtime
-    from sink.writer import LogBusWriter
+    from sink import config
+    from sink.ops import runtime
+    from sink.pipeline.writer import LogBusWriter
 
     topic = topic_factory(partitions=1)
     produce(kafka, topic, list(sample.envelopes(50, app_ids=APPS)))
@@ -86,7 +87,7 @@ def test_a_full_disk_is_not_a_bug_it_stalls_and_goes_on(kafka, topic_factory, tm
     """The other side of the rule: a storage error (ENOSPC from the output and
     the failure queue both) pauses and rewinds; once space returns every event
     is written, once."""
-    from sink.writer import LogBusWriter
+    from sink.pipeline.writer import LogBusWriter
 
     topic = topic_factory(partitions=2)
     where = produce(kafka, topic, list(sample.envelopes(400, app_ids=APPS)))
@@ -176,8 +177,8 @@ def test_a_failed_group_commit_is_made_again_at_the_next_checkpoint(kafka, topic
     """The group refuses a commit from outside it while it has a member (a real
     refusal by the broker): the offsets stay stored locally, the commit is made
     again at each checkpoint, and goes through once the group takes it."""
-    from sink.checkpoint import Checkpoint
-    from sink.source import Source
+    from sink.pipeline.checkpoint import Checkpoint
+    from sink.pipeline.intake import Source
 
     topic = topic_factory(partitions=1)
     group = f"g-{topic}"
@@ -219,8 +220,8 @@ class _It:
 def test_checkpoint_order_flush_then_store_then_commit(tmp_path):
     """A flush that fails stores and commits nothing; a store that fails commits
     nothing; offsets only move forward."""
-    from sink.checkpoint import Checkpoint
-    from sink.writer import SinkError
+    from sink.pipeline.checkpoint import Checkpoint
+    from sink.pipeline.writer import SinkError
 
     with StateDB(tmp_path / "db", "mtga") as db:
         steps = []
@@ -253,7 +254,7 @@ def test_output_fsync_never_stores_offsets_without_fsyncing(kafka, topic_factory
     """``output.fsync: never`` leaves the files to the operating system: a
     checkpoint stores offsets without one fsync of an output file (here every
     fsync of one fails, which would stop checkpoints with ``checkpoint``)."""
-    import sink.writer
+    import sink.pipeline.writer
 
     topic = topic_factory(partitions=1)
     where = produce(kafka, topic, list(sample.envelopes(100, app_ids=APPS)))
@@ -263,7 +264,7 @@ def test_output_fsync_never_stores_offsets_without_fsyncing(kafka, topic_factory
         calls.append(fd)
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(sink.writer.os, "fsync", no_fsync)
+    monkeypatch.setattr(sink.pipeline.writer.os, "fsync", no_fsync)
     svc = service(tmp_path, kafka, topic, output={"fsync": "never"}, checkpoint={"interval_s": 0.2})
     run_until(svc, lambda: stored_offsets(tmp_path / "state").get((topic, 0)) == where[-1][1] + 1, 60,
               "the offsets stored")
@@ -273,9 +274,9 @@ def test_output_fsync_never_stores_offsets_without_fsyncing(kafka, topic_factory
 
 def test_retry_back_off_doubles_per_attempt_up_to_the_cap(tmp_path):
     from sink.config import RetryConf
-    from sink.retry import Retrier
-    from sink.workers import Pool
-    from sink.writer import LogBusWriter
+    from sink.pipeline.retry import Retrier
+    from sink.pipeline.workers import Pool
+    from sink.pipeline.writer import LogBusWriter
 
     write_settings(tmp_path / "settings", APPS)
     with StateDB(tmp_path / "db", "mtga") as db:
@@ -303,7 +304,7 @@ def test_status_on_the_control_thread_during_an_assignment(kafka, topic_factory,
     """The control socket's threads answer from the snapshot the loop publishes:
     a status taken while a large assignment is being applied on the loop's
     thread never sees (nor trips over) a set changing under it."""
-    from sink import runtime
+    from sink.ops import runtime
 
     topic = topic_factory(partitions=1)
     svc = service(tmp_path, kafka, topic)

@@ -12,7 +12,7 @@ import pytest
 
 from offsets import (FailedEvent, FailureQueue, FilePosition, FilePositions, PartitionOffsets, StateDB,
                      StateError, StateLocked, StateMissing)
-from shipper.identity import file_identity, fingerprint
+from shipper.files.identity import file_identity, fingerprint
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,11 +22,11 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
-from conftest import REPO, kafka_local
+from conftest import REPO, kafkalocal
 from mtga_helpers import MTGA, Mtga, count_lines, output_lines, stored_offsets, uuid_counts, uuid_of, wait_for, \
     write_conf, write_settings
 from mulog import sample
-from sink import queries
+from sink.ops import queries
 
 pytestmark = pytest.mark.kafka
 
@@ -184,7 +184,7 @@ def union_counts(*hosts: Host, running: bool = False) -> Counter:
 
 def consumer_groups_describe(bootstrap: str, group: str) -> list[dict]:
     """Rows of Kafka's own ``kafka-consumer-groups --describe`` (ConsumerGroupCommand)."""
-    r = subprocess.run(kafka_local.tool_command("consumer-groups", "--bootstrap-server", bootstrap, "--describe",
+    r = subprocess.run(kafkalocal.tool_command("consumer-groups", "--bootstrap-server", bootstrap, "--describe",
                                                 "--group", group),
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -472,7 +472,7 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
 
     home = tmp_path / "kafka3"
     cli = [str(REPO / "scripts" / "kafka-local"), "--home", str(home)]
-    cl = kafka_local.Cluster(home)
+    cl = kafkalocal.Cluster(home)
     sh = None
     host = None
     writers: list = []

@@ -3,7 +3,7 @@ last good settings kept when a file breaks or disappears."""
 
 import os
 
-from sink.settings import AppSettings, Problem, SettingsStore
+from sink.ta.settings import AppSettings, Problem, SettingsStore
 
 GOOD = '{\n  // ok\n  "account_id": "role_id",\n  "time": {"field": "mtime", "time_zone": "+08:00"},\n}\n'
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import kafka_local
+from conftest import kafkalocal
 from shipper_helpers import (ShipperProc, Writer, all_delivered, by_writer, join_all, read_topic, topic_total,
                              wait_for, write_conf)
 
@@ -19,7 +19,7 @@ RSS_LIMIT_MB = 150
 
 
 def test_broker_down_for_20s_nothing_lost_memory_bounded(tmp_path):
-    cl = kafka_local.Cluster(tmp_path / "k")
+    cl = kafkalocal.Cluster(tmp_path / "k")
     st = cl.start(brokers=1)
     bootstrap = st.bootstrap
     sh = None

@@ -393,7 +393,7 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
     cleanly (exit 0, nothing acknowledged, nothing saved past that). Then with the
     broker: the line that met the full queue is produced again, each file arrives
     exactly once, in order, and the waits are logged and counted."""
-    from conftest import kafka_local
+    from conftest import kafkalocal
     from shipper_helpers import scrape
 
     topic = topic_factory(partitions=3)
@@ -405,7 +405,7 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
         f.write_bytes(b"".join(line(f"q{i}", n) + b"\n" for n in range(4000)))
     inp = [{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_q"}]
     small = {"queue.buffering.max.messages": 50, "linger.ms": 5}
-    nowhere = f"127.0.0.1:{kafka_local.free_port()}"
+    nowhere = f"127.0.0.1:{kafkalocal.free_port()}"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=nowhere, state=state, shutdown_timeout_s=1,
                       kafka={"bootstrap_servers": nowhere, "producer": small}, inputs=inp)
     sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
@@ -416,7 +416,7 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
         sh.kill_if_alive()
     assert all(r["delivered"] == 0 for r in status(state))
 
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     write_conf(conf, bootstrap=kafka, state=state, kafka={"bootstrap_servers": kafka, "producer": small},
                metrics={"enabled": True, "port": port}, inputs=inp)
     sh = ShipperProc(conf, tmp_path / "shipper2.log").start()
@@ -463,13 +463,13 @@ def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_fa
     belongs to the old content: the new file is read from offset 0. Once while the
     shipper is stopped, once while it runs (the old file's position still stored)."""
     from shipper_helpers import scrape
-    from conftest import kafka_local
+    from conftest import kafkalocal
 
     topic = topic_factory(partitions=1)
     logs = tmp_path / "logs"
     logs.mkdir()
     state = tmp_path / "state"
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=0.5,
                       metrics={"enabled": True, "port": port},
                       inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_i"}])

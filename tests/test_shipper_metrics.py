@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from conftest import kafka_local
+from conftest import kafkalocal
 from shipper_helpers import ShipperProc, line, scrape, topic_total, wait_for, write_conf
 
 pytestmark = pytest.mark.kafka
@@ -21,7 +21,7 @@ def test_metrics_count_lines_and_bytes_behind_reaches_zero(kafka, topic_factory,
     a, b = logs / "a.log", logs / "b.log"
     a.write_bytes(b"".join(line("a", n) + b"\n" for n in range(3000)))
     b.write_bytes(b"".join(line("b", n) + b"\n" for n in range(1000)))
-    port = kafka_local.free_port()
+    port = kafkalocal.free_port()
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=tmp_path / "state",
                       metrics={"enabled": True, "host": "127.0.0.1", "port": port},
                       inputs=[{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_m",

@@ -11,9 +11,9 @@ import pytest
 from mulog.config import ConfigError
 from mulog.files import last_line_end
 from shipper import config
-from shipper.framing import Framer, utf8_text
-from shipper.globs import log_name_for, watch_root
-from shipper.identity import FINGERPRINT_BYTES, fingerprint, identity_crc
+from shipper.files.framing import Framer, utf8_text
+from shipper.files.globs import log_name_for, watch_root
+from shipper.files.identity import FINGERPRINT_BYTES, fingerprint, identity_crc
 
 
 def frame_all(framer: Framer, chunks):
@@ -254,7 +254,7 @@ def test_max_line_must_fit_in_a_kafka_message(tmp_path):
 def _tailer(tmp_path, data: bytes, name: str = "t.log"):
     from shipper.config import Input
     from shipper.stats import Counters
-    from shipper.tailer import Tailer
+    from shipper.files.tailer import Tailer
 
     p = tmp_path / name
     p.write_bytes(data)
@@ -346,7 +346,7 @@ def test_the_publisher_sorts_delivery_reports(kafka, tmp_path):
     it and asks for a resend (logged and counted once per file)."""
     from confluent_kafka import KafkaError
 
-    from shipper.publisher import Publisher
+    from shipper.delivery.publisher import Publisher
 
     t = _tailer(tmp_path, b"a\nb\nc\n")
     pub = Publisher(kafka, {}, t.counters, lambda: False, lambda msg: None)
@@ -369,8 +369,8 @@ def test_a_descriptor_is_kept_while_chunks_are_pending(tmp_path):
     """A DRAINING file (renamed away, then deleted) is not closed at rotate_wait_s
     while Kafka has not acknowledged what was sent; when Kafka refuses it, the
     lines are read again from the descriptor, the file's name long gone."""
-    from shipper.prospector import Prospector
-    from shipper.tailer import CLOSED, DRAINING
+    from shipper.files.prospector import Prospector
+    from shipper.files.tailer import CLOSED, DRAINING
 
     t = _tailer(tmp_path, b"one\ntwo\n", name="d.log")
     pr = Prospector(None, [], None, "host", t.counters, new_store=False)
@@ -436,7 +436,7 @@ def test_a_burst_of_inotify_events_globs_at_most_once_per_debounce_interval(tmp_
     import time
 
     from shipper.config import Input
-    from shipper.watcher import DEBOUNCE_S, Created, Watcher
+    from shipper.files.watcher import DEBOUNCE_S, Created, Watcher
 
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -499,10 +499,10 @@ def test_a_file_renamed_while_judged_keeps_the_name_its_lines_were_written_under
     its lines still carry the name they were written under (as a file renamed
     away after it was read from); renamed to a name an input wants, they carry that."""
     from shipper.config import Input
-    from shipper.prospector import Prospector
+    from shipper.files.prospector import Prospector
     from shipper.stats import Counters
-    from shipper.tailer import ACTIVE, DRAINING
-    from shipper.watcher import Created, Moved
+    from shipper.files.tailer import ACTIVE, DRAINING
+    from shipper.files.watcher import Created, Moved
 
     p = tmp_path / "fast.log"
     p.write_bytes(b"a line of the game\n")
@@ -525,7 +525,7 @@ def test_a_file_renamed_while_judged_keeps_the_name_its_lines_were_written_under
 def test_a_new_file_is_judged_against_thousands_of_followed_files_by_their_first_bytes(tmp_path):
     """The judgement of a new file finds the followed file it is a copy of (or may
     become one of) among many, through the index of their first bytes."""
-    from shipper.copies import COPY_WAIT_S, Copies
+    from shipper.files.copies import COPY_WAIT_S, Copies
 
     followed = []
     try:

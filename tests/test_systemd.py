@@ -18,7 +18,7 @@ import pytest
 
 from mtga_helpers import Mtga, produce, write_conf as mtga_conf, write_settings
 from mulog import sample
-from mulog.sdnotify import Notifier
+from mulog.runtime.sdnotify import Notifier
 from shipper_helpers import ShipperProc, line, write_conf
 
 REPO = Path(__file__).resolve().parents[1]

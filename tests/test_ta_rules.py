@@ -32,10 +32,10 @@ import pytest
 from conftest import REPO, run_cli
 from mtga_helpers import Mtga, failure_entries, output_lines, produce, uuid_counts, uuid_of, wait_for, write_conf
 from mulog import cjson
-from sink.batch import FAILED, OK
-from sink.settings import SettingsStore
-from sink.tarules import FIXES
-from sink.transform import Transformer
+from sink.ta.batch import FAILED, OK
+from sink.ta.settings import SettingsStore
+from sink.ta.rules import FIXES
+from sink.ta.transform import Transformer
 from ta_rules import violations
 
 TOP_KEYS = ["#type", "#event_name", "#time", "#account_id", "#distinct_id", "#ip", "#uuid", "properties"]
@@ -624,8 +624,8 @@ def test_the_pool_cuts_that_batch_where_the_daemon_test_says(tmp_path):
     two chunks, events 0-299 to one worker and 300-599 to the other, and the
     outcome of a single transform (the first value in batch order decides)."""
     from grouping import summarize
-    from sink.batch import Item
-    from sink.workers import Pool
+    from sink.ta.batch import Item
+    from sink.pipeline.workers import Pool
 
     app = "81"
     shipped_settings(tmp_path / "settings", app, "82")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from mulog import sample
-from sink.batch import Item
-from sink.settings import SettingsStore
-from sink.transform import FAILED, FILTERED, OK, UuidMaker, event_uuid
-from sink.transform import Transformer as _Transformer
+from sink.ta.batch import Item
+from sink.ta.settings import SettingsStore
+from sink.ta.transform import FAILED, FILTERED, OK, UuidMaker, event_uuid
+from sink.ta.transform import Transformer as _Transformer
 from ta_rules import violations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -328,8 +328,8 @@ def test_fast_path_output_equals_exact_path(tmp_path):
     """Every sample event: the spliced properties equal a full rebuild."""
     from collections import Counter
 
-    from sink.properties import build_properties
-    from sink.typeguard import TypeGuard
+    from sink.ta.properties import build_properties
+    from sink.ta.typeguard import TypeGuard
 
     store = make_settings(tmp_path)
     tr = Transformer(store.get, clock=time.time)

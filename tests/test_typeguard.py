@@ -4,8 +4,8 @@ counts."""
 
 import pytest
 
-from sink.tarules import Fail, fix_value, value_problem
-from sink.typeguard import TypeGuard, convert, kind_of
+from sink.ta.rules import Fail, fix_value, value_problem
+from sink.ta.typeguard import TypeGuard, convert, kind_of
 
 
 @pytest.mark.parametrize("value, kind", [

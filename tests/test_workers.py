@@ -8,11 +8,11 @@ import signal
 import pytest
 
 from mulog import sample
-from sink.transform import Transformer
-from sink.settings import SettingsStore
+from sink.ta.transform import Transformer
+from sink.ta.settings import SettingsStore
 from grouping import summarize
-from sink.batch import Item
-from sink.workers import Pool
+from sink.ta.batch import Item
+from sink.pipeline.workers import Pool
 
 APPS = (24, 25, 26)
 
@@ -142,7 +142,7 @@ def test_no_room_in_shared_memory_falls_back_to_the_pipe(settings, small_disk, m
     """A small /dev/shm (Docker's default is 64 MB) must not kill the loop with
     SIGBUS: the slots are reserved up front, and without room a worker's chunks
     travel over its pipe."""
-    import sink.workers as workers
+    import sink.pipeline.workers as workers
 
     disk = small_disk("shm", "8m")
     monkeypatch.setattr(workers, "_shm_dir", lambda: str(disk.path))
@@ -162,7 +162,7 @@ def test_no_room_in_shared_memory_falls_back_to_the_pipe(settings, small_disk, m
 
 
 def test_a_dead_worker_is_started_again(settings, caplog, monkeypatch):
-    import sink.workers as workers
+    import sink.pipeline.workers as workers
 
     monkeypatch.setattr(workers, "RESTART_MIN_S", 0.0)
     pool = Pool(settings, 2)
@@ -191,7 +191,7 @@ def test_a_dead_worker_is_started_again(settings, caplog, monkeypatch):
 def test_a_batch_finished_before_its_worker_died_is_read_after_the_restart(settings, monkeypatch):
     """The replies a worker sent before it died stay readable from its shared
     memory after a new worker took its place."""
-    import sink.workers as workers
+    import sink.pipeline.workers as workers
 
     monkeypatch.setattr(workers, "RESTART_MIN_S", 0.0)
     pool = Pool(settings, 2)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sink.writer import LogBusWriter, SinkError
+from sink.pipeline.writer import LogBusWriter, SinkError
 
 T = time.mktime((2026, 11, 21, 13, 5, 0, 0, 0, -1))
 
@@ -79,7 +79,7 @@ CHILD = r"""
 import resource, signal, sys, time
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
-from sink.writer import LogBusWriter, SinkError
+from sink.pipeline.writer import LogBusWriter, SinkError
 w = LogBusWriter(sys.argv[1], clock=lambda: 1763730300.0)
 w.write("24", [b"a" * 99] * 6)  # 600 bytes: fits
 try:

@@ -12,7 +12,7 @@ import time
 
 from offsets import FailureQueue
 from sink import config
-from sink.service import Service
+from sink.pipeline.service import Service
 
 
 def main() -> None:

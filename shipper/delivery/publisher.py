@@ -1,0 +1,286 @@
+"""Publisher: framed lines -> Kafka, one message per line.
+
+Each line is produced as is (no newline), keyed by the file identity so that a
+file's lines stay in order in one partition, with headers ``host``, ``path``,
+``file`` (the file identity), ``offset`` (byte offset of the line in the file),
+``app_id`` and ``log_name``.
+
+Speed: ``produce()`` is called with positional arguments and, for every line but
+the last of a read chunk, without a delivery callback; the last line carries the
+chunk (shipper/acks.py). The idempotent producer keeps a partition's messages in
+order, and ``enable.gapless.guarantee`` turns any failure that could leave a hole
+before an acknowledged message into a fatal error, so one acknowledgement per
+chunk is enough (shipper/config.py does not let ``kafka.producer`` change either,
+nor acks=all or the partitioner). Delivery reports are read here and handed to
+the file's acks: acknowledged, refused (sent again) or purged at the stop. Fatal
+errors arrive through ``error_cb``.
+
+Memory: the bytes and messages handed to the producer and not yet acknowledged are
+counted here; reading pauses (``room()`` is False) well before librdkafka's own
+queue limits, so the queue stays bounded while Kafka is away and nothing is
+dropped. A ``BufferError`` all the same makes ``send`` wait and retry the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from mulog.kafkalog import Fold
+
+from shipper.files.acks import Chunk
+from shipper.files.framing import Frame
+from shipper.stats import Counters
+from shipper.files.tailer import Tailer
+
+log = logging.getLogger("shipper.publisher")
+kafka_log = logging.getLogger("shipper.kafka")
+
+MSG_OVERHEAD = 256  # bytes librdkafka keeps per message besides the payload (key, headers, bookkeeping)
+_PURGED = frozenset((KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))
+_UNREACHABLE = frozenset((KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
+                          KafkaError._TIMED_OUT))
+
+
+class _QuietExperimental(logging.Filter):
+    """librdkafka warns at every start that enable.gapless.guarantee is 'experimental'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gapless.guarantee is experimental" not in record.getMessage()
+
+
+kafka_log.addFilter(_QuietExperimental())
+
+
+class Stopping(Exception):
+    """Raised out of ``send`` when the shipper stops while waiting for room."""
+
+
+class Publisher:
+    def __init__(self, bootstrap: str, producer_conf: dict, counters: Counters,
+                 should_stop: Callable[[], bool], on_fatal: Callable[[str], None]):
+        conf = dict(producer_conf)
+        conf["bootstrap.servers"] = bootstrap
+        conf["error_cb"] = self._on_error
+        self.fold = Fold(kafka_log)  # repeated client errors said once a minute, and when Kafka answers again
+        conf.update(self.fold.client_conf(conf))
+        self.c = counters
+        self.should_stop = should_stop
+        self.on_fatal = on_fatal
+        max_msgs = int(conf.get("queue.buffering.max.messages", 100_000))
+        max_kb = int(conf.get("queue.buffering.max.kbytes", 1_048_576))
+        # keep well under librdkafka's limits: one more chunk must always fit
+        self.max_msgs = max(1000, int(max_msgs * 0.8))
+        self.max_bytes = max(2 << 20, int(max_kb * 1024 * 0.8))
+        self.inflight_msgs = 0
+        self.inflight_bytes = 0
+        self.down_since: float | None = None
+        self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
+        self.fatal = ""
+        self.producer = Producer(conf)
+        self._produce = self.producer.produce
+
+    # --------------------------------------------------------------- sending
+    def room(self) -> bool:
+        """True while another read chunk may be handed to the producer."""
+        return self.inflight_bytes < self.max_bytes and self.inflight_msgs < self.max_msgs
+
+    def send(self, t: Tailer, frame: Frame) -> None:
+        """Produce every line of ``frame``; the last one carries the chunk."""
+        lines = frame.lines
+        n = len(lines)
+        c = self.c
+        if n == 0:
+            t.acks.nothing_to_send(frame.end)
+            c.lines_read.value += frame.empty
+            c.lines_empty.value += frame.empty
+            return
+        nbytes = sum(map(len, lines)) + n * MSG_OVERHEAD
+        chunk = t.acks.chunk(frame.end, n, nbytes, self.report)
+        self.inflight_msgs += n
+        self.inflight_bytes += nbytes
+        try:
+            self._send(t, frame, chunk)
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else KafkaError(KafkaError._FAIL, str(e))
+            if err.fatal():
+                self._fatal(err.str())
+            self.report(chunk, err)  # the chunk counts as refused: the tailer goes back and sends it again
+            return
+        c.lines_sent.value += n
+        c.lines_read.value += n + frame.empty
+        c.bytes_sent.value += frame.end - frame.start
+
+    def _send(self, t: Tailer, frame: Frame, chunk: Chunk) -> None:
+        lines = frame.lines
+        produce = self._produce
+        topic = t.topic
+        key = t.key
+        hdrs = t.headers
+        offs = frame.offsets
+        if offs is None:
+            # fast path: offsets follow from the line lengths
+            off = frame.start
+            it = iter(lines[:-1])
+            line = None
+            while True:
+                try:
+                    if line is not None:  # the one that met a full queue
+                        produce(topic, line, key, -1, None, None, 0, hdrs)
+                        off += len(line) + 1
+                        line = None
+                    for line in it:
+                        hdrs["offset"] = str(off)
+                        produce(topic, line, key, -1, None, None, 0, hdrs)
+                        off += len(line) + 1
+                    break
+                except BufferError:
+                    self._wait_room()
+            last_off = off
+        else:
+            it = iter(zip(lines[:-1], offs))
+            item = None
+            while True:
+                try:
+                    if item is not None:
+                        produce(topic, item[0], key, -1, None, None, 0, hdrs)
+                        item = None
+                    for item in it:
+                        hdrs["offset"] = str(item[1])
+                        produce(topic, item[0], key, -1, None, None, 0, hdrs)
+                    break
+                except BufferError:
+                    self._wait_room()
+            last_off = offs[-1]
+            mx = t.input.max_line_bytes
+            for off, full in frame.cuts:
+                self.c.lines_cut("line cut: %s at offset %d is %d bytes, longer than max_line_bytes=%d; "
+                                 "sent its first %d bytes", t.path, off, full, mx, mx)
+            self.c.lines_empty.value += frame.empty
+        hdrs["offset"] = str(last_off)
+        while True:
+            try:
+                produce(topic, lines[-1], key, -1, chunk, None, 0, hdrs)
+                break
+            except BufferError:
+                self._wait_room()
+
+    def _wait_room(self) -> None:
+        self.c.queue_full("producer queue full (%d lines, %d bytes waiting for Kafka): waiting for room",
+                          len(self.producer), self.inflight_bytes)
+        while True:
+            served = self.poll(0.05)
+            if self.should_stop():
+                raise Stopping()
+            if served:
+                return
+
+    def report(self, chunk: Chunk, err) -> None:
+        """The delivery report of a chunk's last line (or its failure to be produced)."""
+        self.inflight_msgs -= chunk.n
+        self.inflight_bytes -= chunk.nbytes
+        acks = chunk.acks
+        if err is None:
+            self.c.lines_acked.value += chunk.n
+            acks.acked(chunk)
+            self.contacted = True
+            if self.down_since is not None:
+                self._back()
+        elif err.code() in _PURGED:
+            acks.dropped(chunk)  # never sent (the stop): read again at the next start
+        elif acks.refuse(chunk, err.str()):
+            t = acks.owner
+            self.c.chunk_errors("Kafka refused lines of %s (%s, offsets up to %d): %s; they will be sent again",
+                                t.path, t.identity, chunk.end, err)
+        else:
+            self.c.chunk_errors.add(1)  # the same refusal, said once for the file
+
+    # --------------------------------------------------------------- polling
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports and errors (a fatal error may surface here as an
+        exception: it is reported through ``on_fatal``)."""
+        try:
+            return self.producer.poll(timeout)
+        except (KafkaException, SystemError) as e:
+            self._raised(e)
+            return 0
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for acknowledgements; returns messages left."""
+        deadline = time.monotonic() + timeout
+        left = len(self.producer)
+        while left and time.monotonic() < deadline:
+            try:
+                self.producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+            except (KafkaException, SystemError) as e:
+                self._raised(e)
+                if self.fatal:
+                    break
+            left = len(self.producer)
+        return left
+
+    def _raised(self, e: Exception) -> None:
+        err = e.args[0] if isinstance(e, KafkaException) and e.args else None
+        cause = e.__cause__ or e.__context__
+        if err is None and isinstance(cause, KafkaException) and cause.args:
+            err = cause.args[0]
+        if isinstance(err, KafkaError):
+            if err.fatal():
+                self._fatal(err.str())
+            else:
+                self.c.kafka_errors("Kafka: %s", err.str())
+        else:
+            self._fatal(str(e))
+
+    def _fatal(self, text: str) -> None:
+        if not self.fatal:
+            self.fatal = f"fatal Kafka producer error: {text}"
+            log.error("%s", self.fatal)
+            self.on_fatal(self.fatal)
+
+    def _back(self) -> None:
+        log.info("Kafka reachable again after %.1fs; %d lines waiting to be acknowledged",
+                 time.monotonic() - self.down_since, self.inflight_msgs)
+        self.down_since = None
+
+    def probe(self, timeout: float) -> bool:
+        """Ask a broker for metadata (blocks up to ``timeout`` s): True when one answered.
+        Tells readiness before any line is sent, and a broker back while nothing waits."""
+        try:
+            self.producer.list_topics(timeout=timeout)
+        except (KafkaException, SystemError):
+            return False
+        self.contacted = True
+        if self.down_since is not None:
+            self._back()
+        return True
+
+    def queued(self) -> int:
+        return len(self.producer)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal(err.str())
+            return
+        if err.code() in _UNREACHABLE:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                self.c.kafka_unreachable("Kafka unreachable (%s); lines are kept and reading pauses when %d MB "
+                                         "are waiting", err.str(), self.max_bytes >> 20)
+        else:
+            self.c.kafka_errors.add(1)
+        self.fold.error(err)
+
+    def close(self) -> None:
+        # purge what is left (positions were saved only up to acknowledged lines)
+        try:
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self.producer.poll(0)
+        except (KafkaException, RuntimeError, SystemError):
+            pass
+
+
+__all__ = ["Publisher", "Stopping"]

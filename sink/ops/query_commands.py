@@ -1,0 +1,282 @@
+"""mtga's query commands (offset-checker, kafka-lag, failure-queue-count,
+clear-failure-queue, status) and what every command shares: the options and
+the configuration from the file with the flags over it. A query asks the
+running daemon over its control socket, or reads the stores when none runs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mulog.cli import EXIT_TIMEOUT, UserError, process_age
+
+from sink import config
+from sink.ops import daemon
+
+ConfigOpt = typer.Option(None, "-c", "--config", help="configuration file (YAML)")
+StateOpt = typer.Option(None, "--state-dir", help="state folder (overrides state_dir)")
+
+
+def abs_path(p: Optional[Path]) -> Optional[str]:
+    return str(p.expanduser().resolve()) if p is not None else None
+
+
+def load(cfg: Optional[Path], state_dir: Optional[Path] = None, require_topics: bool = False,
+         **flags) -> config.MtgaSettings:
+    """Configuration from the file (if any) with command-line flags over it."""
+    o: dict = {}
+    k: dict = {}
+    if flags.get("topic"):
+        k["topics"] = list(flags["topic"])
+        k["topic_pattern"] = None
+    if flags.get("topic_pattern"):
+        k["topic_pattern"] = flags["topic_pattern"]
+        k["topics"] = []
+    if flags.get("group_id"):
+        k["group_id"] = flags["group_id"]
+    if flags.get("bootstrap_servers"):
+        k["bootstrap_servers"] = flags["bootstrap_servers"]
+    if flags.get("from_beginning"):
+        k["auto_offset_reset"] = "earliest"
+    if k:
+        o["kafka"] = k
+    if state_dir is not None:
+        o["state_dir"] = abs_path(state_dir)
+    if flags.get("settings_dir") is not None:
+        o["settings_dir"] = abs_path(flags["settings_dir"])
+    if flags.get("output_dir") is not None:
+        o["output"] = {"dir": abs_path(flags["output_dir"])}
+    if flags.get("workers") is not None:
+        o["workers"] = flags["workers"]
+    if flags.get("host"):
+        o["host"] = flags["host"]
+    s = config.load(cfg, o, require_topics=require_topics)
+    if flags.get("bootstrap_servers"):
+        s.bootstrap_servers = flags["bootstrap_servers"]  # a flag wins over KAFKA_BOOTSTRAP_SERVERS
+    return s
+
+
+
+JsonOpt = typer.Option(False, "--json", help="print JSON instead of text")
+BootstrapOpt = typer.Option(None, "--bootstrap-servers", help="Kafka brokers (when no daemon runs)")
+
+
+def ask(s: config.MtgaSettings, cmd: str, **args):
+    """The daemon's answer, or None when no daemon runs (the caller reads the stores)."""
+    from sink.ops.control import ControlTimeout, ControlUnavailable, request
+
+    pid = daemon.running_pid(s.pid_file)
+    if pid is None:
+        return None
+    t = s.conf.control.timeout_s
+    try:
+        # the budget counts from the command's start, not from here
+        return request(s.socket_path, cmd, max(0.5, t - process_age()), **args)
+    except ControlTimeout:
+        raise UserError(f"mtga (pid {pid}) did not answer on {s.socket_path} within {t:.0f}s; it may be stuck "
+                        f"or overloaded (see {s.log_file})", code=EXIT_TIMEOUT) from None
+    except ControlUnavailable:
+        note(f"mtga (pid {pid}) runs but its control socket {s.socket_path} does not answer; "
+              f"reading the local store instead")
+        return None
+    except RuntimeError as e:
+        raise UserError(f"mtga refused: {e}") from None
+
+
+def note(msg: str) -> None:
+    typer.echo(f"note: {msg}", err=True)
+
+
+def offline_store(s: config.MtgaSettings):
+    """The state database opened read-only, or None when nothing was ever stored."""
+    from offsets import StateDB, StateMissing
+
+    try:
+        return StateDB(s.state_dir / "db", "mtga", read_only=True)
+    except StateMissing:
+        return None
+
+
+def _offset_rows(s: config.MtgaSettings) -> tuple[list, str]:
+    from offsets import PartitionOffsets
+
+    from sink.ops import queries
+
+    res = ask(s, "offsets")
+    if res is not None:
+        return res["rows"], "daemon"
+    db = offline_store(s)
+    local = {}
+    if db is not None:
+        with db:
+            local = PartitionOffsets(db).all()
+    k = s.conf.kafka
+    topics = list(k.topics) or ([] if k.topic_pattern else sorted({t for t, _ in local}))
+    note(f"mtga is not running: current offsets read from {s.state_dir / 'db'}, watermarks from Kafka")
+    try:
+        rows = queries.offset_rows(s.bootstrap_servers, k.group_id, topics, k.topic_pattern, local,
+                                   s.conf.control.timeout_s)
+    except queries.QueryError as e:
+        raise UserError(f"{e} (Kafka at {s.bootstrap_servers})", code=EXIT_TIMEOUT) from None
+    return rows, "store"
+
+
+def print_json(obj) -> None:
+    import json
+
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def offset_checker(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
+                   bootstrap_servers: Optional[str] = BootstrapOpt, as_json: bool = JsonOpt) -> None:
+    """Per partition of every consumed topic: Low, High, Current (stored) offset and Lag."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    s = load(cfg, state_dir, bootstrap_servers=bootstrap_servers)
+    rows, _ = _offset_rows(s)
+    if as_json:
+        print_json(rows)
+        return
+    t = Table(box=box.MARKDOWN, show_edge=True)
+    for col in ("#", "Topic", "Partition", "Low", "High", "Current", "Lag"):
+        t.add_column(col, justify="left")
+    grouped = False
+    for r in rows:
+        cur = "-" if r["current"] is None else str(r["current"])
+        if r["source"] == "group":
+            cur += " *"
+            grouped = True
+        t.add_row(str(r["#"]), r["topic"], str(r["partition"]), str(r["low"]), str(r["high"]), cur, str(r["lag"]))
+    t.add_row("", "Total", "", "", "", "", str(sum(r["lag"] for r in rows)))
+    con = Console(width=200, file=io.StringIO(), color_system=None)
+    con.print(t)
+    # the Markdown box draws blank top and bottom edges: print only the table's lines
+    typer.echo("\n".join(line.rstrip() for line in con.file.getvalue().splitlines() if line.strip()))
+    if grouped:
+        typer.echo("* Current is the consumer group's committed offset (no local offset, or an older one: "
+                   "another host of the group has worked on the partition since)")
+
+
+def kafka_lag(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
+              bootstrap_servers: Optional[str] = BootstrapOpt, as_json: bool = JsonOpt) -> None:
+    """The total lag of this consumer, as one number."""
+    s = load(cfg, state_dir, bootstrap_servers=bootstrap_servers)
+    rows, _ = _offset_rows(s)
+    lag = sum(r["lag"] for r in rows)
+    if as_json:
+        print_json({"lag": lag})
+    else:
+        typer.echo(str(lag))
+
+
+def failure_queue_count(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
+                        by_reason: bool = typer.Option(False, "--by-reason", help="counts per reason code"),
+                        as_json: bool = JsonOpt) -> None:
+    """Events waiting in the failure queue, as one number (or per reason)."""
+    from offsets import FailureQueue
+
+    s = load(cfg, state_dir)
+    res = ask(s, "fq_count", by_reason=by_reason)
+    if res is None:
+        db = offline_store(s)
+        if db is None:
+            res = {"count": 0, "by_reason": {}} if by_reason else {"count": 0}
+        else:
+            with db:
+                fq = FailureQueue(db)
+                res = {"count": fq.count()}
+                if by_reason:
+                    res["by_reason"] = fq.count_by_reason()
+        note(f"mtga is not running: read from {s.state_dir / 'db'}")
+    if as_json:
+        print_json(res)
+    elif by_reason:
+        for reason, n in res["by_reason"].items():
+            typer.echo(f"{n}\t{reason}")
+        typer.echo(f"{res['count']}\ttotal")
+    else:
+        typer.echo(str(res["count"]))
+
+
+def clear_failure_queue(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
+                        yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+                        reason: Optional[str] = typer.Option(None, "--reason", help="only entries with this reason code"),
+                        as_json: bool = JsonOpt) -> None:
+    """Remove events from the failure queue (all, or one reason code)."""
+    from offsets import FailureQueue, StateDB
+
+    s = load(cfg, state_dir)
+    what = f"failure-queue entries with reason {reason!r}" if reason else "every failure-queue entry"
+    if not yes and not typer.confirm(f"Remove {what} (state {s.state_dir})?", default=False):
+        raise UserError("nothing removed")
+    res = ask(s, "fq_clear", confirm=True, reason=reason)
+    if res is None:
+        if not (s.state_dir / "db" / "CURRENT").exists():
+            res = {"removed": 0}
+        else:
+            with StateDB(s.state_dir / "db", "mtga") as db:
+                res = {"removed": FailureQueue(db).clear(reason=reason)}
+    if as_json:
+        print_json(res)
+    else:
+        typer.echo(f"removed {res['removed']}")
+
+
+def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt, as_json: bool = JsonOpt) -> None:
+    """Running or not; pid, uptime, events/s, partitions, last checkpoint, failure queue."""
+    import datetime as dt
+
+    from offsets import FailureQueue, PartitionOffsets
+
+    s = load(cfg, state_dir)
+    res = ask(s, "status")
+    if res is None:
+        out = {"running": False, "state_dir": str(s.state_dir), "failure_queue": 0, "stored_partitions": 0}
+        db = offline_store(s)
+        if db is not None:
+            with db:
+                out["failure_queue"] = FailureQueue(db).count()
+                out["stored_partitions"] = len(PartitionOffsets(db).all())
+        if as_json:
+            print_json(out)
+        else:
+            typer.echo(f"mtga is not running (state dir {s.state_dir}); failure queue {out['failure_queue']}, "
+                       f"{out['stored_partitions']} partition offset(s) stored")
+        raise typer.Exit(1)
+    res["running"] = True
+    if as_json:
+        print_json(res)
+        return
+
+    def ts(v):
+        return dt.datetime.fromtimestamp(v).strftime("%Y-%m-%d %H:%M:%S") if v else "never"
+
+    typer.echo(f"mtga is running (pid {res['pid']}, up {dt.timedelta(seconds=int(res['uptime_s']))}, "
+               f"group {res['group']}, {res['workers']} worker(s)"
+               + (f", {res['worker_restarts']} worker restart(s)" if res.get("worker_restarts") else "") + ")")
+    typer.echo(f"  events/s (last minute): {res['events_per_s']:.0f}")
+    typer.echo(f"  events: consumed {res['consumed']}, written {res['written']}, filtered {res['filtered']}, "
+               f"failed {res['failed']}, retried ok {res['retried_ok']}")
+    if res.get("fixed"):
+        fixed = ", ".join(f"{code} {n}" for code, n in sorted(res["fixed"].items()))
+        typer.echo(f"  fixed as the apps' settings say: {fixed}")
+    typer.echo(f"  partitions assigned: {len(res['partitions'])} {' '.join(res['partitions'])}")
+    typer.echo(f"  last checkpoint: {ts(res['last_checkpoint'])}")
+    typer.echo(f"  failure queue: {res['failure_queue']}")
+    for k in ("stalled", "checkpoint_error", "sink_error"):
+        if res.get(k):
+            typer.echo(f"  {k.replace('_', ' ').upper()}: {res[k]}")
+
+
+COMMANDS = {
+    "offset-checker": offset_checker,
+    "kafka-lag": kafka_lag,
+    "failure-queue-count": failure_queue_count,
+    "clear-failure-queue": clear_failure_queue,
+    "status": status,
+}

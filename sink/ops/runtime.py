@@ -1,0 +1,174 @@
+"""The daemon around the pipeline: signals, the control socket and metrics.
+
+SIGTERM/SIGINT stop (final checkpoint, exit 0); SIGHUP makes every app's
+settings be checked again before the next batch. The control socket's status
+and the metrics read the snapshot the loop publishes (``Service.snapshot``);
+commands that need the state database run on the loop's thread
+(``Service.call``). A bug in the pipeline is logged once with its traceback
+and ends the process with exit code 1; the offsets stored are those of the
+batches delivered before it, so a supervisor's restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from mulog.runtime import allocator
+
+from sink.config import MtgaSettings
+from sink.pipeline.service import Service
+from sink.pipeline.snapshot import Snapshot
+
+log = logging.getLogger("mtga")
+
+
+def status(snap: Snapshot, group: str) -> dict:
+    """The ``status`` answer, from a snapshot."""
+    v = snap.counters
+    return {
+        "pid": snap.pid,
+        "started": snap.started,
+        "uptime_s": round(time.time() - snap.started, 1),
+        "events_per_s": snap.events_per_s,
+        "consumed": v["events_consumed"],
+        "written": v["events_written"],
+        "filtered": v["events_filtered"],
+        "failed": v["events_failed"],
+        "retried_ok": v["events_retried_ok"],
+        "fixed": snap.fixed,
+        "partitions": [f"{t}[{p}]" for t, p in snap.partitions],
+        "last_checkpoint": snap.last_checkpoint,
+        "failure_queue": snap.failure_queue,
+        "stalled": snap.stalled,
+        "checkpoint_error": snap.checkpoint_error,
+        "retry_error": snap.retry_error,
+        "sink_error": snap.sink_error,
+        "sink_bytes": snap.sink_bytes,
+        "workers": snap.workers,
+        "worker_restarts": snap.worker_restarts,
+        "group": group,
+        "counters": v,
+    }
+
+
+def control_handlers(svc: Service) -> dict:
+    """The control socket's commands (run on the socket's threads)."""
+    from sink.ops import queries
+
+    s = svc.s
+    admin = []
+    timeout = max(1.0, s.conf.control.timeout_s - 2.0)
+
+    def offsets(req):
+        if not admin:
+            admin.append(queries.admin_client(s.bootstrap_servers))
+        k = s.conf.kafka
+        rows = queries.offset_rows(s.bootstrap_servers, k.group_id, list(k.topics), k.topic_pattern,
+                                   svc.snapshot.local_offsets, timeout, admin=admin[0])
+        return {"rows": rows, "source": "daemon"}
+
+    def fq_count(req):
+        if req.get("by_reason"):
+            return svc.call(lambda: {"count": svc.fq.size, "by_reason": svc.fq.count_by_reason()}, timeout)
+        return {"count": svc.snapshot.failure_queue}
+
+    def fq_clear(req):
+        if req.get("confirm") is not True:
+            raise ValueError('clearing the failure queue needs "confirm": true')
+        reason = req.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError("reason must be a string")
+        n = svc.call(lambda: svc.fq.clear(reason=reason), timeout)
+        log.warning("failure queue: %d entr%s removed over the control socket%s", n, "y" if n == 1 else "ies",
+                    f" (reason {reason})" if reason else "")
+        return {"removed": n}
+
+    def schema(req):
+        return {"apps": svc.call(lambda: {a: dict(k) for a, k in svc.guard.kinds.items() if k}, timeout)}
+
+    def schema_forget(req):
+        app, prop = req.get("app"), req.get("property")
+        if not isinstance(app, str) or not isinstance(prop, str):
+            raise ValueError('expected {"app": "24", "property": "amount"}')
+
+        def forget():
+            hit = svc.guard.forget(app, prop)
+            return svc.types.forget(app, prop) or hit
+
+        forgot = svc.call(forget, timeout)
+        if forgot:
+            log.warning("type guard: the type of %r in app %s forgotten over the control socket", prop, app)
+        return {"forgot": forgot}
+
+    return {
+        "schema": schema,
+        "schema_forget": schema_forget,
+        "ping": lambda req: "pong",
+        "status": lambda req: status(svc.snapshot, s.conf.kafka.group_id),
+        "offsets": offsets,
+        "lag": lambda req: {"lag": sum(r["lag"] for r in offsets(req)["rows"])},
+        "fq_count": fq_count,
+        "fq_clear": fq_clear,
+    }
+
+
+def run_foreground(s: MtgaSettings, ready=None) -> int:
+    """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
+    from sink.ops.control import ControlServer
+
+    allocator.tune()
+    try:
+        svc = Service(s)
+        server = ControlServer(s.socket_path, control_handlers(svc))
+    except Exception as e:
+        if ready:
+            ready(str(e))
+        raise
+
+    signal.signal(signal.SIGTERM, svc.request_stop)
+    signal.signal(signal.SIGINT, svc.request_stop)
+    signal.signal(signal.SIGHUP, svc.request_recheck)
+    server.start()
+    beat = heartbeat(s, svc)
+    metrics = None
+    if s.conf.metrics.enabled:
+        from sink.ops.metrics import serve
+
+        metrics = serve(svc, s.conf.metrics.host, s.conf.metrics.port or 9464, beat)
+    if ready:
+        ready(None)
+    clean = False
+    try:
+        svc.run()
+        clean = True
+    except Exception:
+        log.exception("stopping after an unexpected error (a bug; please report it). The offsets stored are "
+                      "those of the batches written before it: a restart goes on from there")
+        return 1
+    finally:
+        server.stop()
+        if beat is not None:
+            beat.stop() if clean else beat.abandon()
+        if metrics is not None:
+            metrics.shutdown()
+    return 0
+
+
+def heartbeat(s: MtgaSettings, svc: Service):
+    """This process's record in the fleet topic (mulog/fleet.py), with the table of
+    the others read back for the silent-hosts gauge; None when fleet.enabled is off."""
+    f = s.conf.fleet
+    if not f.enabled:
+        return None
+    from mulog.fleet import Heartbeat, host_name
+
+    def figures() -> dict:
+        snap = svc.snapshot
+        return {"partitions": len(snap.partitions), "lag": sum(snap.lags.values()),
+                "failure_queue": snap.failure_queue, "last_checkpoint": snap.last_checkpoint,
+                "stalled": bool(snap.stalled or snap.checkpoint_error), "events_per_s": round(snap.events_per_s, 1)}
+
+    return Heartbeat(s.bootstrap_servers, f.topic, host_name(s.conf.host), "mtga", f.interval_s, figures,
+                     watch=True).start()

@@ -1,0 +1,92 @@
+"""Exactly once: per event source, the highest position mtga has handled.
+
+A source is a shipper's file (host and file identity) or a Kafka partition; its
+position grows with every event (the line's byte offset, or the Kafka offset),
+and the event's ``#uuid`` carries both (sink/uuids.py). An event at or below
+its source's mark was handled before (written, queued in the failure queue, or
+filtered out): it is a copy, sent again by a shipper after a SIGKILL or consumed
+again by mtga after one, and it is skipped and counted (``events_duplicate``).
+
+The marks are the loop's (this module); the transform's processes keep a cache
+and the loop checks, batch by batch and in order, that no chunk handled a
+position at or below a mark (sink/workers.py). A mark moves when its batch is
+delivered, and is stored in the checkpoint's RocksDB batch with the partition
+offsets, together with the recovery record (offsets.SourceMarks): after an
+unclean stop, sink/recovery.py raises the marks from what the output files and
+the failure queue got after that checkpoint, before anything is consumed.
+
+Marks of sources unseen for ``exactly_once.forget_after_s`` are forgotten, so
+the state stays bounded (about 40 bytes a source).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable, Optional
+
+from offsets import Batch, SourceMarks, StateDB
+
+if TYPE_CHECKING:
+    from mulog.runtime.instrument import Instruments
+
+log = logging.getLogger("mtga")
+
+SWEEP_S = 3600.0  # how often marks are looked at for expiry
+
+
+class Marks:
+    def __init__(self, db: StateDB, forget_after_s: float, inst: "Instruments"):
+        self.store = SourceMarks(db)
+        loaded = self.store.all()
+        self.marks: dict[bytes, int] = {k: pos for k, (pos, _seen) in loaded.items()}  # read by the pool
+        self.seen: dict[bytes, float] = {k: seen for k, (_pos, seen) in loaded.items()}
+        self.changed: set[bytes] = set()
+        self.forget_after_s = forget_after_s
+        self.next_sweep = time.monotonic() + SWEEP_S
+        self.duplicates = inst.counter("events_duplicate", "Events skipped because their source's mark was at or "
+                                       "past their position (handled before: a copy)")
+        self.expired = inst.counter("marks_expired", "Source marks forgotten after forget_after_s unseen")
+
+    def advance(self, sources: dict, now: Optional[float] = None) -> None:
+        """A batch was delivered: ``sources`` maps a source key to the (first,
+        last) position it handled."""
+        now = time.time() if now is None else now
+        marks, seen, changed = self.marks, self.seen, self.changed
+        for key, (_first, last) in sources.items():
+            if last > marks.get(key, -1):
+                marks[key] = last
+                seen[key] = now
+                changed.add(key)
+
+    def raise_to(self, key: bytes, pos: int, now: Optional[float] = None) -> bool:
+        if pos > self.marks.get(key, -1):
+            self.marks[key] = pos
+            self.seen[key] = time.time() if now is None else now
+            self.changed.add(key)
+            return True
+        return False
+
+    def write(self, batch: Batch) -> Callable[[], None]:
+        """Put the changed marks (and the expired ones' deletion) into the
+        checkpoint's batch; returns what to do once it is written."""
+        changed = self.changed
+        self.store.put_many(((k, self.marks[k], self.seen[k]) for k in changed), batch)
+        gone: list[bytes] = []
+        if time.monotonic() >= self.next_sweep:
+            self.next_sweep = time.monotonic() + SWEEP_S
+            cutoff = time.time() - self.forget_after_s
+            gone = [k for k, t in self.seen.items() if t < cutoff and k not in changed]
+            self.store.forget_many(gone, batch)
+        done = set(changed)
+
+        def written() -> None:
+            self.changed -= done
+            for k in gone:
+                self.marks.pop(k, None)
+                self.seen.pop(k, None)
+            if gone:
+                self.expired.add(len(gone))
+                log.info("forgot the marks of %d source(s) unseen for %.0fs", len(gone), self.forget_after_s)
+
+        return written

@@ -1,0 +1,98 @@
+"""The failure-queue retry loop: due entries are transformed again (with the
+settings as they are now) and written; those that still fail wait longer.
+
+A round takes at most ``retry.batch`` due entries (found through the queue's
+due-time index: nothing else is read), writes the lines, makes them durable
+(fsync) and only then removes the entries; one that fails again is put back
+with its attempts counted and its next try ``initial_backoff_s`` doubled per
+attempt, up to ``max_backoff_s``. A store that cannot be read or written now
+(a full disk) skips the round; it never stops the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+from mulog.backoff import delay
+from offsets import FailureQueue, StateError
+
+from sink.ta.batch import FILTERED, OK, Item
+from sink.pipeline.writer import SinkError
+
+if TYPE_CHECKING:
+    from mulog.runtime.instrument import Instruments
+
+    from sink.config import RetryConf
+    from sink.pipeline.workers import Pool
+    from sink.pipeline.writer import LogBusWriter
+
+log = logging.getLogger("mtga")
+
+
+class Retrier:
+    def __init__(self, fq: FailureQueue, pool: "Pool", writer: "LogBusWriter", conf: "RetryConf",
+                 inst: "Instruments", changed: Callable[[], None], store_types: Callable[[], None] = lambda: None):
+        self.fq = fq
+        self.pool = pool
+        self.writer = writer
+        self.conf = conf
+        self.changed = changed  # the queue changed: the next checkpoint syncs the store
+        self.store_types = store_types  # property types learned, kept before their lines are written
+        self.error: str | None = None
+        self.ok = inst.counter("events_retried_ok", "Failure-queue entries processed on retry")
+        self.again = inst.counter("events_retried_failed", "Failure-queue entries that failed again on retry")
+        self.errors = inst.event("retry_errors", "Retry rounds skipped because the failure queue or the output "
+                                 "could not be read or written", log, logging.ERROR, first=1, every=60)
+
+    def backoff(self, attempts: int) -> float:
+        return delay(attempts, self.conf.initial_backoff_s, self.conf.max_backoff_s)
+
+    def round(self, now: float | None = None) -> int:
+        """Re-process due entries; returns how many left the queue."""
+        try:
+            n = self._round(time.time() if now is None else now)
+        except (StateError, SinkError, OSError) as e:
+            self.error = str(e)
+            self.errors("retry round skipped: %s", e)
+            return 0
+        self.error = None
+        return n
+
+    def _round(self, now: float) -> int:
+        if self.fq.size == 0:
+            return 0
+        due = self.fq.due(now, self.conf.batch)
+        if not due:
+            return 0
+        results = self.pool.run([Item(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due],
+                                recheck=True, again=True)
+        self.store_types()
+        per_app: dict[str, tuple[list, list]] = {}
+        done, again = [], []
+        for e, (kind, app, value) in zip(due, results):
+            if kind == OK:
+                lines, entries = per_app.setdefault(app, ([], []))
+                lines.append(value)
+                entries.append(e)
+            elif kind == FILTERED:
+                done.append(e)
+            else:
+                again.append((e, value))
+        for app, (lines, entries) in per_app.items():
+            try:
+                self.writer.write(app, lines)
+                done.extend(entries)
+            except SinkError as err:
+                again.extend((e, err.reason) for e in entries)
+        self.writer.flush()  # durable before the entries leave the queue
+        self.fq.ack([e.seq for e in done])
+        for e, reason in again:
+            self.fq.requeue(e, reason, not_before=now + self.backoff(e.attempts + 1))
+        self.changed()
+        self.ok.add(len(done))
+        self.again.add(len(again))
+        log.info("retry: %d event(s) processed from the failure queue, %d still failing (%d queued)",
+                 len(done), len(again), self.fq.size)
+        return len(done)

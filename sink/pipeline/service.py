@@ -1,0 +1,381 @@
+"""The mtga pipeline: Kafka -> transform -> LogBus files | failure queue, with
+offsets checkpointed to RocksDB and mirrored to the Kafka group.
+
+The stages, each the one owner of its state:
+
+    source      sink/source.py      the consumer, the partitions assigned, rebalance callbacks
+    transform   sink/workers.py     worker processes, batches in order (sink/transform.py: pure)
+    deliver     this module         one write per app to the writer (sink/writer.py: the files);
+                                    events that fail, to the failure queue (offsets.FailureQueue)
+    checkpoint  sink/checkpoint.py  next / stored / committed offsets: flush -> store -> commit
+    pausing     sink/pausing.py     partitions held back after a batch nobody could take
+    retry       sink/retry.py       failure-queue entries due again
+
+One thread runs them all (it owns the consumer, the writer and the state
+database); sink/runtime.py adds signals, the control socket and metrics, which
+read the ``snapshot`` this loop publishes, never live state. A batch is
+consumed, transformed (up to MAX_INFLIGHT in the workers while the next is
+consumed), and delivered in order; only then may its offsets move. A storage
+error (a full disk) pauses and rewinds the batch's partitions; anything else
+is a bug: it propagates, the offsets stored stay those of delivered batches,
+and the process ends non-zero.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Optional
+
+from confluent_kafka import KafkaError
+
+from mulog.runtime.instrument import Instruments
+from mulog.runtime.sdnotify import Notifier
+from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError, reason_code
+
+from sink.ta.batch import Item, first_offsets
+from sink.pipeline.checkpoint import Checkpoint
+from sink.pipeline.marks import Marks
+from sink.pipeline.recovery import recover, starting_point
+from sink.config import MtgaSettings
+from sink.pipeline.pausing import Pausing
+from sink.pipeline.retry import Retrier
+from sink.pipeline.snapshot import Snapshot
+from sink.pipeline.intake import Source
+from sink.ta.typeguard import TypeGuard
+from sink.pipeline.workers import Pool
+from sink.pipeline.writer import LogBusWriter, SinkError
+
+log = logging.getLogger("mtga")
+
+STORAGE_ERRORS = (SinkError, StateError, OSError)  # what stalls a batch; anything else is a bug
+SNAPSHOT_S = 0.2  # how often the snapshot other threads read is renewed
+
+
+class Service:
+    MAX_INFLIGHT = 2  # batches in the workers while the next one is consumed
+
+    def __init__(self, s: MtgaSettings):
+        self.s = s
+        c = s.conf
+        self.db = StateDB(s.state_dir / "db", "mtga")
+        for note in self.db.notes:
+            log.warning("%s", note)
+        if self.db.created:
+            earlier = s.output_dir.exists() and any(s.output_dir.glob("*/*log.*"))
+            (log.warning if earlier else log.info)(
+                "new state store at %s%s: each partition resumes from the consumer group's committed offset "
+                "where it has one, else from auto_offset_reset=%s", s.state_dir / "db",
+                " while the output folder already holds files (was the state folder removed?)" if earlier else "",
+                c.kafka.auto_offset_reset)
+        self.inst = inst = Instruments("mtga")
+        self.consumed = inst.counter("events_consumed", "Events taken from Kafka")
+        self.written = inst.counter("events_written", "Track lines written to LogBus files")
+        self.filtered = inst.counter("events_filtered", "Events filtered out by settings")
+        self.failed = inst.counter("events_failed", "Events sent to the failure queue")
+        self.fixed: collections.Counter = collections.Counter()  # rule -> events fixed as their app's settings say
+        self.failed_by: collections.Counter = collections.Counter()  # reason code -> events queued
+        self.fq = FailureQueue(self.db)
+        self.types = PropertyTypes(self.db)
+        self.guard = TypeGuard(self.types.all())
+        self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes,
+                                   fsync=c.output.fsync == "checkpoint")
+        self.recovered: dict = {}  # what recover() found after an unclean stop
+        self.marks = Marks(self.db, c.exactly_once.forget_after_s, inst)
+        rec = self.marks.store.recovery()
+        if rec is not None and not self.marks.store.clean():
+            self.recovered = recover(self.marks, self.fq, s.output_dir, rec)
+        starting_point(self.db, self.marks, self.fq, s.output_dir)
+        self.marks.store.set_clean(False)  # until a stop's last checkpoint says otherwise
+        self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept",
+                         guard=self.guard, marks=self.marks.marks)
+        self.checkpoint = Checkpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
+        self.checkpoint.extras += [self.marks.write, self._recovery_record]
+        self.source = Source(s, self.checkpoint, inst, self._give_up)
+        self.pausing = Pausing(self.source, inst)
+        self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued,
+                             self.store_types)
+        self.inflight: collections.deque = collections.deque()  # (items, workers.Pending), in consumed order
+        self.commands: queue.Queue = queue.Queue()
+        self.stop_event = threading.Event()
+        self.stopping = False
+        self.stalled: Optional[str] = None  # why the last batch could not be stored anywhere durable
+        self.recheck_settings = False
+        self._hup = False
+        self.started = time.time()
+        self._rate: collections.deque = collections.deque(maxlen=61)  # (monotonic s, consumed): last minute
+        self.lags: dict = {}
+        self.notify = Notifier()  # systemd (Type=notify): READY=1, WATCHDOG=1, STOPPING=1
+        self.snapshot = self._take_snapshot()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        c = self.s.conf
+        topics = self.source.open()
+        log.info("consuming %s as group %s from %s; output %s; %d worker(s)", ", ".join(topics),
+                 c.kafka.group_id, self.s.bootstrap_servers, self.s.output_dir, self.pool.workers)
+        now = time.monotonic()
+        next_ckpt = now + c.checkpoint.interval_s
+        next_retry = now + 1.0
+        next_stats = now + 30.0
+        next_lag = next_snap = now
+        batch = c.kafka.batch_size
+        clean = False
+        try:
+            while not self.stop_event.is_set():
+                if self.pausing.active:
+                    self.pausing.tick()
+                # with batches in the workers, poll briefly so their results are written promptly
+                msgs = self.source.consume(batch, 0.02 if self.inflight else 0.2)
+                if msgs:
+                    self.submit(msgs)
+                self._drain()
+                self._run_commands()
+                if self._hup:
+                    self._hup = False
+                    self.recheck_settings = True
+                    log.info("SIGHUP: every app's settings are checked again before the next batch")
+                now = time.monotonic()
+                self.notify.watchdog(now)
+                if self.source.contacted and not self.notify.is_ready:
+                    self.notify.ready(f"consuming {', '.join(topics)} as group {c.kafka.group_id}")
+                if now >= next_lag:
+                    self.lags = self.source.lags(self.checkpoint.next)
+                    self.source.probe_if_down()
+                    next_lag = now + 2.0
+                if now >= next_ckpt:
+                    self._drain(everything=True)
+                    self.save()
+                    next_ckpt = now + c.checkpoint.interval_s
+                if now >= next_retry:
+                    self.retry.round()
+                    next_retry = now + 1.0
+                if now >= next_stats:
+                    self._stats_line()
+                    next_stats = now + 30.0
+                if now >= next_snap:
+                    self._sample(now)
+                    self.snapshot = self._take_snapshot()
+                    next_snap = now + SNAPSHOT_S
+            clean = True
+        finally:
+            self.shutdown(clean)
+
+    def request_stop(self, *_) -> None:
+        self.stop_event.set()
+
+    def request_recheck(self, *_) -> None:
+        self._hup = True  # a signal handler: the loop says it and acts on it
+
+    def shutdown(self, clean: bool = True) -> None:
+        """Final checkpoint. After a bug (``clean`` False) the batches in flight
+        are dropped unwritten, so the code that failed does not run again; their
+        offsets were never stored, so they come again at the next start."""
+        log.info("stopping: final checkpoint")
+        self.notify.stopping()
+        self.stopping = True
+        self.snapshot = self._take_snapshot()  # /ready says it stops
+        saved = False
+        try:
+            if not clean:
+                self._drop_inflight()
+            if self.source.consumer is not None:
+                self._drain(everything=True)
+                saved = self.save(sync_commit=True)
+                self.source.close()  # leaves the group; revocation checkpoints again (no-op)
+                saved = saved and not self.inflight and self.checkpoint.error is None
+            if saved:
+                self.marks.store.set_clean(True)  # what was written is all behind the last checkpoint
+        finally:
+            self._drop_inflight()
+            self.pool.close()
+            self.writer.close()
+            self._stats_line()
+            self.db.close()
+            self.notify.close()
+        log.info("stopped")
+
+    def _recovery_record(self, batch: Batch) -> None:
+        """What an unclean stop's next start needs to find what came after this checkpoint."""
+        self.marks.store.put_recovery(Recovery(self.writer.lengths(), self.fq.next_seq, time.time_ns()), batch)
+
+    def save(self, sync_commit: bool = False, commit: bool = True) -> bool:
+        """A checkpoint (see sink/checkpoint.py)."""
+        return self.checkpoint.save(self.source.commit if commit and self.source.consumer is not None else None,
+                                    sync_commit)
+
+    def _give_up(self, keys: list, lost: bool) -> None:
+        """Partitions revoked (or lost): everything consumed of them is delivered
+        and stored first (committed too, unless the group took them already)."""
+        self._drain(everything=True)
+        self.save(sync_commit=True, commit=not lost)
+        self.checkpoint.forget(keys)
+        self.pausing.forget(keys)
+
+    # ------------------------------------------------------------------ batches
+    def submit(self, msgs) -> None:
+        """Hand a consumed batch to the transform (in order behind those in flight)."""
+        items = []
+        append = items.append
+        pausing = self.pausing
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.source.error(err)
+                continue
+            if pausing.rewind and not pausing.admits((m.topic(), m.partition()), m.offset()):
+                continue
+            append(Item(m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
+        if not items:
+            return
+        recheck = self.recheck_settings
+        self.recheck_settings = False
+        self.inflight.append((items, self.pool.submit(items, recheck=recheck)))
+
+    def _drain(self, everything: bool = False) -> None:
+        """Deliver transformed batches in order: those ready, one more if too many
+        are in flight, or all of them."""
+        q = self.inflight
+        while q and (everything or q[0][1].ready() or len(q) > self.MAX_INFLIGHT):
+            items, pending = q.popleft()
+            try:
+                self._apply(items, pending)
+            finally:
+                pending.release()
+
+    def _drop_inflight(self) -> list:
+        dropped = []
+        while self.inflight:
+            items, pending = self.inflight.popleft()
+            dropped += items
+            pending.discard()  # still collect the workers' replies, in order
+        return dropped
+
+    def _apply(self, items, pending) -> None:
+        try:
+            out = pending.get()
+            self._deliver(items, out)
+        except STORAGE_ERRORS as e:  # neither the files nor the failure queue took the batch
+            later = self._drop_inflight()  # their events come again after the rewind
+            self.stalled = f"cannot store a batch anywhere durable: {e}"
+            self.pausing.hold(first_offsets(items), first_offsets(later), self.stalled)
+            self.pool.reset_marks()  # the cached marks passed events that come again now
+            return
+        self.stalled = None
+        self.marks.advance(out.sources)
+        self.marks.duplicates.value += out.duplicates
+        self.checkpoint.advance(items, self.source.assigned)
+        if self.pausing.backoffs:
+            self.pausing.stored(first_offsets(items))
+        self.consumed.value += len(items)
+
+    def _deliver(self, items, out) -> None:
+        """Write a transformed batch (a batch.Outcome): one write per app; events
+        the transform failed, or whose app's write failed, go to the failure queue.
+
+        The property types the batch taught the guard are stored first, and the
+        transform's failures are queued before any line is written, so a store
+        or a failure queue that cannot take them stalls the batch with nothing
+        written (a rewind then repeats nothing)."""
+        self.store_types()
+        for code, n in out.fixed.items():
+            self.fixed[code] += n
+        failures = [_failed(items[i], reason) for i, _app, reason in out.failures]
+        if failures:
+            self.fq.push_many(failures)
+            self.checkpoint.failures_queued()
+        written = 0
+        unwritten = []
+        for app, (blob, n, idx) in out.apps.items():
+            try:
+                self.writer.write_blob(app, blob, n)
+                written += n
+            except SinkError as e:
+                log.error("%s; %d event(s) go to the failure queue", e.reason, n)
+                unwritten += [_failed(items[i], e.reason) for i in idx]
+        if unwritten:
+            self.fq.push_many(unwritten)
+            self.checkpoint.failures_queued()
+        self.written.value += written
+        self.filtered.value += out.filtered
+        self.failed.value += len(failures) + len(unwritten)
+        self.failed_by.update(reason_code(f.reason) for f in failures)
+        self.failed_by.update(reason_code(f.reason) for f in unwritten)
+
+    def store_types(self) -> None:
+        """Keep what the type guard learned (in the same store as the offsets)."""
+        learned = self.guard.take_learned()
+        if learned:
+            try:
+                self.types.put_many(learned)
+            except StateError:
+                self.guard.learned[:0] = learned  # stored with the next batch
+                raise
+            log.info("learned the type of %d propert%s: %s", len(learned), "y" if len(learned) == 1 else "ies",
+                     ", ".join(f"app {a} {n}: {k}" for a, n, k in learned[:5]) + (", ..." if len(learned) > 5 else ""))
+
+    # ------------------------------------------------------------------ other threads
+    def call(self, fn, timeout: float):
+        """Run ``fn`` on the loop's thread (which owns the state database) and wait."""
+        fut: Future = Future()
+        self.commands.put((fn, fut))
+        try:
+            return fut.result(timeout=timeout)
+        except TimeoutError:
+            fut.cancel()  # not run later behind the caller's back
+            raise
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, fut = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except Exception as e:
+                fut.set_exception(e)
+
+    # ------------------------------------------------------------------ reporting
+    def _sample(self, now: float) -> None:
+        if not self._rate or now - self._rate[-1][0] >= 1.0:
+            self._rate.append((now, self.consumed.value))
+
+    def _events_per_s(self) -> float:
+        if len(self._rate) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self._rate[0], self._rate[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def _take_snapshot(self) -> Snapshot:
+        ck = self.checkpoint
+        return Snapshot(
+            pid=os.getpid(), started=self.started, taken=time.time(), events_per_s=round(self._events_per_s(), 1),
+            partitions=tuple(sorted(self.source.assigned)), lags=dict(self.lags), local_offsets=ck.local_offsets,
+            last_checkpoint=ck.last or None,
+            failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
+            retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
+            sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
+            counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by),
+            kafka_contacted=self.source.contacted, kafka_down_since=self.source.down_since, stopping=self.stopping)
+
+    def _stats_line(self) -> None:
+        v = self.inst.values()
+        fields = {"consumed": v["events_consumed"], "per_s": round(self._events_per_s(), 1),
+                  "written": v["events_written"], "filtered": v["events_filtered"], "failed": v["events_failed"],
+                  "failure_queue": self.fq.size, "partitions": len(self.source.assigned), "stalled": self.stalled}
+        log.info("events: consumed %d (%.0f/s last minute), written %d, filtered %d, failed %d, "
+                 "failure queue %d, partitions %d%s", *list(fields.values())[:7],
+                 f", STALLED: {self.stalled}" if self.stalled else "", extra=fields)
+
+
+def _failed(it, reason: str) -> FailedEvent:
+    return FailedEvent(it.payload, reason, it.topic, it.partition, it.offset, it.headers)

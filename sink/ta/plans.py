@@ -1,0 +1,62 @@
+"""Plans of the exact path's shortcut: events of one key layout and value types
+whose keys are valid property names and whose values have the kinds the type
+guard learned are encoded as they are (sink/transform.py); what is to be checked
+on each such event is worked out once per layout and cached on the rule."""
+
+from __future__ import annotations
+
+from sink.ta.settings import Rule
+from sink.ta.rules import TIME_TEXT, duplicate_names, name_problem
+
+
+def plan_for(kinds: dict, rule: Rule, keys: tuple, types: tuple):
+    """How the fast path takes events of this key layout and these value
+    types: True (as they are), a tuple of (key, check) to make on each event
+    first, or False (the exact path)."""
+    if len(rule.plans) > 10_000:
+        rule.plans.clear()
+    special, pinned = rule.special, rule.pinned
+    checks = []
+    for k, t in zip(keys, types):
+        if k in special or name_problem(k) is not None or (rule.zone_offset and k == "#zone_offset"):
+            return False
+        low = k.lower()
+        want = kinds.get(low)
+        if want is None or low in pinned:
+            return False  # learned on the exact path first; a pinned one is coerced there
+        if t is str:
+            if want == "time":
+                checks.append((k, _is_time))
+            elif want != "string":
+                return False
+        elif t is dict:
+            if want != "object":
+                return False
+            checks.append((k, _object_ok))
+        elif _KIND.get(t) != want:
+            return False
+    if duplicate_names(keys) is not None:
+        return False
+    return tuple(checks) or True
+
+
+def holds(plan: tuple, logs: dict) -> bool:
+    for k, check in plan:
+        if not check(logs[k]):
+            return False
+    return True
+
+
+def _is_time(v: str) -> bool:
+    return TIME_TEXT.match(v) is not None
+
+
+def _object_ok(v: dict) -> bool:
+    """Names of an object's sub-properties (types and sizes were checked decoding)."""
+    return all(name_problem(k, top=False) is None for k in v) and duplicate_names(v) is None
+
+
+_KIND = {int: "number", float: "number", bool: "boolean", list: "list"}
+
+
+__all__ = ["holds", "plan_for"]

@@ -1,0 +1,152 @@
+"""The type guard: one type per property name per app, as ThinkingData keeps it.
+
+TA fixes a property's type from its first value and stores later values of
+another type as null, silently. mtga learns the kind of each property of an app
+from the first value it writes, keeps it (offsets.PropertyTypes, in the state
+database), and holds later events to it: a value that converts without loss
+(``"12"`` for a number, ``12`` for a text, ``"true"`` for a boolean) is
+converted; any other goes to the failure queue as ``type_conflict``. Names are
+compared without case, as TA does. Properties whose type the app's settings
+give (``properties.types``) are pinned: coerced to it, never learned.
+
+Kinds: string, number, boolean, time (a text ``yyyy-MM-dd HH:mm:ss[.SSS]``),
+list, object, object_group. A time is also a text: a property learned as
+string takes time-shaped texts too; one learned as time takes only those.
+
+Worker processes each hold a copy (``replace``) and report what they learned
+(``take_learned``); the loop's copy is the one that is stored and shared
+(sink/workers.py decides, in batch order, which learning counts).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from sink.ta.rules import MAX_NUMBER, TIME_TEXT, Fail, short
+
+KINDS = ("string", "number", "boolean", "time", "list", "object", "object_group")
+PINNED = {"string": "string", "number": "number", "int": "number", "bool": "boolean"}  # settings type -> kind
+_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z")
+
+
+def kind_of(v) -> str:
+    t = type(v)
+    if t is str:
+        return "time" if TIME_TEXT.match(v) else "string"
+    if t is bool:
+        return "boolean"
+    if t is int or t is float:
+        return "number"
+    if t is list:
+        return "object_group" if v and all(type(x) is dict for x in v) else "list"
+    if t is dict:
+        return "object"
+    return type(v).__name__
+
+
+_NO = object()
+
+
+def convert(v, kind: str):
+    """``v`` as a value of ``kind`` when that loses nothing, else _NO."""
+    t = type(v)
+    if kind == "number":
+        if t is str and _NUMBER.match(v):
+            n = float(v)
+            if not -MAX_NUMBER <= n <= MAX_NUMBER:
+                return _NO
+            if n.is_integer() and "." not in v and "e" not in v.lower():
+                return int(v)
+            return n
+    elif kind == "string":
+        if t is int:
+            return str(v)
+        if t is float:
+            return repr(v)
+        if t is bool:
+            return "true" if v else "false"
+    elif kind == "boolean":
+        if t is str and v in ("true", "false"):
+            return v == "true"
+    return _NO
+
+
+class TypeGuard:
+    def __init__(self, kinds: Optional[dict] = None):
+        self.kinds: dict[str, dict[str, str]] = kinds if kinds is not None else {}  # app -> lower name -> kind
+        self.version = 0  # the loop's count of changes (what a worker's copy was made from)
+        self.changes = 0  # every change here, for caches of what was checked against ``kinds``
+        # (app, name, kind) learned here: since take_learned() in the loop, since replace() in a worker
+        self.learned: list[tuple[str, str, str]] = []
+        self.spelling: dict[str, dict[str, str]] = {}  # app -> lower name -> the name as events spell it
+
+    def replace(self, kinds: dict, version: int) -> None:
+        """The kinds as the loop knows them (in a worker process)."""
+        self.kinds = kinds
+        self.version = version
+        self.learned = []
+        self.changes += 1
+
+    def kind(self, app: str, name: str) -> Optional[str]:
+        k = self.kinds.get(app)
+        return None if k is None else k.get(name.lower())
+
+    def check(self, app: str, name: str, v, learn: list):
+        """``v`` held to the kind learned for ``name`` (converted without loss
+        where it can be); raises Fail(type_conflict). A property not learned yet
+        is added to ``learn`` as (name, kind), learned once the event is written."""
+        kinds = self.kinds.get(app)
+        low = name.lower()
+        want = None if kinds is None else kinds.get(low)
+        spelled = self.spelling.get(app)
+        if spelled is None:
+            spelled = self.spelling[app] = {}
+        if low not in spelled:
+            spelled[low] = name
+            self.changes += 1
+        have = kind_of(v)
+        if want is None:
+            learn.append((name, have))
+            return v
+        if have == want or (want == "string" and have == "time"):
+            return v
+        c = convert(v, want)
+        if c is not _NO:
+            return c
+        raise Fail(f"type_conflict: {name!r} is a {want} in app {app} (learned from its first value); this "
+                   f"value is a {have} ({short(v)}), which ThinkingData would store as null")
+
+    def learn(self, app: str, learned: list) -> None:
+        """An event was written: what it showed first becomes the rule."""
+        kinds = self.kinds.setdefault(app, {})
+        for name, kind in learned:
+            low = name.lower()
+            if low not in kinds:
+                kinds[low] = kind
+                self.learned.append((app, low, kind))
+                self.version += 1
+                self.changes += 1
+
+    def take_learned(self) -> list:
+        out, self.learned = self.learned, []
+        return out
+
+    def forget(self, app: str, name: str) -> bool:
+        kinds = self.kinds.get(app)
+        if not kinds or kinds.pop(name.lower(), None) is None:
+            return False
+        self.version += 1
+        self.changes += 1
+        return True
+
+    def conflicts(self, assumed: list) -> bool:
+        """Whether a worker's learning (``assumed``, in batch order after what is
+        here) disagrees with a kind known here; if not, it is learned here."""
+        for app, low, kind in assumed:
+            have = self.kind(app, low)
+            if have is not None and have != kind:
+                return True
+        for app, low, kind in assumed:
+            self.learn(app, [(low, kind)])
+        return False
