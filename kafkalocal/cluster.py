@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kafkalocal.common import KAFKA_VERSION, LOG4J, KafkaLocalError, log
-from kafkalocal.jars import ensure_jars
+from kafkalocal.jars import cache_dir, ensure_jars
 from kafkalocal.ports import distinct_ports
 
 START_TIMEOUT_S = 120.0

@@ -1,13 +1,13 @@
 """``shipper tail``: the loop that runs the stages, and its timers.
 
-    watcher      shipper/watcher.py     inotify records and scans -> typed file events
-    prospector   shipper/prospector.py  the table of tailers: events -> opens, rotation,
-                                        start positions, the EOF policy
-    tailers      shipper/tailer.py      one per file: descriptor, read position, state
-    publisher    shipper/publisher.py   framed lines -> Kafka; delivery reports ->
-                 shipper/acks.py        each file's acks, which alone move its delivered offset
-    checkpoint   shipper/checkpoint.py  delivered offsets -> offsets.FilePositions
-    stats        shipper/stats.py       counters; the snapshot metrics and the stats line read
+    watcher      shipper/files/watcher.py     inotify records and scans -> typed file events
+    prospector   shipper/files/prospector.py  the table of tailers: events -> opens, rotation,
+                                              start positions, the EOF policy
+    tailers      shipper/files/tailer.py      one per file: descriptor, read position, state
+    publisher    shipper/delivery/publisher.py  framed lines -> Kafka; delivery reports ->
+                 shipper/files/acks.py        each file's acks, which alone move its delivered offset
+    checkpoint   shipper/delivery/checkpoint.py  delivered offsets -> offsets.FilePositions
+    stats        shipper/stats.py             counters; the snapshot metrics and the stats line read
 
 One thread runs them all, in this loop; watchdog's observer thread only queues
 inotify records and wakes it, and the metrics server's thread reads the snapshot
@@ -22,22 +22,24 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Callable
 
-from mulog.fleet import Heartbeat, host_name
 from mulog.config import ConfigError
 from mulog.files import signature
+from mulog.fleet import host_name
+from mulog.runtime import signals
 from mulog.runtime.sdnotify import Notifier
+from mulog.runtime.skeleton import Skeleton
+from mulog.runtime.timers import Every
 from offsets import FilePositions, StateDB
 
 from shipper.delivery.checkpoint import Checkpoint
 from shipper.config import Input, ShipperSettings
 from shipper.files.prospector import Prospector
 from shipper.delivery.publisher import Publisher, Stopping
-from shipper.stats import SNAPSHOT_S, Counters, FileView, Rates, Snapshot
+from shipper.stats import SNAPSHOT_S, FileView, Rates, Snapshot, counters
 from shipper.files.room import Split, room_for_files
 from shipper.files.tailer import ACTIVE
 from shipper.files.watcher import Watcher
@@ -57,22 +59,6 @@ def _view(t) -> FileView:
     return FileView(t.path, t.identity, t.size_now(), t.delivered)
 
 
-class Every:
-    """A timer of the loop: ``due(now)`` is True once per ``interval``."""
-
-    __slots__ = ("interval", "next")
-
-    def __init__(self, interval: float, now: float):
-        self.interval = interval
-        self.next = now + interval
-
-    def due(self, now: float) -> bool:
-        if now < self.next:
-            return False
-        self.next = now + self.interval
-        return True
-
-
 class Shipper:
     def __init__(self, settings: ShipperSettings, reload: Callable[[], ShipperSettings] | None = None,
                  config_file: str | os.PathLike | None = None):
@@ -81,7 +67,7 @@ class Shipper:
         self.reloader = reload
         self.config_file = config_file
         self.host = host_name(settings.conf.host)
-        self.counters = Counters()
+        self.counters = counters()
         self.wake = threading.Event()
         self.stopping = False
         self.reload_wanted = False
@@ -105,8 +91,7 @@ class Shipper:
         self.prospector.save_now = self.save
         self.rates = Rates()
         self.snapshot: Snapshot = self.take_snapshot()
-        self.metrics = None
-        self.beat = None
+        self.skeleton = Skeleton("shipper", settings.bootstrap_servers, self.host)
         self._config_sig = self._config_signature()
 
     def _configure(self, s: ShipperSettings, added) -> None:
@@ -128,9 +113,7 @@ class Shipper:
         self.wake.set()
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+        signals.handle(self.request_stop, self.request_reload)
 
     # ---------------------------------------------------------------- run
     def run(self) -> int:
@@ -138,18 +121,15 @@ class Shipper:
         pr = self.prospector
         log.info("shipper starting: %d input(s), Kafka at %s, host %s", len(pr.inputs),
                  self.settings.bootstrap_servers, self.host)
-        if c.metrics.enabled:
-            from shipper.ops.metrics import DEFAULT_PORT, serve
+        from shipper.ops.metrics import routes, samples
 
-            try:
-                self.metrics = serve(lambda: self.snapshot, self.counters.inst, c.metrics.host, c.metrics.port,
-                                     self.settings.bootstrap_servers)
-            except OSError as e:
-                log.error("cannot serve metrics on %s:%d: %s", c.metrics.host, c.metrics.port or DEFAULT_PORT,
-                          e.strerror or e)
-                self.fatal = f"metrics: {e}"
-                return self.shutdown()
-        self.beat = heartbeat(self)
+        try:
+            self.skeleton.serve_metrics(c.metrics, lambda: samples(self.snapshot, self.counters),
+                                        routes(lambda: self.snapshot, self.settings.bootstrap_servers))
+        except OSError as e:
+            self.fatal = f"metrics: {e}"
+            return self.shutdown()
+        self.skeleton.beat(c.fleet, heartbeat_figures(self))
         room_for_files(c.max_open_files)
         try:
             self.watcher.plan(pr.inputs)
@@ -238,15 +218,11 @@ class Shipper:
             log.warning("%d lines were not acknowledged by Kafka in time; they will be sent again at the "
                         "next start", pub.inflight_msgs)
         pub.close()
-        if self.beat is not None:
-            self.beat.abandon() if self.fatal else self.beat.stop()
-        if self.metrics is not None:
-            self.metrics.shutdown()
-            self.metrics = None
+        self.skeleton.close(clean=not self.fatal)
         self.prospector.close_all()
         self.db.close()
         self.notify.close()
-        v = self.counters.inst.values()
+        v = self.counters.values()
         log.info("stopped: %d lines sent, %d acknowledged; positions of %d files saved (%d changed)",
                  v["lines_sent"], v["lines_acked"], len(self.tailers), n)
         return 1 if self.fatal else 0
@@ -346,7 +322,7 @@ class Shipper:
         """What other threads may read (the metrics server): figures, never live objects."""
         views, n_open = self.split.views(_view)
         pub = self.publisher
-        return Snapshot(taken=time.time(), counters=self.counters.inst.values(), files=views, files_open=n_open,
+        return Snapshot(taken=time.time(), counters=self.counters.values(), files=views, files_open=n_open,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
                         kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
                         save_errors=self.checkpoint.errors, stopping=self.stopping)
@@ -362,11 +338,8 @@ class Shipper:
                         "lines_sent": snap.counters["lines_sent"], "lines_cut": snap.counters["lines_cut"]})
 
 
-def heartbeat(sh: Shipper):
-    """This shipper's record in the fleet topic (mulog/fleet.py); None when fleet.enabled is off."""
-    f = sh.conf.fleet
-    if not f.enabled:
-        return None
+def heartbeat_figures(sh: Shipper):
+    """What this shipper's fleet record (mulog/fleet.py) says, from its snapshot."""
     last = {"acked": -1, "at": None}
 
     def figures() -> dict:
@@ -378,4 +351,4 @@ def heartbeat(sh: Shipper):
                 "lines_waiting": snap.queue_lines, "kafka_up": snap.kafka_up, "lines_acked": acked,
                 "last_ack": last["at"]}
 
-    return Heartbeat(sh.settings.bootstrap_servers, f.topic, sh.host, "shipper", f.interval_s, figures).start()
+    return figures

@@ -1,6 +1,7 @@
 """What the shipper counts, and the snapshot other threads read.
 
-``Counters``: one mulog.runtime.instrument.Instruments for the program. An event worth
+``ShipperCounters``: every counter of the program, declared in one place and
+built as one mulog.runtime.instrument.Instruments by ``counters()``. An event worth
 knowing (a cut line, a truncation, a refused chunk, a full producer queue, a
 Kafka error, positions that could not be saved) is one call that logs it
 (rate-limited), counts it and is exported to Prometheus; the hot path only adds
@@ -19,47 +20,40 @@ import time
 
 import msgspec
 
-from mulog.runtime.instrument import Instruments
+from mulog.runtime.instrument import Instruments, counter, event
 
 SNAPSHOT_S = 0.25  # how often the loop publishes a snapshot
 
 
-class Counters:
-    def __init__(self):
-        inst = self.inst = Instruments("shipper")
-        tlog = logging.getLogger("shipper.tailer")
-        plog = logging.getLogger("shipper.publisher")
-        slog = logging.getLogger("shipper")
-        self.lines_read = inst.counter("lines_read", "Lines framed from files (empty lines included; they are "
-                                                     "not sent)")
-        self.lines_sent = inst.counter("lines_sent", "Lines handed to the Kafka producer (a re-sent line counts "
-                                                     "again)")
-        self.lines_acked = inst.counter("lines_acked", "Lines Kafka acknowledged")
-        self.bytes_sent = inst.counter("bytes_sent", "File bytes (newlines included) of the lines handed to the "
-                                                     "producer")
-        self.lines_empty = inst.counter("lines_empty", "Empty lines skipped")
-        self.lines_cut = inst.event("lines_cut", "Lines longer than max_line_bytes, cut", plog)
-        self.truncations = inst.event("truncations", "Files found truncated (copytruncate) and read again from 0",
-                                      tlog)
-        self.chunk_errors = inst.event("chunk_errors", "Read chunks Kafka refused (sent again)", tlog,
-                                       logging.ERROR)
-        self.queue_full = inst.event("producer_queue_full", "Times produce() met a full producer queue and "
-                                                            "waited for room", plog)
-        self.kafka_errors = inst.event("kafka_errors", "Errors the Kafka producer reported (not fatal)", plog)
-        self.kafka_unreachable = inst.event("kafka_unreachable", "Times Kafka became unreachable", plog)
-        self.save_failures = inst.event("positions_not_saved", "Checkpoints whose positions could not be stored "
-                                                               "(tried again)", slog, logging.ERROR, first=1,
-                                        every=100)
-        self.open_errors = inst.event("open_errors", "Files an input wants that could not be opened (logged once "
-                                                     "per file)", slog)
-        self.not_shipped = inst.event("files_not_shipped", "Files an input's glob matches whose name does not match "
-                                                           "its log_name_pattern (logged once per file)", slog)
-        self.read_errors = inst.counter("read_errors", "Files closed after a read error (logged each time)")
-        self.scans = inst.counter("scans", "Scans of the inputs' globs (periodic, and at most one per "
-                                           "debounce interval after inotify events)")
-        self.files_opened = inst.counter("files_opened", "Files opened for reading (new, found again or reopened)")
-        self.files_finished = inst.counter("files_finished", "Rotated or deleted files read to their end, every "
-                                                             "line acknowledged, and closed")
+class ShipperCounters:
+    """Every counter of ``shipper tail``, exported as ``shipper_<name>_total``."""
+
+    lines_read = counter("Lines framed from files (empty lines included; they are not sent)")
+    lines_sent = counter("Lines handed to the Kafka producer (a re-sent line counts again)")
+    lines_acked = counter("Lines Kafka acknowledged")
+    bytes_sent = counter("File bytes (newlines included) of the lines handed to the producer")
+    lines_empty = counter("Empty lines skipped")
+    lines_cut = event("Lines longer than max_line_bytes, cut", "shipper.publisher")
+    truncations = event("Files found truncated (copytruncate) and read again from 0", "shipper.tailer")
+    chunk_errors = event("Read chunks Kafka refused (sent again)", "shipper.tailer", logging.ERROR)
+    producer_queue_full = event("Times produce() met a full producer queue and waited for room", "shipper.publisher")
+    kafka_errors = event("Errors the Kafka producer reported (not fatal)", "shipper.publisher")
+    kafka_unreachable = event("Times Kafka became unreachable", "shipper.publisher")
+    positions_not_saved = event("Checkpoints whose positions could not be stored (tried again)", "shipper",
+                                logging.ERROR, first=1, every=100)
+    open_errors = event("Files an input wants that could not be opened (logged once per file)", "shipper")
+    files_not_shipped = event("Files an input's glob matches whose name does not match its log_name_pattern "
+                              "(logged once per file)", "shipper")
+    read_errors = counter("Files closed after a read error (logged each time)")
+    scans = counter("Scans of the inputs' globs (periodic, and at most one per debounce interval after inotify "
+                    "events)")
+    files_opened = counter("Files opened for reading (new, found again or reopened)")
+    files_finished = counter("Rotated or deleted files read to their end, every line acknowledged, and closed")
+
+
+def counters() -> Instruments:
+    """The program's counters, as ShipperCounters declares them."""
+    return Instruments.declared("shipper", ShipperCounters)
 
 
 class FileView(msgspec.Struct, frozen=True):

@@ -145,6 +145,7 @@ class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     transform: TransformConf = msgspec.field(default_factory=TransformConf)
     checkpoint: CheckpointConf = msgspec.field(default_factory=CheckpointConf)
     workers: int = 0
+    stats_interval_s: float = 30.0  # how often the stats line is logged
     retry: RetryConf = msgspec.field(default_factory=RetryConf)
     exactly_once: ExactlyOnceConf = msgspec.field(default_factory=ExactlyOnceConf)
     control: ControlConf = msgspec.field(default_factory=ControlConf)
@@ -156,6 +157,8 @@ class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self):
         if self.workers < 0:
             raise ValueError("workers: expected 0 (one per core) or more")
+        if self.stats_interval_s <= 0:
+            raise ValueError("stats_interval_s: expected a number greater than 0")
 
 
 @dataclass

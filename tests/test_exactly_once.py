@@ -64,7 +64,7 @@ def _dir_bytes(path: Path) -> int:
 def test_marks_of_10000_sources_stay_small_and_expire(tmp_path, capsys):
     """10,000 shipper files' marks: what they cost in the store and how they go
     once unseen for forget_after_s (pure: a real RocksDB, no broker)."""
-    from mulog.runtime.instrument import Instruments
+    from sink.counters import counters
     from offsets import Batch, SourceMarks, StateDB
     from sink.pipeline.marks import Marks
     from sink.ta.uuids import source_key
@@ -72,7 +72,7 @@ def test_marks_of_10000_sources_stay_small_and_expire(tmp_path, capsys):
     keys = [source_key((b"game-%03d" % (i % 300), b"fd01:%x:%08x" % (i, i * 7919))) for i in range(10_000)]
     with StateDB(tmp_path / "db", "mtga") as db:
         empty = _dir_bytes(tmp_path / "db")
-        marks = Marks(db, forget_after_s=3600, inst=Instruments("t"))
+        marks = Marks(db, forget_after_s=3600, inst=counters())
         old = time.time() - 7200
         marks.advance({k: (0, 1_000_000 + i) for i, k in enumerate(keys[:5000])}, now=old)  # unseen for 2 h
         marks.advance({k: (0, 2_000_000 + i) for i, k in enumerate(keys[5000:])})

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from mtga_helpers import produce, stored_offsets, wait_for, write_conf, write_settings
 from mulog import sample
-from mulog.runtime.instrument import Instruments
+from sink.counters import counters
 from offsets import FailedEvent, FailureQueue, StateDB
 
 APPS = (24, 25, 26)
@@ -190,7 +190,7 @@ def test_a_failed_group_commit_is_made_again_at_the_next_checkpoint(kafka, topic
     member.subscribe([topic])
     wait_for(lambda: (member.poll(0.2), member.assignment())[1], 30, "the member's assignment")
     with StateDB(tmp_path / "db", "mtga") as db:
-        inst = Instruments("mtga")
+        inst = counters()
         ck = Checkpoint(db, lambda: None, True, inst)
         src = Source(s, ck, inst, lambda keys, lost: None)
         src.consumer = src.new_consumer()
@@ -236,7 +236,7 @@ def test_checkpoint_order_flush_then_store_then_commit(tmp_path):
             steps.append(("commit", dict(offsets)))
             return []
 
-        ck = Checkpoint(db, flush, True, Instruments("mtga"))
+        ck = Checkpoint(db, flush, True, counters())
         key = ("t", 0)
         ck.start(key, 10, None, None)
         ck.advance([_It("t", 0, 10), _It("t", 0, 19)], {key})
@@ -285,7 +285,7 @@ def test_retry_back_off_doubles_per_attempt_up_to_the_cap(tmp_path):
                 sync=True)
         pool = Pool(tmp_path / "settings", 1)
         r = Retrier(fq, pool, LogBusWriter(tmp_path / "out"), RetryConf(initial_backoff_s=5, max_backoff_s=30, batch=10),
-                    Instruments("mtga"), lambda: None)
+                    counters(), lambda: None)
         now = fq.peek(1)[0].not_before
         waits = []
         try:

@@ -253,7 +253,7 @@ def test_max_line_must_fit_in_a_kafka_message(tmp_path):
 
 def _tailer(tmp_path, data: bytes, name: str = "t.log"):
     from shipper.config import Input
-    from shipper.stats import Counters
+    from shipper.stats import counters
     from shipper.files.tailer import Tailer
 
     p = tmp_path / name
@@ -261,7 +261,7 @@ def _tailer(tmp_path, data: bytes, name: str = "t.log"):
     fd = os.open(p, os.O_RDONLY)
     st = os.fstat(fd)
     inp = Input(paths=[str(p)], topic="t", app_id=1, log_name="x")
-    return Tailer(st.st_dev, st.st_ino, str(p), fd, inp, "x", 0, (0, 0), "host", Counters())
+    return Tailer(st.st_dev, st.st_ino, str(p), fd, inp, "x", 0, (0, 0), "host", counters())
 
 
 def test_a_refused_chunk_holds_the_position_and_is_read_again(tmp_path):
@@ -358,7 +358,7 @@ def test_the_publisher_sorts_delivery_reports(kafka, tmp_path):
         chunks[2](KafkaError(KafkaError._PURGE_QUEUE), None)
         assert t.delivered == 2 and t.acks.refused == KafkaError(KafkaError._UNKNOWN_PARTITION).str()
         assert (pub.inflight_msgs, pub.inflight_bytes) == (0, 0)
-        v = t.counters.inst.values()
+        v = t.counters.values()
         assert (v["lines_acked"], v["chunk_errors"]) == (1, 1)
     finally:
         pub.close()
@@ -500,14 +500,14 @@ def test_a_file_renamed_while_judged_keeps_the_name_its_lines_were_written_under
     away after it was read from); renamed to a name an input wants, they carry that."""
     from shipper.config import Input
     from shipper.files.prospector import Prospector
-    from shipper.stats import Counters
+    from shipper.stats import counters
     from shipper.files.tailer import ACTIVE, DRAINING
     from shipper.files.watcher import Created, Moved
 
     p = tmp_path / "fast.log"
     p.write_bytes(b"a line of the game\n")
     inp = Input(paths=[str(tmp_path / "*.log")], topic="t", app_id=1, log_name="x")
-    pr = Prospector(None, [], None, "host", Counters(), new_store=False)
+    pr = Prospector(None, [], None, "host", counters(), new_store=False)
     pr.configure([inp], [inp], 1.0, 300.0)
     st = os.stat(p)
     pr.apply(Created(str(p), inp, st))

@@ -1,11 +1,16 @@
 """One instrumentation path: an event worth knowing is one call that logs it
 (the first few times, then every so often), counts it and feeds Prometheus.
 
-    inst = Instruments("mtga")
-    kafka_errors = inst.event("kafka_errors", "Errors the Kafka client reported", log)
-    kafka_errors("kafka: %s", err)     # logged, counted, exported as mtga_kafka_errors_total
-    consumed = inst.counter("events_consumed", "Events taken from Kafka")
-    consumed.value += len(batch)      # hot paths only add to a number
+Each program declares all its counters in one class (shipper/stats.py,
+sink/counters.py), one line each, and gets them as one ``Instruments``:
+
+    class MtgaCounters:
+        events_consumed = counter("Events taken from Kafka")
+        kafka_errors = event("Errors the Kafka client reported", "mtga")
+
+    inst = Instruments.declared("mtga", MtgaCounters)
+    inst.kafka_errors("kafka: %s", err)   # logged, counted, exported as mtga_kafka_errors_total
+    inst.events_consumed.value += n       # hot paths only add to a number
 
 ``samples()`` gives every counter to the metrics server and ``values()`` to a
 status snapshot, so nothing is counted that nobody can see.
@@ -14,6 +19,7 @@ status snapshot, so nothing is counted that nobody can see.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Iterator
 
 
@@ -72,12 +78,46 @@ class Event(Counter):
         return False
 
 
+@dataclass(frozen=True)
+class counter:  # noqa: N801 - read as a declaration: ``lines_read = counter("...")``
+    """Declares a plain counter of a program (see ``Instruments.declared``)."""
+
+    help: str
+
+
+@dataclass(frozen=True)
+class event:  # noqa: N801 - read as a declaration: ``lines_cut = event("...", "shipper.publisher")``
+    """Declares a counted event said in the log ``logger`` (see ``Event``)."""
+
+    help: str
+    logger: str
+    level: int = logging.WARNING
+    first: int = 10
+    every: int = 100
+
+
 class Instruments:
     """The counters of one program."""
 
     def __init__(self, prefix: str):
         self.prefix = prefix
         self._all: dict[str, Counter] = {}
+
+    @classmethod
+    def declared(cls, prefix: str, declarations: type) -> "Instruments":
+        """The counters ``declarations`` (a class of ``counter`` and ``event``
+        attributes) declares, each reachable as an attribute of the same name."""
+        inst = cls(prefix)
+        for name, d in vars(declarations).items():
+            if isinstance(d, counter):
+                setattr(inst, name, inst.counter(name, d.help))
+            elif isinstance(d, event):
+                setattr(inst, name, inst.event(name, d.help, logging.getLogger(d.logger), d.level, d.first, d.every))
+        return inst
+
+    def __getattr__(self, name: str):
+        # only reached for a name that was not declared
+        raise AttributeError(f"{self.__dict__.get('prefix')} declares no counter {name!r}")
 
     def _add(self, c: Counter) -> Counter:
         if c.name in self._all:

@@ -28,17 +28,17 @@ if TYPE_CHECKING:
     from offsets import FilePositions, StateDB
 
     from shipper.files.copies import Copies
-    from shipper.stats import Counters
+    from mulog.runtime.instrument import Instruments
     from shipper.files.tailer import Tailer
 
 log = logging.getLogger("shipper")
 
 
 class Checkpoint:
-    def __init__(self, db: "StateDB", positions: "FilePositions", counters: "Counters"):
+    def __init__(self, db: "StateDB", positions: "FilePositions", counters: "Instruments"):
         self.db = db
         self.positions = positions
-        self.failures = counters.save_failures
+        self.failures = counters.positions_not_saved
         self.errors = 0  # saves in a row that failed
 
     def save(self, tailers: Iterable["Tailer"], copies: "Copies | None" = None, sync: bool = False) -> int:

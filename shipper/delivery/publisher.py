@@ -33,7 +33,7 @@ from mulog.kafkalog import Fold
 
 from shipper.files.acks import Chunk
 from shipper.files.framing import Frame
-from shipper.stats import Counters
+from mulog.runtime.instrument import Instruments
 from shipper.files.tailer import Tailer
 
 log = logging.getLogger("shipper.publisher")
@@ -60,7 +60,7 @@ class Stopping(Exception):
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, producer_conf: dict, counters: Counters,
+    def __init__(self, bootstrap: str, producer_conf: dict, counters: Instruments,
                  should_stop: Callable[[], bool], on_fatal: Callable[[str], None]):
         conf = dict(producer_conf)
         conf["bootstrap.servers"] = bootstrap
@@ -169,7 +169,7 @@ class Publisher:
                 self._wait_room()
 
     def _wait_room(self) -> None:
-        self.c.queue_full("producer queue full (%d lines, %d bytes waiting for Kafka): waiting for room",
+        self.c.producer_queue_full("producer queue full (%d lines, %d bytes waiting for Kafka): waiting for room",
                           len(self.producer), self.inflight_bytes)
         while True:
             served = self.poll(0.05)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from shipper.files.acks import FileAcks
     from shipper.config import Input
-    from shipper.stats import Counters
+    from mulog.runtime.instrument import Instruments
     from shipper.files.tailer import Tailer
 
 log = logging.getLogger("shipper")
@@ -260,7 +260,7 @@ class CopyRules:
     warned: set
     skipped: dict
     found_later: list
-    counters: "Counters"
+    counters: "Instruments"
     save_now: "Callable[[], object]"
     _open: Callable
 
@@ -338,7 +338,7 @@ class CopyRules:
     def _skip(self, t: "Tailer", why: str, *args) -> None:
         if t.path not in self.warned:
             self.warned.add(t.path)
-            self.counters.not_shipped(why, *args)
+            self.counters.files_not_shipped(why, *args)
         self.skipped[(t.dev, t.ino)] = t.size_now()
         t.to(CLOSED, "let go of %s: not shipped", t.path)
 

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from offsets import FilePosition, FilePositions
 
     from shipper.config import Input
-    from shipper.stats import Counters
+    from mulog.runtime.instrument import Instruments
     from shipper.files.watcher import Event, Watcher
 
 log = logging.getLogger("shipper")
@@ -69,7 +69,7 @@ ROTATED = "rotated: %s (%s) was renamed or deleted; reading it to its end"
 
 class Prospector(CopyRules, Room, StartRules):
     def __init__(self, positions: "FilePositions", stored: list["FilePosition"], watcher: "Watcher", host: str,
-                 counters: "Counters", new_store: bool):
+                 counters: "Instruments", new_store: bool):
         self.tailers: dict[Key, Tailer] = {}
         self.positions = positions
         self.watcher = watcher
@@ -145,7 +145,7 @@ class Prospector(CopyRules, Room, StartRules):
         ln = log_name_of(inp, path)
         if ln is None and path not in self.warned:
             self.warned.add(path)
-            self.counters.not_shipped("not shipped: the file name of %s does not match log_name_pattern %r", path,
+            self.counters.files_not_shipped("not shipped: the file name of %s does not match log_name_pattern %r", path,
                                       inp.log_name_pattern)
         return ln
 

@@ -54,7 +54,7 @@ from shipper.files.identity import FINGERPRINT_BYTES, file_identity, identity_cr
 if TYPE_CHECKING:
     from shipper.config import Input
 
-    from shipper.stats import Counters
+    from mulog.runtime.instrument import Instruments
 
 log = logging.getLogger("shipper.tailer")
 
@@ -71,7 +71,7 @@ _OPEN = (ACTIVE, DRAINING, RETIRING)  # states that keep a descriptor
 class Tailer:
     changes = 0  # counts tailers made and turned cold or warm: the loop's list of warm tailers is made again
     def __init__(self, dev: int, ino: int, path: str, fd: int, inp: "Input", log_name: str | None,
-                 start: int, fp: tuple[int, int], host: str, counters: "Counters", *, size: int = 0,
+                 start: int, fp: tuple[int, int], host: str, counters: "Instruments", *, size: int = 0,
                  gen: int = 0, src: Source | None = None, judging: bool = False):
         self.dev = dev
         self.ino = ino

@@ -1,4 +1,5 @@
-"""Prometheus metrics of ``shipper tail`` (``metrics.enabled``; default port 9465).
+"""Prometheus metrics of ``shipper tail`` (``metrics.enabled``; default port 9465,
+mulog/runtime/skeleton.py).
 
 Read at scrape time, in the HTTP server's thread, from the snapshot the loop
 publishes every few hundred milliseconds (shipper/stats.py): every counter of the
@@ -14,12 +15,8 @@ from typing import Callable
 
 from mulog.runtime.health import Check, loop_check
 from mulog.runtime.instrument import Instruments
-from mulog.runtime.metrics import MetricsServer
-from mulog.runtime.metrics import serve as _serve
 
 from shipper.stats import Snapshot
-
-DEFAULT_PORT = 9465
 
 
 def samples(snap: Snapshot, inst: Instruments):
@@ -67,9 +64,6 @@ def ready(snap: Snapshot, bootstrap: str) -> list[Check]:
     ]
 
 
-def serve(snapshot: Callable[[], Snapshot], inst: Instruments, host: str, port: int,
-          bootstrap: str = "") -> MetricsServer:
-    """Serve the figures of ``snapshot()`` (the loop's last one) and ``inst``'s counters,
-    and ``/health`` and ``/ready`` from the same snapshot."""
-    routes = {"/health": lambda: health(snapshot()), "/ready": lambda: ready(snapshot(), bootstrap)}
-    return _serve(lambda: samples(snapshot(), inst), host, port or DEFAULT_PORT, routes)
+def routes(snapshot: Callable[[], Snapshot], bootstrap: str = "") -> dict:
+    """``/health`` and ``/ready``, from the loop's last snapshot."""
+    return {"/health": lambda: health(snapshot()), "/ready": lambda: ready(snapshot(), bootstrap)}

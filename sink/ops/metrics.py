@@ -7,8 +7,6 @@ import time
 from typing import TYPE_CHECKING
 
 from mulog.runtime.health import Check, loop_check
-from mulog.runtime.metrics import MetricsServer
-from mulog.runtime.metrics import serve as _serve
 
 if TYPE_CHECKING:
     from mulog.fleet import Heartbeat
@@ -72,8 +70,7 @@ def ready(snap: "Snapshot", bootstrap: str) -> list[Check]:
     ]
 
 
-def serve(svc: "Service", host: str, port: int, beat: "Heartbeat | None" = None) -> MetricsServer:
-    """``/metrics``, ``/health`` and ``/ready``, all from ``svc.snapshot``."""
+def routes(svc: "Service") -> dict:
+    """``/health`` and ``/ready``, from ``svc.snapshot``."""
     bootstrap = svc.s.bootstrap_servers
-    routes = {"/health": lambda: health(svc.snapshot), "/ready": lambda: ready(svc.snapshot, bootstrap)}
-    return _serve(lambda: samples(svc, beat), host, port, routes)
+    return {"/health": lambda: health(svc.snapshot), "/ready": lambda: ready(svc.snapshot, bootstrap)}

@@ -12,10 +12,11 @@ batches delivered before it, so a supervisor's restart loses nothing.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
-from mulog.runtime import allocator
+from mulog.fleet import host_name
+from mulog.runtime import allocator, signals
+from mulog.runtime.skeleton import Skeleton
 
 from sink.config import MtgaSettings
 from sink.pipeline.service import Service
@@ -117,6 +118,7 @@ def control_handlers(svc: Service) -> dict:
 def run_foreground(s: MtgaSettings, ready=None) -> int:
     """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
     from sink.ops.control import ControlServer
+    from sink.ops.metrics import routes, samples
 
     allocator.tune()
     try:
@@ -127,16 +129,19 @@ def run_foreground(s: MtgaSettings, ready=None) -> int:
             ready(str(e))
         raise
 
-    signal.signal(signal.SIGTERM, svc.request_stop)
-    signal.signal(signal.SIGINT, svc.request_stop)
-    signal.signal(signal.SIGHUP, svc.request_recheck)
+    signals.handle(svc.request_stop, svc.request_recheck)
     server.start()
-    beat = heartbeat(s, svc)
-    metrics = None
-    if s.conf.metrics.enabled:
-        from sink.ops.metrics import serve
-
-        metrics = serve(svc, s.conf.metrics.host, s.conf.metrics.port or 9464, beat)
+    skeleton = Skeleton("mtga", s.bootstrap_servers, host_name(s.conf.host))
+    beat = skeleton.beat(s.conf.fleet, heartbeat_figures(svc), watch=True)
+    try:
+        skeleton.serve_metrics(s.conf.metrics, lambda: samples(svc, beat), routes(svc))
+    except OSError as e:
+        if ready:
+            ready(f"metrics: {e.strerror or e}")
+        server.stop()
+        skeleton.close(clean=False)
+        svc.shutdown()
+        return 1
     if ready:
         ready(None)
     clean = False
@@ -149,20 +154,12 @@ def run_foreground(s: MtgaSettings, ready=None) -> int:
         return 1
     finally:
         server.stop()
-        if beat is not None:
-            beat.stop() if clean else beat.abandon()
-        if metrics is not None:
-            metrics.shutdown()
+        skeleton.close(clean)
     return 0
 
 
-def heartbeat(s: MtgaSettings, svc: Service):
-    """This process's record in the fleet topic (mulog/fleet.py), with the table of
-    the others read back for the silent-hosts gauge; None when fleet.enabled is off."""
-    f = s.conf.fleet
-    if not f.enabled:
-        return None
-    from mulog.fleet import Heartbeat, host_name
+def heartbeat_figures(svc: Service):
+    """What this process's fleet record (mulog/fleet.py) says, from the loop's snapshot."""
 
     def figures() -> dict:
         snap = svc.snapshot
@@ -170,5 +167,4 @@ def heartbeat(s: MtgaSettings, svc: Service):
                 "failure_queue": snap.failure_queue, "last_checkpoint": snap.last_checkpoint,
                 "stalled": bool(snap.stalled or snap.checkpoint_error), "events_per_s": round(snap.events_per_s, 1)}
 
-    return Heartbeat(s.bootstrap_servers, f.topic, host_name(s.conf.host), "mtga", f.interval_s, figures,
-                     watch=True).start()
+    return figures

@@ -52,13 +52,10 @@ class Checkpoint:
         self.extras: list[Callable[[Batch], Optional[Callable[[], None]]]] = []
         self.error: Optional[str] = None
         self.last: float = 0.0  # time of the last save that stored something
-        self.saves = inst.counter("checkpoints", "Checkpoints that stored offsets")
-        self.failures = inst.event("checkpoint_failures", "Checkpoints that could not flush the output or store "
-                                   "the offsets (tried again at the next one)", log, logging.ERROR)
-        self.went_back = inst.event("offsets_went_back", "Batches whose offsets were below their partition's next "
-                                    "offset (the consumer was reset); the offset did not move", log)
-        self.commit_failures = inst.event("commit_failures", "Commits of stored offsets to the consumer group that "
-                                          "failed (made again at the next checkpoint)", log)
+        self.saves = inst.checkpoints
+        self.failures = inst.checkpoint_failures
+        self.went_back = inst.offsets_went_back
+        self.commit_failures = inst.commit_failures
 
     # ------------------------------------------------------------ assignment
     def local(self, key: TP) -> Optional[int]:

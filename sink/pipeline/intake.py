@@ -72,7 +72,7 @@ class Source:
         self.assigned: frozenset = frozenset()
         self.contacted = False  # the group answered once (an assignment, even an empty one)
         self.down_since: Optional[float] = None  # time.time() when every broker became unreachable
-        self.kafka_errors = inst.counter("kafka_errors", "Errors the Kafka consumer reported")
+        self.kafka_errors = inst.kafka_errors
         self.fold = Fold(logging.getLogger("mtga.kafka"))  # repeated client errors said once a minute
 
     @property

@@ -44,9 +44,8 @@ class Marks:
         self.changed: set[bytes] = set()
         self.forget_after_s = forget_after_s
         self.next_sweep = time.monotonic() + SWEEP_S
-        self.duplicates = inst.counter("events_duplicate", "Events skipped because their source's mark was at or "
-                                       "past their position (handled before: a copy)")
-        self.expired = inst.counter("marks_expired", "Source marks forgotten after forget_after_s unseen")
+        self.duplicates = inst.events_duplicate
+        self.expired = inst.marks_expired
 
     def advance(self, sources: dict, now: Optional[float] = None) -> None:
         """A batch was delivered: ``sources`` maps a source key to the (first,

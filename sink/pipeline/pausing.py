@@ -43,11 +43,9 @@ class Pausing:
         self.rewind: dict[TP, int] = {}  # seeks still to make (a failed seek is tried again)
         self.paused: dict[TP, float] = {}  # held partitions -> monotonic time to resume them
         self.backoffs: dict[TP, Backoff] = {}
-        self.stalls = inst.event("stalls", "Batches that neither the output nor the failure queue could take "
-                                 "(their partitions paused and sought back)", log, logging.ERROR)
-        self.seek_failures = inst.event("seek_failures", "Seeks back after a stall that failed (tried again)", log)
-        self.skipped = inst.counter("skipped_past_rewind", "Messages fetched past the rewind point of a partition "
-                                    "whose seek back has not worked yet (they come again after it)")
+        self.stalls = inst.stalls
+        self.seek_failures = inst.seek_failures
+        self.skipped = inst.skipped_past_rewind
 
     @property
     def active(self) -> bool:

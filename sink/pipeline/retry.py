@@ -41,10 +41,9 @@ class Retrier:
         self.changed = changed  # the queue changed: the next checkpoint syncs the store
         self.store_types = store_types  # property types learned, kept before their lines are written
         self.error: str | None = None
-        self.ok = inst.counter("events_retried_ok", "Failure-queue entries processed on retry")
-        self.again = inst.counter("events_retried_failed", "Failure-queue entries that failed again on retry")
-        self.errors = inst.event("retry_errors", "Retry rounds skipped because the failure queue or the output "
-                                 "could not be read or written", log, logging.ERROR, first=1, every=60)
+        self.ok = inst.events_retried_ok
+        self.again = inst.events_retried_failed
+        self.errors = inst.retry_errors
 
     def backoff(self, attempts: int) -> float:
         return delay(attempts, self.conf.initial_backoff_s, self.conf.max_backoff_s)

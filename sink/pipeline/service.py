@@ -34,8 +34,8 @@ from typing import Optional
 
 from confluent_kafka import KafkaError
 
-from mulog.runtime.instrument import Instruments
 from mulog.runtime.sdnotify import Notifier
+from mulog.runtime.timers import Every
 from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError, reason_code
 
 from sink.ta.batch import Item, first_offsets
@@ -43,6 +43,7 @@ from sink.pipeline.checkpoint import Checkpoint
 from sink.pipeline.marks import Marks
 from sink.pipeline.recovery import recover, starting_point
 from sink.config import MtgaSettings
+from sink.counters import counters
 from sink.pipeline.pausing import Pausing
 from sink.pipeline.retry import Retrier
 from sink.pipeline.snapshot import Snapshot
@@ -55,6 +56,8 @@ log = logging.getLogger("mtga")
 
 STORAGE_ERRORS = (SinkError, StateError, OSError)  # what stalls a batch; anything else is a bug
 SNAPSHOT_S = 0.2  # how often the snapshot other threads read is renewed
+LAG_S = 2.0  # how often the partitions' lag is looked at (and a broker probed while Kafka is down)
+RETRY_S = 1.0  # how often the failure queue is looked at for entries due again
 
 
 class Service:
@@ -73,11 +76,11 @@ class Service:
                 "where it has one, else from auto_offset_reset=%s", s.state_dir / "db",
                 " while the output folder already holds files (was the state folder removed?)" if earlier else "",
                 c.kafka.auto_offset_reset)
-        self.inst = inst = Instruments("mtga")
-        self.consumed = inst.counter("events_consumed", "Events taken from Kafka")
-        self.written = inst.counter("events_written", "Track lines written to LogBus files")
-        self.filtered = inst.counter("events_filtered", "Events filtered out by settings")
-        self.failed = inst.counter("events_failed", "Events sent to the failure queue")
+        self.inst = inst = counters()
+        self.consumed = inst.events_consumed
+        self.written = inst.events_written
+        self.filtered = inst.events_filtered
+        self.failed = inst.events_failed
         self.fixed: collections.Counter = collections.Counter()  # rule -> events fixed as their app's settings say
         self.failed_by: collections.Counter = collections.Counter()  # reason code -> events queued
         self.fq = FailureQueue(self.db)
@@ -120,10 +123,8 @@ class Service:
         log.info("consuming %s as group %s from %s; output %s; %d worker(s)", ", ".join(topics),
                  c.kafka.group_id, self.s.bootstrap_servers, self.s.output_dir, self.pool.workers)
         now = time.monotonic()
-        next_ckpt = now + c.checkpoint.interval_s
-        next_retry = now + 1.0
-        next_stats = now + 30.0
-        next_lag = next_snap = now
+        ckpt, retry, stats = Every(c.checkpoint.interval_s, now), Every(RETRY_S, now), Every(c.stats_interval_s, now)
+        lag, snap = Every(LAG_S, now, first=now), Every(SNAPSHOT_S, now, first=now)
         batch = c.kafka.batch_size
         clean = False
         try:
@@ -144,24 +145,19 @@ class Service:
                 self.notify.watchdog(now)
                 if self.source.contacted and not self.notify.is_ready:
                     self.notify.ready(f"consuming {', '.join(topics)} as group {c.kafka.group_id}")
-                if now >= next_lag:
+                if lag.due(now):
                     self.lags = self.source.lags(self.checkpoint.next)
                     self.source.probe_if_down()
-                    next_lag = now + 2.0
-                if now >= next_ckpt:
+                if ckpt.due(now):
                     self._drain(everything=True)
                     self.save()
-                    next_ckpt = now + c.checkpoint.interval_s
-                if now >= next_retry:
+                if retry.due(now):
                     self.retry.round()
-                    next_retry = now + 1.0
-                if now >= next_stats:
+                if stats.due(now):
                     self._stats_line()
-                    next_stats = now + 30.0
-                if now >= next_snap:
+                if snap.due(now):
                     self._sample(now)
                     self.snapshot = self._take_snapshot()
-                    next_snap = now + SNAPSHOT_S
             clean = True
         finally:
             self.shutdown(clean)
