@@ -1,12 +1,13 @@
 # The two commands that do all set-up themselves:
 #   make demo   sample game logs -> shipper -> local Kafka -> mtga -> LogBus files
 #   make test   the whole test suite against a local Kafka the suite starts itself
+#   make docs   the documentation site (docs/, mkdocs.yml) built into site/
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv kafka-start kafka-stop bench bench-peers clean
+.PHONY: demo test docs venv kafka-start kafka-stop bench bench-peers clean
 
 venv: $(STAMP)
 
@@ -24,6 +25,10 @@ demo: venv
 	scripts/ensure-tools java mvn
 	$(PY) scripts/demo.py
 
+# the documentation site into site/; --strict fails on a broken link, anchor or page
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
+
 kafka-start: venv
 	scripts/ensure-tools java mvn
 	scripts/kafka-local start
@@ -40,4 +45,4 @@ bench-peers:
 
 clean:
 	scripts/kafka-local stop || true
-	rm -rf $(VENV) demo .kafka-local
+	rm -rf $(VENV) demo .kafka-local site
