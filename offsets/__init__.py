@@ -2,7 +2,7 @@
 
 from .db import Batch, StateDB, StateError, StateLocked, StateMissing, StateWriteError, ensure_private_dir
 from .failures import Entry, FailedEvent, FailureQueue, reason_code
-from .files import Ended, FilePosition, FilePositions, Source
+from .files import Ended, FilePosition, FilePositions, CopiedFrom
 from .marks import Recovery, SourceMarks
 from .partitions import PartitionOffsets
 from .types import PropertyTypes
@@ -10,6 +10,6 @@ from .types import PropertyTypes
 __all__ = [
     "Batch", "StateDB", "StateError", "StateLocked", "StateMissing", "StateWriteError", "ensure_private_dir",
     "Entry", "FailedEvent", "FailureQueue", "reason_code",
-    "Ended", "FilePosition", "FilePositions", "Source", "Recovery", "SourceMarks",
+    "Ended", "FilePosition", "FilePositions", "CopiedFrom", "Recovery", "SourceMarks",
     "PartitionOffsets", "PropertyTypes",
 ]

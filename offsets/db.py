@@ -1,11 +1,14 @@
 """The one place that opens RocksDB (through rocksdict).
 
 A process role (``shipper`` or ``mtga``) owns one database folder. Typed stores
-(PartitionOffsets, FilePositions, FailureQueue) share it under distinct key
-prefixes, so one write batch can update several of them atomically.
+(the shipper's FilePositions; mtga's PartitionOffsets, FailureQueue,
+SourceMarks and PropertyTypes) share it under distinct key prefixes, so one
+write batch can update several of them atomically.
 
 On-disk format: raw bytes keys and values (no pickling). The key ``\\0meta/format``
-holds the format version; an unknown version is refused rather than misread.
+holds the format version (an unknown version is refused rather than misread),
+``\\0meta/role`` the role that created the folder (the other program's folder
+is refused).
 """
 
 from __future__ import annotations

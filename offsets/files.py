@@ -6,7 +6,7 @@ range), the path and when it was stored; then the file's generation (a number
 that grows at each truncation, or when the inode holds another file: 0 in a
 store written before generations existed), the crc32 of its first line (the
 identity checksum; None in older stores) and, for a copy of another file (a
-rotated copy read on from its original's position), the ``Source`` whose
+rotated copy read on from its original's position), the ``CopiedFrom`` whose
 identity its lines carry.
 
 Beside them, under their own prefixes:
@@ -18,7 +18,7 @@ Beside them, under their own prefixes:
   a new file on a reused inode never gets an identity sent before.
 
 These are numbers only: what they mean (when a stored position applies to a
-file, what a copy is) is decided by shipper/identity.py and shipper/copies.py.
+file, what a copy is) is decided by shipper/files/identity.py and shipper/files/copies.py.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _End(msgspec.Struct, array_like=True):
 
 
 @dataclass(frozen=True)
-class Source:
+class CopiedFrom:
     """The file whose lines a copy holds: its identity is what the copy's lines carry."""
 
     dev: int
@@ -88,7 +88,7 @@ class FilePosition:
     updated_at: float
     gen: int = 0
     ident: int | None = None
-    src: Source | None = None
+    src: CopiedFrom | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ _dec_end = msgspec.msgpack.Decoder(_End)
 
 def _position(dev: int, ino: int, r: _Rec) -> FilePosition:
     s = r.src
-    src = None if s is None else Source(s.dev, s.ino, s.gen, s.ident, _path(s.path))
+    src = None if s is None else CopiedFrom(s.dev, s.ino, s.gen, s.ident, _path(s.path))
     return FilePosition(dev, ino, r.fp_len, r.fp_crc, _path(r.path), r.offset, r.updated_at, r.gen, r.ident, src)
 
 

@@ -1,5 +1,5 @@
 """PropertyTypes: per app, the kind each property was first written with (the
-type guard's memory, sink/typeguard.py). Keys ``pt/<app>\\0<lower-case name>``,
+type guard's memory, sink/ta/typeguard.py). Keys ``pt/<app>\\0<lower-case name>``,
 values the kind as text."""
 
 from __future__ import annotations

@@ -115,8 +115,9 @@ class ShipperConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 @dataclass
-class ShipperSettings:
-    """The validated configuration with paths resolved and overrides applied."""
+class ShipperConfig:
+    """The configuration a program runs with: ``conf`` (shipper.yml as written, validated)
+    with its paths resolved and the command line's and environment's overrides applied."""
 
     conf: ShipperConf
     file: Path | None
@@ -139,7 +140,7 @@ def db_path(state_dir: Path) -> Path:
     return Path(state_dir) / "db"
 
 
-def build(data: dict, file: Path | None) -> ShipperSettings:
+def build(data: dict, file: Path | None) -> ShipperConfig:
     conf = convert(data, ShipperConf, file)
     base = file.parent.resolve() if file else Path.cwd()
     for i, inp in enumerate(conf.inputs):
@@ -156,7 +157,7 @@ def build(data: dict, file: Path | None) -> ShipperSettings:
             raise ConfigError(file, f"inputs[{i}].max_line_bytes",
                               f"expected at most {max_msg - 4096} (message.max.bytes {max_msg} minus 4096 "
                               f"for the key and headers), got {inp.max_line_bytes}")
-    return ShipperSettings(
+    return ShipperConfig(
         conf=conf,
         file=file,
         base=base,
@@ -166,7 +167,7 @@ def build(data: dict, file: Path | None) -> ShipperSettings:
     )
 
 
-def load(path: str | Path | None, overrides: dict | None = None) -> ShipperSettings:
+def load(path: str | Path | None, overrides: dict | None = None) -> ShipperConfig:
     """Load ``path`` (or defaults when None) and apply command-line overrides.
 
     ``overrides`` is a nested dict merged over the file's data before validation,
@@ -192,7 +193,7 @@ class TailFlags:
 _INPUT_FLAGS = (("--path", "paths"), ("--topic", "topic"), ("--app-id", "app_id"), ("--log-name", "log_name"))
 
 
-def load_tail(path: str | Path | None, flags: TailFlags) -> ShipperSettings:
+def load_tail(path: str | Path | None, flags: TailFlags) -> ShipperConfig:
     """The configuration of ``shipper tail``: the file (if any) with the flags over it.
 
     Input flags (--path, --topic, --app-id, --log-name) override the fields of the
@@ -245,5 +246,5 @@ def load_tail(path: str | Path | None, flags: TailFlags) -> ShipperSettings:
     return s
 
 
-__all__ = ["ConfigError", "Input", "ShipperConf", "ShipperSettings", "TailFlags", "db_path", "load", "load_tail", "build",
+__all__ = ["ConfigError", "Input", "ShipperConf", "ShipperConfig", "TailFlags", "db_path", "load", "load_tail", "build",
            "PRODUCER_DEFAULTS", "PRODUCER_MANAGED"]

@@ -36,7 +36,7 @@ from mulog.runtime.timers import Every
 from offsets import FilePositions, StateDB
 
 from shipper.delivery.checkpoint import Checkpoint
-from shipper.config import Input, ShipperSettings
+from shipper.config import Input, ShipperConfig
 from shipper.files.prospector import Prospector
 from shipper.delivery.publisher import Publisher, Stopping
 from shipper.stats import SNAPSHOT_S, FileView, Rates, Snapshot, counters
@@ -60,41 +60,41 @@ def _view(t) -> FileView:
 
 
 class Shipper:
-    def __init__(self, settings: ShipperSettings, reload: Callable[[], ShipperSettings] | None = None,
+    def __init__(self, config: ShipperConfig, reload: Callable[[], ShipperConfig] | None = None,
                  config_file: str | os.PathLike | None = None):
-        self.settings = settings
-        self.conf = settings.conf
+        self.config = config
+        self.conf = config.conf
         self.reloader = reload
         self.config_file = config_file
-        self.host = host_name(settings.conf.host)
+        self.host = host_name(config.conf.host)
         self.counters = counters()
         self.wake = threading.Event()
         self.stopping = False
         self.reload_wanted = False
         self.fatal: str | None = None
         self.notify = Notifier()  # systemd (Type=notify): READY=1, WATCHDOG=1, STOPPING=1
-        self.db = StateDB(settings.db_path, "shipper")
+        self.db = StateDB(config.db_path, "shipper")
         for note in self.db.notes:
             log.warning("%s", note)
         positions = FilePositions(self.db)
         self.stored = positions.all()
-        log.info("state in %s: %d file positions stored", settings.state_dir, len(self.stored))
+        log.info("state in %s: %d file positions stored", config.state_dir, len(self.stored))
         self.checkpoint = Checkpoint(self.db, positions, self.counters)
-        self.publisher = Publisher(settings.bootstrap_servers, settings.producer, self.counters,
+        self.publisher = Publisher(config.bootstrap_servers, config.producer, self.counters,
                                    lambda: self.stopping, self._on_fatal)
         self.watcher = Watcher(self.wake)
         self.prospector = Prospector(positions, self.stored, self.watcher, self.host, self.counters,
                                      new_store=self.db.created)
-        self._configure(settings, added=settings.inputs)
+        self._configure(config, added=config.inputs)
         self.tailers = self.prospector.tailers
         self.split = Split(self.tailers)  # warm tailers (read in every turn) and cold ones
         self.prospector.save_now = self.save
         self.rates = Rates()
         self.snapshot: Snapshot = self.take_snapshot()
-        self.skeleton = Skeleton("shipper", settings.bootstrap_servers, self.host)
+        self.skeleton = Skeleton("shipper", config.bootstrap_servers, self.host)
         self._config_sig = self._config_signature()
 
-    def _configure(self, s: ShipperSettings, added) -> None:
+    def _configure(self, s: ShipperConfig, added) -> None:
         c = s.conf
         self.prospector.configure(list(s.inputs), added, c.rotate_wait_s, c.close_inactive_s, c.max_open_files)
 
@@ -120,12 +120,12 @@ class Shipper:
         c = self.conf
         pr = self.prospector
         log.info("shipper starting: %d input(s), Kafka at %s, host %s", len(pr.inputs),
-                 self.settings.bootstrap_servers, self.host)
+                 self.config.bootstrap_servers, self.host)
         from shipper.ops.metrics import routes, samples
 
         try:
             self.skeleton.serve_metrics(c.metrics, lambda: samples(self.snapshot, self.counters),
-                                        routes(lambda: self.snapshot, self.settings.bootstrap_servers))
+                                        routes(lambda: self.snapshot, self.config.bootstrap_servers))
         except OSError as e:
             self.fatal = f"metrics: {e}"
             return self.shutdown()
@@ -134,7 +134,7 @@ class Shipper:
         try:
             self.watcher.plan(pr.inputs)
             pr.scan()
-            pr.report_new_store(self.settings.db_path)
+            pr.report_new_store(self.config.db_path)
             pr.look_for_copies()
             pr.resume_rotated_while_stopped(self.stored)
             self.stored = []
@@ -159,7 +159,7 @@ class Shipper:
             now = time.monotonic()
             self.notify.watchdog(now)
             if (not pub.contacted or pub.down_since is not None) and probe.due(now) and pub.probe(PROBE_TIMEOUT_S):
-                self.notify.ready(f"state open, Kafka at {self.settings.bootstrap_servers} answered")
+                self.notify.ready(f"state open, Kafka at {self.config.bootstrap_servers} answered")
             if (conf.due(now) and self._config_changed()) or self.reload_wanted:
                 self.reload_wanted = False
                 self.reload()
@@ -293,7 +293,7 @@ class Shipper:
         except ConfigError as e:
             log.error("configuration not reloaded, keeping the running one: %s", e)
             return
-        old = self.settings
+        old = self.config
         if (new.bootstrap_servers, new.producer, new.state_dir) != (old.bootstrap_servers, old.producer,
                                                                     old.state_dir):
             log.warning("kafka and state_dir changes take effect at the next restart")
@@ -308,7 +308,7 @@ class Shipper:
                 added.append(i)
             merged.append(o if o is not None else i)
         removed = [o for o in running if o not in new.inputs]
-        self.settings = new
+        self.config = new
         self.conf = new.conf
         self.prospector.configure(merged, added, new.conf.rotate_wait_s, new.conf.close_inactive_s,
                                   new.conf.max_open_files)

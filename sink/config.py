@@ -151,7 +151,7 @@ class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     control: ControlConf = msgspec.field(default_factory=ControlConf)
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
     log: LogConf = msgspec.field(default_factory=LogConf)
-    host: str | None = None  # this process's name in the fleet view (and the shipper's host header)
+    host: str | None = None  # this process's name in the fleet view (default: the machine's name)
     fleet: FleetConf = msgspec.field(default_factory=FleetConf)
 
     def __post_init__(self):
@@ -162,8 +162,10 @@ class MtgaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 @dataclass
-class MtgaSettings:
-    """The validated configuration with paths resolved and overrides applied."""
+class MtgaConfig:
+    """The configuration a program runs with: ``conf`` (mtga.yml as written, validated)
+    with its paths resolved and the command line's and environment's overrides applied.
+    (The per-app settings files of mtga are another thing: sink/ta/settings.py.)"""
 
     conf: MtgaConf
     file: Path | None
@@ -183,7 +185,7 @@ class MtgaSettings:
         return self.conf.workers or min(MAX_AUTO_WORKERS, os.cpu_count() or 1)
 
 
-def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaSettings:
+def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaConfig:
     """Validate ``data``; ``require_topics=False`` for commands that only find the daemon."""
     conf = convert(data, MtgaConf, file)
     if require_topics and not conf.kafka.topics and not conf.kafka.topic_pattern:
@@ -197,7 +199,7 @@ def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaSet
         raise ConfigError(file, "settings_dir", f"folder {settings_dir} does not exist")
     consumer = dict(CONSUMER_DEFAULTS)
     consumer.update(conf.kafka.consumer)
-    return MtgaSettings(
+    return MtgaConfig(
         conf=conf,
         file=file,
         base=base,
@@ -212,6 +214,6 @@ def build(data: dict, file: Path | None, require_topics: bool = True) -> MtgaSet
     )
 
 
-def load(path: str | Path | None, overrides: dict | None = None, require_topics: bool = True) -> MtgaSettings:
+def load(path: str | Path | None, overrides: dict | None = None, require_topics: bool = True) -> MtgaConfig:
     """Load ``path`` (or defaults when None), with command-line overrides merged in."""
     return layered(path, overrides, lambda data, file: build(data, file, require_topics))

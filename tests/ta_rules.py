@@ -1,5 +1,5 @@
 """ThinkingData's rules for one track line, as ``mtga check-output`` applies
-them (sink/check_output.py): the tests hold every line mtga writes to them."""
+them (sink/ops/check_output.py): the tests hold every line mtga writes to them."""
 
 from __future__ import annotations
 

@@ -353,8 +353,8 @@ def test_a_failed_seek_back_holds_the_partition_until_it_works(kafka, topic_fact
     svc = Service(config.load(write_conf(tmp_path, kafka, topic, f"g-{topic}", workers=1)))
     key = (topic, 0)
     try:
-        svc.source.consumer = svc.source.new_consumer()  # not subscribed: nothing assigned to it yet
-        svc.source.assigned = frozenset({key})
+        svc.intake.consumer = svc.intake.new_consumer()  # not subscribed: nothing assigned to it yet
+        svc.intake.assigned = frozenset({key})
         svc.pausing.hold({key: 5}, {}, "No space left on device")
         assert svc.pausing.rewind == {key: 5} and svc.pausing.seek_failures.value == 1
         assert key in svc.pausing.paused
@@ -363,17 +363,17 @@ def test_a_failed_seek_back_holds_the_partition_until_it_works(kafka, topic_fact
         svc.submit([Message(topic=topic, partition=0, offset=4, value=b"{}")])
         assert len(svc.inflight) == 1  # below it: never held back
         svc.inflight.popleft()[1].discard()
-        svc.source.consumer.assign([TopicPartition(topic, 0, 0)])
+        svc.intake.consumer.assign([TopicPartition(topic, 0, 0)])
         wait_for(lambda: (svc.pausing.tick(), not svc.pausing.rewind)[1], 30, "a seek back that works")
 
         def consumed():
             svc.pausing.tick()  # resumes the partition once its wait is over
-            return [m for m in svc.source.consumer.consume(10, 0.5) if m.error() is None]
+            return [m for m in svc.intake.consumer.consume(10, 0.5) if m.error() is None]
 
         msgs = wait_for(consumed, 30, "messages")
         assert msgs[0].offset() == 5
     finally:
-        if svc.source.consumer is not None:
-            svc.source.consumer.close()
+        if svc.intake.consumer is not None:
+            svc.intake.consumer.close()
         svc.pool.close()
         svc.db.close()

@@ -1,5 +1,5 @@
 """The folding of the Kafka client's repeated errors (mulog/kafkalog.py) and the
-JSON log format (mulog/logs.py), as pure units: an injected clock, records
+JSON log format (mulog/runtime/logs.py), as pure units: an injected clock, records
 caught by a handler, no broker."""
 
 import json

@@ -130,7 +130,7 @@ def test_a_stall_pauses_only_the_batchs_partitions(kafka, topic_factory, tmp_pat
     for p in (0, 1):
         _produce_to(kafka, topic, p, 20)
     svc = service(tmp_path, kafka, topic)
-    src = svc.source
+    src = svc.intake
     try:
         src.open()
         got = wait_for(lambda: [m for m in src.consume(100, 0.5) if m.error() is None] or None, 30, "first messages")
@@ -178,7 +178,7 @@ def test_a_failed_group_commit_is_made_again_at_the_next_checkpoint(kafka, topic
     refusal by the broker): the offsets stay stored locally, the commit is made
     again at each checkpoint, and goes through once the group takes it."""
     from sink.pipeline.checkpoint import Checkpoint
-    from sink.pipeline.intake import Source
+    from sink.pipeline.intake import Intake
 
     topic = topic_factory(partitions=1)
     group = f"g-{topic}"
@@ -192,7 +192,7 @@ def test_a_failed_group_commit_is_made_again_at_the_next_checkpoint(kafka, topic
     with StateDB(tmp_path / "db", "mtga") as db:
         inst = counters()
         ck = Checkpoint(db, lambda: None, True, inst)
-        src = Source(s, ck, inst, lambda keys, lost: None)
+        src = Intake(s, ck, inst, lambda keys, lost: None)
         src.consumer = src.new_consumer()
         key = (topic, 0)
         src.assigned = frozenset({key})
@@ -321,16 +321,16 @@ def test_status_on_the_control_thread_during_an_assignment(kafka, topic_factory,
 
     t = threading.Thread(target=ask)
     try:
-        svc.source.consumer = svc.source.new_consumer()
+        svc.intake.consumer = svc.intake.new_consumer()
         t.start()
         parts = [TopicPartition(topic, p) for p in range(10000)]
-        svc.source._on_assign(svc.source.consumer, parts)
+        svc.intake._on_assign(svc.intake.consumer, parts)
         svc.snapshot = svc._take_snapshot()
         wait_for(lambda: len(answers[-1]["partitions"]) == 10000 if answers else False, 30, "the new snapshot")
     finally:
         done.set()
         t.join(30)
-        svc.source.close()
+        svc.intake.close()
         svc.pool.close()
         svc.db.close()
     assert errors == [] and len(answers) > 10

@@ -479,12 +479,12 @@ def test_a_copy_with_nothing_left_to_read_stores_its_own_first_bytes(tmp_path):
     same inode (logrotate copies to the same name again) would resume from it."""
     import zlib
 
-    from offsets import Source
+    from offsets import CopiedFrom
 
     data = b"".join(b"line %04d of the first generation\n" % n for n in range(100))
     t = _tailer(tmp_path, data, "t.log.1")
     try:
-        t.become_copy(Source(1, 2, 0, 7, "/x/t.log"), "x", None, len(data))
+        t.become_copy(CopiedFrom(1, 2, 0, 7, "/x/t.log"), "x", None, len(data))
         assert t.read(1.0) is False
         p = t.position(1.0)
         assert (p.fp_len, p.fp_crc, p.offset) == (1024, zlib.crc32(data[:1024]), len(data))

@@ -1,9 +1,9 @@
-"""ThinkingData's data rules (sink/tarules.py) and the type guard
-(sink/typeguard.py) through the real daemon: Kafka in, LogBus files out.
+"""ThinkingData's data rules (sink/ta/rules.py) and the type guard
+(sink/ta/typeguard.py) through the real daemon: Kafka in, LogBus files out.
 
 - A corpus puts events on both sides of every rule's limit into two apps:
   one with the shipped settings (conf/settings/*.24.json: every break
-  refused), one with the same settings choosing every fix of tarules.FIXES
+  refused), one with the same settings choosing every fix of sink.ta.rules.FIXES
   (the fixed value written as TA takes it, counted per rule in ``mtga status``).
   Every event is found once: a line (by its #uuid) or a failure-queue entry
   with the rule's reason code. ``mtga check-output`` passes on the output
@@ -66,7 +66,7 @@ def status(conf: Path) -> dict:
 
 def shipped_settings(folder: Path, plain: str, fixing: str) -> None:
     """The shipped settings of app 24 as app ``plain``; the same choosing every
-    fix of tarules.FIXES as app ``fixing``."""
+    fix of sink.ta.rules.FIXES as app ``fixing``."""
     folder.mkdir(parents=True, exist_ok=True)
     meta = (REPO / "conf/settings/metadata.24.json").read_text()
     flt = (REPO / "conf/settings/filter.24.json").read_text()
@@ -247,7 +247,7 @@ FILLER = 150  # plain events before and after the corpus: batches big enough for
 
 
 def test_every_rule_on_both_sides_through_the_daemon(kafka, topic_factory, tmp_path):
-    """Every rule of tarules.py with events on both sides of its limit, in an app
+    """Every rule of sink/ta/rules.py with events on both sides of its limit, in an app
     with the shipped settings (what breaks a rule is refused with its code) and
     in one choosing every fix (what a fix applies to is written fixed, and
     counted per rule in ``mtga status``). Every event is found exactly once, as a

@@ -1,14 +1,14 @@
 """Checkpoint: delivered positions -> offsets.FilePositions.
 
 Only what Kafka acknowledged is stored: a tailer's delivered offset, which only
-the acknowledgement path moves (shipper/acks.py). Positions are saved every
+the acknowledgement path moves (shipper/files/acks.py). Positions are saved every
 checkpoint_interval_s and at the stop (synced). A store that cannot be written
 (a full disk) is a storage error, not a bug: the old positions stay, lines after
 them would be sent again after a crash, and the save is tried again at the next
 checkpoint (the store reopens itself when it can). Stored positions of files gone
 for longer than forget_after_s are forgotten; the generation a new file on that
 inode starts at is kept, so that no identity is ever used twice. The ended
-generations waiting for a copy (shipper/copies.py) are stored in the same write
+generations waiting for a copy (shipper/files/copies.py) are stored in the same write
 as the positions, and one claimed by a copy is removed in the write that stores
 the copy's position.
 """
@@ -47,7 +47,7 @@ class Checkpoint:
         todo = []
         for t in tailers:
             if t.cold_saved:
-                continue  # cold, and stored since (shipper/tailer.py)
+                continue  # cold, and stored since (shipper/files/tailer.py)
             p = t.position(now)
             if p is not None:
                 todo.append((t, p))

@@ -7,7 +7,7 @@ file's lines stay in order in one partition, with headers ``host``, ``path``,
 
 Speed: ``produce()`` is called with positional arguments and, for every line but
 the last of a read chunk, without a delivery callback; the last line carries the
-chunk (shipper/acks.py). The idempotent producer keeps a partition's messages in
+chunk (shipper/files/acks.py). The idempotent producer keeps a partition's messages in
 order, and ``enable.gapless.guarantee`` turns any failure that could leave a hole
 before an acknowledged message into a fatal error, so one acknowledgement per
 chunk is enough (shipper/config.py does not let ``kafka.producer`` change either,

@@ -11,7 +11,7 @@ one place where the file's delivered offset moves: only over a prefix of
 acknowledged chunks. One ``FileAcks`` holds one generation of a file: a
 truncation gives the tailer a new one, and the old one (its chunks still
 pending) goes with the ended generation, to the file's copy when one is found
-(shipper/copies.py); its reports never move the new generation. A refused
+(shipper/files/copies.py); its reports never move the new generation. A refused
 chunk holds the position; once every chunk sent has its report and the back-off
 has passed, ``rewind`` gives the offset to read the file again from. A chunk
 purged at the stop (never sent) holds the position too: it is read again at the

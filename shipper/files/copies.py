@@ -14,7 +14,7 @@ the first bytes it had (up to FINGERPRINT_BYTES) and where its reading ended,
 until a copy of it is found or forget_after_s passes (offsets.Ended, in the
 store, so a restart can still find its copy). Its copy is a file whose first
 bytes are the origin's first bytes, compared over at least MIN_COPY_BYTES
-(shipper/identity.py): it is read from where the origin's reading ended, its
+(shipper/files/identity.py): it is read from where the origin's reading ended, its
 lines carry the origin's identity, path and log_name, and the origin's chunks
 still pending with Kafka come with it (what Kafka refuses is read again from
 the copy). It is looked for in the origin's folder as soon as the generation
@@ -38,7 +38,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from offsets import Ended, Source
+from offsets import Ended, CopiedFrom
 
 from shipper.files.globs import log_name_of, owner
 from shipper.files.heads import Heads
@@ -250,7 +250,7 @@ class Copies:
 
 
 class CopyRules:
-    """The prospector's part that follows copies (shipper/prospector.py is the
+    """The prospector's part that follows copies (shipper/files/prospector.py is the
     rest): truncations start a generation, ended generations look for their copy,
     new files are judged. Changes tailers through their own methods only."""
 
@@ -309,7 +309,7 @@ class CopyRules:
             return self._skip(t, "not shipped: %s, the copy of %s, has no log_name", t.path, o.path)
         self.copies.claim(o)
         ident = o.ident if o.ident is not None else identity_crc(t.fd)
-        t.become_copy(Source(o.dev, o.ino, o.gen, ident, o.path), ln, o.acks, o.end)
+        t.become_copy(CopiedFrom(o.dev, o.ino, o.gen, ident, o.path), ln, o.acks, o.end)
         self.copies.followed(t)
         log.info("copy: %s holds the lines of %s (%s) written before its truncation; reading it from offset %d "
                  "(delivered up to %d) under that identity", t.path, o.path, t.identity, o.end, t.delivered)

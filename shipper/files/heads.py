@@ -1,5 +1,5 @@
 """The first bytes of the followed files, indexed: which of them a new file could
-be a copy of (shipper/copies.py judges it)."""
+be a copy of (shipper/files/copies.py judges it)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ generations existed (``dev:ino:crc``), the next ones as ``dev:ino:crc:g<N>``.
 
 A *copy* of a file (logrotate's copytruncate copies, then truncates) is told by
 its first bytes: equal to the first bytes the shipper had read of a generation
-that has since ended, over at least MIN_COPY_BYTES (shipper/copies.py). Files
+that has since ended, over at least MIN_COPY_BYTES (shipper/files/copies.py). Files
 that start with a compression format's magic number are not logs.
 """
 

@@ -18,11 +18,11 @@ is read again from the descriptor, whatever the file is called by then); an
 ACTIVE file with nothing pending is closed after close_inactive_s (IDLE), an
 ACTIVE copy after rotate_wait_s.
 
-Open descriptors: shipper/room.py (``Room``).
+Open descriptors: shipper/files/room.py (``Room``).
 
 Start positions (``_open``): a stored position applies when the file's
-fingerprint matches it (shipper/identity.py); otherwise the file is judged
-first (``_judge``, shipper/copies.py: a copy of a generation that ended is read
+fingerprint matches it (shipper/files/identity.py); otherwise the file is judged
+first (``_judge``, shipper/files/copies.py: a copy of a generation that ended is read
 on from where that generation's reading ended, under its identity), then read
 from its beginning; for a ``start_at: end`` input, files its first scan finds
 whose path was never shipped are read from their last complete line. A

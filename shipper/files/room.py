@@ -1,6 +1,6 @@
 """Room: how many files the shipper holds open, and which it reads in a turn.
 
-Open descriptors (``sweep``, about once a second): cold files (shipper/tailer.py)
+Open descriptors (``sweep``, about once a second): cold files (shipper/files/tailer.py)
 are closed after close_inactive_s; with more than max_open_files open, the
 quietest files at their end with nothing pending are closed at once (IDLE), and
 files to open (new, or closed ones that grew) wait for the next sweep, which makes

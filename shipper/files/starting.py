@@ -1,6 +1,6 @@
 """What the prospector does once at start: files rotated while the shipper was
 stopped are found by inode and read to their end, and a new position store says
-what becomes of the files that already have content (shipper/prospector.py is
+what becomes of the files that already have content (shipper/files/prospector.py is
 the rest)."""
 
 from __future__ import annotations

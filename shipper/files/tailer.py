@@ -17,7 +17,7 @@ cannot change meanwhile, are taken once; thousands of idle files cost nothing
 per turn.
 
 A new file is first *judged* (``judging``): not read until its first bytes say
-whether it is a copy of a generation that ended (shipper/copies.py), in any state.
+whether it is a copy of a generation that ended (shipper/files/copies.py), in any state.
 
 The state changes only in ``to()``, which logs the change once (with the reason
 the caller gives) and closes the descriptor when the new state has none. What
@@ -28,12 +28,12 @@ it, even after the file was renamed or deleted. Only a read error closes it
 early (there is nothing left to read from).
 
 Positions: ``read_pos`` is the next byte to read; framed lines go to the
-publisher one chunk at a time, and ``acks`` (shipper/acks.py) moves the
+publisher one chunk at a time, and ``acks`` (shipper/files/acks.py) moves the
 delivered offset as Kafka acknowledges them. A truncation (copytruncate) starts
 a new generation from offset 0 (``truncated``): the old generation's chunks and
 acks go with what it returns, to be handed to its copy if one is found. A copy
 (``src``) carries its original's identity, path and log_name. File identity and
-fingerprints: shipper/identity.py.
+fingerprints: shipper/files/identity.py.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
-from offsets import FilePosition, Source
+from offsets import FilePosition, CopiedFrom
 
 from shipper.files.acks import FileAcks
 from shipper.files.framing import Frame, Framer, utf8_text
@@ -72,7 +72,7 @@ class Tailer:
     changes = 0  # counts tailers made and turned cold or warm: the loop's list of warm tailers is made again
     def __init__(self, dev: int, ino: int, path: str, fd: int, inp: "Input", log_name: str | None,
                  start: int, fp: tuple[int, int], host: str, counters: "Instruments", *, size: int = 0,
-                 gen: int = 0, src: Source | None = None, judging: bool = False):
+                 gen: int = 0, src: CopiedFrom | None = None, judging: bool = False):
         self.dev = dev
         self.ino = ino
         self.path = path
@@ -254,7 +254,7 @@ class Tailer:
 
     def generation(self) -> dict:
         """This generation of the file: its identity, first bytes, acks and where its
-        reading ended (for shipper/copies.py)."""
+        reading ended (for shipper/files/copies.py)."""
         return dict(dev=self.dev, ino=self.ino, gen=self.gen, ident=self.ident, fp=(self.fp_len, self.fp_crc),
                     head=self.head, end=self.framer.pos, acks=self.acks, path=self.path, log_name=self.log_name,
                     input=self.input)
@@ -278,7 +278,7 @@ class Tailer:
         self._refresh_identity()
         return old
 
-    def become_copy(self, src: Source, log_name: str, acks: FileAcks | None, start: int) -> None:
+    def become_copy(self, src: CopiedFrom, log_name: str, acks: FileAcks | None, start: int) -> None:
         """Judged a copy of ``src``: its lines carry ``src``'s identity, path and
         log_name, and it is read from ``start`` (where its original's reading ended);
         the original's pending chunks (``acks``) come with it."""

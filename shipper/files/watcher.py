@@ -14,7 +14,7 @@ watcher only compares what it sees with it. A watchdog Observer watches the
 folder of each glob (the whole subtree only where a folder part of the glob has
 a wildcard, as with ``**``); its thread only queues raw records and wakes the
 loop, which turns them into events (``events``): a created or renamed file is
-judged by its name (shipper/globs.py) and a stat, without globbing anything.
+judged by its name (shipper/files/globs.py) and a stat, without globbing anything.
 A deletion, or a folder created, moved or deleted, asks for a rescan instead;
 rescans are debounced (``rescan_due``): a burst of inotify events globs every
 input at most once per DEBOUNCE_S. The loop also scans every

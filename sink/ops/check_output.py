@@ -1,5 +1,5 @@
 """``mtga check-output``: LogBus files checked against ThinkingData's data rules
-(sink/tarules.py), file names and every line, whoever wrote them.
+(sink/ta/rules.py), file names and every line, whoever wrote them.
 
 A folder is walked for its files; a file's folder is taken as its app (mtga
 writes ``<output>/<app id>/log.*``), so the one-type-per-property rule is

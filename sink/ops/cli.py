@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import typing
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,8 +17,9 @@ from mulog.cli import UserError, run
 
 from sink import config
 from sink.ops import daemon
-from sink.ops import schema_command as cli_schema
-from sink.ops.query_commands import COMMANDS, ConfigOpt, StateOpt, abs_path, load
+from sink.ops import schema_command
+from sink.ops.options import ConfigOpt, StateOpt, abs_path, load
+from sink.ops.query_commands import COMMANDS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Kafka game events into ThinkingData LogBus files.")
@@ -64,9 +66,9 @@ def start(
                                                             "machine's name)"),
 ) -> None:
     """Start the consumer (in the foreground, or detached with --daemon)."""
+    given = {k: v for k, v in locals().items() if k in START_FLAGS}  # the flags alone: no other local exists yet
     from sink.ops.runtime import run_foreground
 
-    given = {k: v for k, v in locals().items() if k in START_FLAGS}  # before any other local exists
     s = load(require_topics=True, **given)
     pid = daemon.running_pid(s.pid_file)
     if pid is not None:
@@ -116,10 +118,10 @@ def stop(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt,
 START_FILE = "mtga.start.json"
 # the flags of `mtga start` that `mtga restart` gives again (all but --daemon), and those that are paths
 START_FLAGS = tuple(p for p in inspect.signature(start).parameters if p != "daemonize")
-PATH_FLAGS = frozenset(p for p, v in inspect.signature(start).parameters.items() if v.annotation == "Optional[Path]")
+PATH_FLAGS = frozenset(p for p, hint in typing.get_type_hints(start).items() if hint == Optional[Path])
 
 
-def _save_start(s: config.MtgaSettings, given: dict) -> list[str]:
+def _save_start(s: config.MtgaConfig, given: dict) -> list[str]:
     """Keep the flags of this start (0600) in the state folder, paths made
     absolute; returns notes on modes it had to tighten."""
     import json
@@ -204,6 +206,6 @@ def check_output(paths: List[Path] = typer.Argument(..., help="LogBus files, or 
 
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
-app.add_typer(cli_schema.app, name="schema")
+app.add_typer(schema_command.app, name="schema")
 
 main = run(app, "mtga")

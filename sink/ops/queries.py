@@ -1,7 +1,7 @@
 """What operators ask about: per-partition offsets and lag, from Kafka's admin
 API and the local store. Used by the daemon (to answer over its socket) and by
 the CLI when no daemon runs; both produce the same rows, with the daemon's own
-rules for which topics it consumes and where a partition resumes (sink/source.py)."""
+rules for which topics it consumes and where a partition resumes (sink/pipeline/intake.py)."""
 
 from __future__ import annotations
 

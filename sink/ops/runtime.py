@@ -18,7 +18,7 @@ from mulog.fleet import host_name
 from mulog.runtime import allocator, signals
 from mulog.runtime.skeleton import Skeleton
 
-from sink.config import MtgaSettings
+from sink.config import MtgaConfig
 from sink.pipeline.service import Service
 from sink.pipeline.snapshot import Snapshot
 
@@ -115,7 +115,7 @@ def control_handlers(svc: Service) -> dict:
     }
 
 
-def run_foreground(s: MtgaSettings, ready=None) -> int:
+def run_foreground(s: MtgaConfig, ready=None) -> int:
     """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
     from sink.ops.control import ControlServer
     from sink.ops.metrics import routes, samples

@@ -1,4 +1,4 @@
-"""``mtga schema``: the property types the type guard learned (sink/typeguard.py),
+"""``mtga schema``: the property types the type guard learned (sink/ta/typeguard.py),
 app by app, beside those the settings pin; ``mtga schema forget APP PROPERTY``
 lets the next value of a property teach it again."""
 
@@ -11,7 +11,7 @@ import typer
 
 from mulog.cli import UserError
 
-from sink.ops.query_commands import ConfigOpt, StateOpt, ask, load, note, offline_store, print_json
+from sink.ops.options import ConfigOpt, StateOpt, ask, load, note, offline_store, print_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="The property types learned per app (and those the settings pin).")

@@ -3,7 +3,7 @@ where an assigned partition resumes.
 
 Owns the Kafka consumer and the set of partitions the group gave this host
 (``assigned``: a frozenset, replaced and never mutated, so other threads may
-read it). The offsets themselves belong to the checkpoint (sink/checkpoint.py):
+read it). The offsets themselves belong to the checkpoint (sink/pipeline/checkpoint.py):
 on assignment this stage asks it for the locally stored offset, picks the resume
 point, and tells it where each partition starts; on revocation it hands the
 partitions to the pipeline, which drains and checkpoints them before they go.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mulog.runtime.instrument import Instruments
 
     from sink.pipeline.checkpoint import Checkpoint
-    from sink.config import KafkaConf, MtgaSettings
+    from sink.config import KafkaConf, MtgaConfig
 
 log = logging.getLogger("mtga")
 
@@ -60,10 +60,10 @@ def resume_point(local: Optional[int], group: Optional[int]) -> tuple[Optional[i
     return None, "none"
 
 
-class Source:
+class Intake:
     """The consumer, its subscription and its rebalance callbacks."""
 
-    def __init__(self, s: "MtgaSettings", checkpoint: "Checkpoint", inst: "Instruments",
+    def __init__(self, s: "MtgaConfig", checkpoint: "Checkpoint", inst: "Instruments",
                  on_revoke: Callable[[list, bool], None]):
         self.s = s
         self.checkpoint = checkpoint

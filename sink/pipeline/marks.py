@@ -2,17 +2,17 @@
 
 A source is a shipper's file (host and file identity) or a Kafka partition; its
 position grows with every event (the line's byte offset, or the Kafka offset),
-and the event's ``#uuid`` carries both (sink/uuids.py). An event at or below
+and the event's ``#uuid`` carries both (sink/ta/uuids.py). An event at or below
 its source's mark was handled before (written, queued in the failure queue, or
 filtered out): it is a copy, sent again by a shipper after a SIGKILL or consumed
 again by mtga after one, and it is skipped and counted (``events_duplicate``).
 
 The marks are the loop's (this module); the transform's processes keep a cache
 and the loop checks, batch by batch and in order, that no chunk handled a
-position at or below a mark (sink/workers.py). A mark moves when its batch is
+position at or below a mark (sink/pipeline/workers.py). A mark moves when its batch is
 delivered, and is stored in the checkpoint's RocksDB batch with the partition
 offsets, together with the recovery record (offsets.SourceMarks): after an
-unclean stop, sink/recovery.py raises the marks from what the output files and
+unclean stop, sink/pipeline/recovery.py raises the marks from what the output files and
 the failure queue got after that checkpoint, before anything is consumed.
 
 Marks of sources unseen for ``exactly_once.forget_after_s`` are forgotten, so

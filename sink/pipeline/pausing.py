@@ -29,7 +29,7 @@ from mulog.backoff import Backoff
 if TYPE_CHECKING:
     from mulog.runtime.instrument import Instruments
 
-    from sink.pipeline.intake import Source
+    from sink.pipeline.intake import Intake
 
 log = logging.getLogger("mtga")
 
@@ -38,8 +38,8 @@ FIRST_WAIT_S, MAX_WAIT_S = 1.0, 30.0
 
 
 class Pausing:
-    def __init__(self, source: "Source", inst: "Instruments"):
-        self.source = source
+    def __init__(self, intake: "Intake", inst: "Instruments"):
+        self.intake = intake
         self.rewind: dict[TP, int] = {}  # seeks still to make (a failed seek is tried again)
         self.paused: dict[TP, float] = {}  # held partitions -> monotonic time to resume them
         self.backoffs: dict[TP, Backoff] = {}
@@ -93,7 +93,7 @@ class Pausing:
                 for k in due:
                     del self.paused[k]
                 try:
-                    self.source.resume([k for k in due if k in self.source.assigned])
+                    self.intake.resume([k for k in due if k in self.intake.assigned])
                 except KafkaException as e:
                     log.warning("resuming %d partition(s) failed: %s", len(due), e)
                 log.info("resuming %s after a stall", ", ".join(f"{t}[{p}]" for t, p in due))
@@ -112,18 +112,18 @@ class Pausing:
 
     def _pause(self, keys) -> None:
         try:
-            self.source.pause([k for k in keys if k in self.source.assigned])
+            self.intake.pause([k for k in keys if k in self.intake.assigned])
         except KafkaException as e:  # the seek back still makes their events come again
             log.warning("pausing %d partition(s) failed: %s", len(keys), e)
 
     def _seek(self) -> None:
-        assigned = self.source.assigned
+        assigned = self.intake.assigned
         for key, off in list(self.rewind.items()):
             if key not in assigned:
                 del self.rewind[key]
                 continue
             try:
-                self.source.seek(key, off)
+                self.intake.seek(key, off)
             except KafkaException as e:
                 if key not in self.paused:  # held still until the seek works
                     self.paused[key] = time.monotonic()

@@ -3,16 +3,17 @@ offsets checkpointed to RocksDB and mirrored to the Kafka group.
 
 The stages, each the one owner of its state:
 
-    source      sink/source.py      the consumer, the partitions assigned, rebalance callbacks
-    transform   sink/workers.py     worker processes, batches in order (sink/transform.py: pure)
-    deliver     this module         one write per app to the writer (sink/writer.py: the files);
-                                    events that fail, to the failure queue (offsets.FailureQueue)
-    checkpoint  sink/checkpoint.py  next / stored / committed offsets: flush -> store -> commit
-    pausing     sink/pausing.py     partitions held back after a batch nobody could take
-    retry       sink/retry.py       failure-queue entries due again
+    intake      sink/pipeline/intake.py      the consumer, the partitions assigned, rebalance callbacks
+    transform   sink/pipeline/workers.py     worker processes, batches in order (sink/ta/transform.py:
+                                             no I/O; its type guard learns from the batches)
+    deliver     this module                  one write per app to the writer (sink/pipeline/writer.py);
+                                             events that fail, to the failure queue (offsets.FailureQueue)
+    checkpoint  sink/pipeline/checkpoint.py  next / stored / committed offsets: flush -> store -> commit
+    pausing     sink/pipeline/pausing.py     partitions held back after a batch nobody could take
+    retry       sink/pipeline/retry.py       failure-queue entries due again
 
 One thread runs them all (it owns the consumer, the writer and the state
-database); sink/runtime.py adds signals, the control socket and metrics, which
+database); sink/ops/runtime.py adds signals, the control socket and metrics, which
 read the ``snapshot`` this loop publishes, never live state. A batch is
 consumed, transformed (up to MAX_INFLIGHT in the workers while the next is
 consumed), and delivered in order; only then may its offsets move. A storage
@@ -42,12 +43,12 @@ from sink.ta.batch import Item, first_offsets
 from sink.pipeline.checkpoint import Checkpoint
 from sink.pipeline.marks import Marks
 from sink.pipeline.recovery import recover, starting_point
-from sink.config import MtgaSettings
+from sink.config import MtgaConfig
 from sink.counters import counters
 from sink.pipeline.pausing import Pausing
 from sink.pipeline.retry import Retrier
 from sink.pipeline.snapshot import Snapshot
-from sink.pipeline.intake import Source
+from sink.pipeline.intake import Intake
 from sink.ta.typeguard import TypeGuard
 from sink.pipeline.workers import Pool
 from sink.pipeline.writer import LogBusWriter, SinkError
@@ -63,7 +64,7 @@ RETRY_S = 1.0  # how often the failure queue is looked at for entries due again
 class Service:
     MAX_INFLIGHT = 2  # batches in the workers while the next one is consumed
 
-    def __init__(self, s: MtgaSettings):
+    def __init__(self, s: MtgaConfig):
         self.s = s
         c = s.conf
         self.db = StateDB(s.state_dir / "db", "mtga")
@@ -99,8 +100,8 @@ class Service:
                          guard=self.guard, marks=self.marks.marks)
         self.checkpoint = Checkpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
         self.checkpoint.extras += [self.marks.write, self._recovery_record]
-        self.source = Source(s, self.checkpoint, inst, self._give_up)
-        self.pausing = Pausing(self.source, inst)
+        self.intake = Intake(s, self.checkpoint, inst, self._give_up)
+        self.pausing = Pausing(self.intake, inst)
         self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued,
                              self.store_types)
         self.inflight: collections.deque = collections.deque()  # (items, workers.Pending), in consumed order
@@ -119,7 +120,7 @@ class Service:
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         c = self.s.conf
-        topics = self.source.open()
+        topics = self.intake.open()
         log.info("consuming %s as group %s from %s; output %s; %d worker(s)", ", ".join(topics),
                  c.kafka.group_id, self.s.bootstrap_servers, self.s.output_dir, self.pool.workers)
         now = time.monotonic()
@@ -132,7 +133,7 @@ class Service:
                 if self.pausing.active:
                     self.pausing.tick()
                 # with batches in the workers, poll briefly so their results are written promptly
-                msgs = self.source.consume(batch, 0.02 if self.inflight else 0.2)
+                msgs = self.intake.consume(batch, 0.02 if self.inflight else 0.2)
                 if msgs:
                     self.submit(msgs)
                 self._drain()
@@ -143,11 +144,11 @@ class Service:
                     log.info("SIGHUP: every app's settings are checked again before the next batch")
                 now = time.monotonic()
                 self.notify.watchdog(now)
-                if self.source.contacted and not self.notify.is_ready:
+                if self.intake.contacted and not self.notify.is_ready:
                     self.notify.ready(f"consuming {', '.join(topics)} as group {c.kafka.group_id}")
                 if lag.due(now):
-                    self.lags = self.source.lags(self.checkpoint.next)
-                    self.source.probe_if_down()
+                    self.lags = self.intake.lags(self.checkpoint.next)
+                    self.intake.probe_if_down()
                 if ckpt.due(now):
                     self._drain(everything=True)
                     self.save()
@@ -180,10 +181,10 @@ class Service:
         try:
             if not clean:
                 self._drop_inflight()
-            if self.source.consumer is not None:
+            if self.intake.consumer is not None:
                 self._drain(everything=True)
                 saved = self.save(sync_commit=True)
-                self.source.close()  # leaves the group; revocation checkpoints again (no-op)
+                self.intake.close()  # leaves the group; revocation checkpoints again (no-op)
                 saved = saved and not self.inflight and self.checkpoint.error is None
             if saved:
                 self.marks.store.set_clean(True)  # what was written is all behind the last checkpoint
@@ -201,8 +202,8 @@ class Service:
         self.marks.store.put_recovery(Recovery(self.writer.lengths(), self.fq.next_seq, time.time_ns()), batch)
 
     def save(self, sync_commit: bool = False, commit: bool = True) -> bool:
-        """A checkpoint (see sink/checkpoint.py)."""
-        return self.checkpoint.save(self.source.commit if commit and self.source.consumer is not None else None,
+        """A checkpoint (see sink/pipeline/checkpoint.py)."""
+        return self.checkpoint.save(self.intake.commit if commit and self.intake.consumer is not None else None,
                                     sync_commit)
 
     def _give_up(self, keys: list, lost: bool) -> None:
@@ -223,7 +224,7 @@ class Service:
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    self.source.error(err)
+                    self.intake.error(err)
                 continue
             if pausing.rewind and not pausing.admits((m.topic(), m.partition()), m.offset()):
                 continue
@@ -266,7 +267,7 @@ class Service:
         self.stalled = None
         self.marks.advance(out.sources)
         self.marks.duplicates.value += out.duplicates
-        self.checkpoint.advance(items, self.source.assigned)
+        self.checkpoint.advance(items, self.intake.assigned)
         if self.pausing.backoffs:
             self.pausing.stored(first_offsets(items))
         self.consumed.value += len(items)
@@ -355,19 +356,19 @@ class Service:
         ck = self.checkpoint
         return Snapshot(
             pid=os.getpid(), started=self.started, taken=time.time(), events_per_s=round(self._events_per_s(), 1),
-            partitions=tuple(sorted(self.source.assigned)), lags=dict(self.lags), local_offsets=ck.local_offsets,
+            partitions=tuple(sorted(self.intake.assigned)), lags=dict(self.lags), local_offsets=ck.local_offsets,
             last_checkpoint=ck.last or None,
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
             counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by),
-            kafka_contacted=self.source.contacted, kafka_down_since=self.source.down_since, stopping=self.stopping)
+            kafka_contacted=self.intake.contacted, kafka_down_since=self.intake.down_since, stopping=self.stopping)
 
     def _stats_line(self) -> None:
         v = self.inst.values()
         fields = {"consumed": v["events_consumed"], "per_s": round(self._events_per_s(), 1),
                   "written": v["events_written"], "filtered": v["events_filtered"], "failed": v["events_failed"],
-                  "failure_queue": self.fq.size, "partitions": len(self.source.assigned), "stalled": self.stalled}
+                  "failure_queue": self.fq.size, "partitions": len(self.intake.assigned), "stalled": self.stalled}
         log.info("events: consumed %d (%.0f/s last minute), written %d, filtered %d, failed %d, "
                  "failure queue %d, partitions %d%s", *list(fields.values())[:7],
                  f", STALLED: {self.stalled}" if self.stalled else "", extra=fields)

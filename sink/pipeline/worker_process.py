@@ -1,4 +1,4 @@
-"""The worker process side of the transform pool (sink/workers.py is the
+"""The worker process side of the transform pool (sink/pipeline/workers.py is the
 parent's): chunks of items arrive as one payload block in shared memory (or
 inline over the pipe) plus arrays of lengths, partitions and offsets; the
 outcome goes back per app, its lines joined in the worker's out slot."""

@@ -15,7 +15,7 @@ costs speed, not events: its part is transformed in the calling process, and
 a new worker takes its place (at most once per backoff: 1 s, doubling up to
 60 s while workers keep dying within a minute of their start).
 
-This module is the parent's side; sink/worker_proc.py runs in the workers.
+This module is the parent's side; sink/pipeline/worker_process.py runs in the workers.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class Pool:
         self.workers = max(1, workers)
         self.store = SettingsStore(settings_dir, keep_dir=keep_dir)
         self.guard = guard if guard is not None else TypeGuard()  # the loop's: the one that counts
-        self.marks = marks if marks is not None else {}  # the loop's exactly-once marks (sink/marks.py)
+        self.marks = marks if marks is not None else {}  # the loop's exactly-once marks (sink/pipeline/marks.py)
         self.local = Transformer(self.store.get, uuid=uuid, guard=self.guard, dedupe=True)
         self._procs: list[_Worker] = []
         self._listener = None

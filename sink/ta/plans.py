@@ -1,6 +1,6 @@
 """Plans of the exact path's shortcut: events of one key layout and value types
 whose keys are valid property names and whose values have the kinds the type
-guard learned are encoded as they are (sink/transform.py); what is to be checked
+guard learned are encoded as they are (sink/ta/transform.py); what is to be checked
 on each such event is worked out once per layout and cached on the rule."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Property values of a track line: the identity fields, ``#time``, and the
 exact path that rebuilds ``properties`` field by field: drops, type coercions,
-renames, ThinkingData's rules (sink/tarules.py, with the fixes the app chose)
-and the type guard (sink/typeguard.py). Pure functions; a value ThinkingData
+renames, ThinkingData's rules (sink/ta/rules.py, with the fixes the app chose)
+and the type guard (sink/ta/typeguard.py). Pure functions; a value ThinkingData
 would not take raises ``Fail`` with its reason."""
 
 from __future__ import annotations

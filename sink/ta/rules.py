@@ -13,7 +13,7 @@ an app's settings say so, fixes it) before writing it.
 - Values: text up to 2 KB; numbers within +-9E15; lists up to 500 elements of at
   most 255 bytes each; objects up to 100 sub-properties, no object inside an
   object; object groups (lists of objects) up to 500 objects.
-- One type per property name per project (see sink/typeguard.py).
+- One type per property name per project (see sink/ta/typeguard.py).
 - ``#account_id`` / ``#distinct_id`` up to 128 characters, at least one non-empty.
 - ``#time`` ``yyyy-MM-dd HH:mm:ss[.SSS]``, from 3 years in the past to 3 days
   in the future of the time TA receives it.

@@ -74,7 +74,7 @@ class Metadata(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     time: TimeConf = msgspec.field(default_factory=TimeConf)
     properties: PropsConf = msgspec.field(default_factory=PropsConf)
     events: dict[str, EventOverride] = {}
-    fix: dict[str, str] = {}  # rule -> how to fix an event that breaks it (tarules.FIXES) instead of refusing it
+    fix: dict[str, str] = {}  # rule -> how to fix an event that breaks it (sink.ta.rules.FIXES) instead of refusing it
 
     def __post_init__(self):
         for rule, how in self.fix.items():

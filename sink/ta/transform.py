@@ -1,6 +1,9 @@
 """The transform: one Kafka event in, one ThinkingData track line out (or a
-reason it was filtered or failed). Pure: no I/O; per-app settings come from an
-injected lookup.
+reason it was filtered or failed). No I/O: per-app settings come from an
+injected lookup. Not pure: a ``Transformer`` holds the type guard, which learns
+each new property's type from the first value it meets (the loop stores what it
+learned, in batch order), the exactly-once marks it was given, and the plans it
+cached.
 
 Output line, one JSON object::
 
@@ -8,8 +11,8 @@ Output line, one JSON object::
      "#account_id":"6001310009300","#distinct_id":"","#ip":"","#uuid":"...",
      "properties":{...the event's fields...}}
 
-Every line keeps ThinkingData's data rules (sink/tarules.py) and the type
-guard (sink/typeguard.py); what breaks them fails, or is fixed where the app's
+Every line keeps ThinkingData's data rules (sink/ta/rules.py) and the type
+guard (sink/ta/typeguard.py); what breaks them fails, or is fixed where the app's
 settings say so (counted in ``fixed``).
 
 Speed: most events are flat objects whose keys are valid property names. They
@@ -23,7 +26,7 @@ nesting, keys that settings coerce, rename or drop, a value of another kind
 than learned) takes the exact path, which rebuilds the properties field by
 field and names what is wrong.
 
-Failure reasons are ``"<code>: <detail>"``; the codes are tarules.REASONS.
+Failure reasons are ``"<code>: <detail>"``; the codes are sink.ta.rules.REASONS.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Transformer:
         self.uuid = uuid
         self.clock = clock
         self.dedupe = dedupe  # skip an event at or below its source's mark (mtga's pool; not a lone transform)
-        # the exactly-once marks as this process knows them (a cache: the loop's, sink/marks.py, decide):
+        # the exactly-once marks as this process knows them (a cache: the loop's, sink/pipeline/marks.py, decide):
         # stream -> [source key, highest position handled, first and last handled since take_sources()]
         self.sources: dict[tuple, list] = {}
         self.preset: dict[bytes, int] = {}  # source key -> the loop's mark, for a stream not in ``sources`` yet
@@ -223,7 +226,7 @@ class Transformer:
             raise err from None
 
     def _fit(self, app_id, log_name, raw, rules):
-        """The typed path (sink/typed.py): (app, settings, rule, shape, the Struct
+        """The typed path (sink/ta/typed.py): (app, settings, rule, shape, the Struct
         decoded), or None when the event does not fit its rule's Struct (the dict
         path takes it)."""
         key = (app_id, log_name)

@@ -6,7 +6,7 @@ at most 512 characters: at most 2 KB; a number within +-9E15; a list of at most
 as ``properties``. An event that does not fit (a property not learned yet, a
 null, a value of another kind, anything too long or too big, a field the
 settings coerce, rename or drop, an object) fails the decode and takes the
-dict path (sink/transform.py), which learns, converts, fixes or names what is
+dict path (sink/ta/transform.py), which learns, converts, fixes or names what is
 wrong; the Struct is made again once the guard has learned more.
 
 One Shape per Rule, for the guard's state it was made from (``changes``).

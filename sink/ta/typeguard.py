@@ -15,7 +15,7 @@ string takes time-shaped texts too; one learned as time takes only those.
 
 Worker processes each hold a copy (``replace``) and report what they learned
 (``take_learned``); the loop's copy is the one that is stored and shared
-(sink/workers.py decides, in batch order, which learning counts).
+(sink/pipeline/workers.py decides, in batch order, which learning counts).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ of both (RFC 9562 version 8, custom): the first 64 bits are an MD5 of the source
 name with the version nibble set (the *source key*, ``xxxxxxxx-xxxx-8xxx-``), the
 last 64 the variant bits and the 62-bit position. So a line the shipper sent
 twice keeps one UUID, and an output line tells its source and position
-(``parse``): what the exactly-once marks are keyed by (sink/marks.py).
+(``parse``): what the exactly-once marks are keyed by (sink/pipeline/marks.py).
 """
 
 from __future__ import annotations
