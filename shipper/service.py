@@ -50,7 +50,7 @@ CHUNKS_PER_TURN = 4  # read chunks per file before the next file gets its turn
 CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
 COLD_AFTER_S = 2.0  # a file quiet this long (at its end, nothing pending) is read only when a write is reported
-SWEEP_S = 1.0  # how often open descriptors are looked over (prospector.sweep)
+SWEEP_S = 1.0  # how often open descriptors are looked over (Room.sweep)
 SWEEP_WAITING_S = 0.2  # ... while files wait for room under max_open_files
 PROBE_S, PROBE_TIMEOUT_S = 2.0, 0.2  # a metadata request, until a broker answered and while Kafka is down
 
@@ -175,8 +175,8 @@ class Shipper:
                 watcher.plan(pr.inputs)  # a folder may have appeared
                 pr.scan()
             busy = self.read_all(now)
-            if sweep.due(now) or (pr.waiting and waiting.due(now)):
-                pr.sweep(now)
+            if sweep.due(now) or (pr.room.waiting and waiting.due(now)):
+                pr.room.sweep(now)
             pub.poll(0)
             if ckpt.due(now):
                 self.save()

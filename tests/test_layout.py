@@ -166,6 +166,30 @@ def test_the_wings_depend_one_way():
         ["mulog.fleet -> sink.config", "sink.config -> sink.ta.rules", "sink.ta.rules -> sink.pipeline.writer"]
 
 
+def test_no_class_is_spread_over_several_files():
+    """A class of the project takes no base class from another of the project's
+    modules (exceptions aside): behaviour spread over files as mixins that share
+    ``self``'s state is composed from objects instead."""
+    defined: dict[str, str] = {}
+    trees = {}
+    for name, path in _modules().items():
+        trees[name] = tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, name)
+    spread = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for b in node.bases:
+                base = b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else None
+                home = defined.get(base)
+                if home and home != name and not base.endswith(("Error", "Exception")):
+                    spread.append(f"{name}.{node.name}({base} from {home})")
+    assert spread == []
+
+
 def test_only_the_publisher_imports_the_kafka_client():
     users = sorted(str(p.relative_to(REPO)) for p in _py_files("shipper") if "confluent_kafka" in p.read_text())
     assert users == ["shipper/delivery/publisher.py"]

@@ -47,11 +47,12 @@ from typing import TYPE_CHECKING, Iterable
 
 from mulog.files import last_line_end
 
-from shipper.files.copies import Copies, CopyRules, Origin
+from shipper.files import starting
+from shipper.files.copies import Copies
+from shipper.files.copy_rules import CopyRules
 from shipper.files.globs import log_name_of, owner
 from shipper.files.identity import FINGERPRINT_BYTES, Key, fingerprint, key_of, stored_start
 from shipper.files.room import Room
-from shipper.files.starting import StartRules
 from shipper.files.tailer import ACTIVE, CLOSED, DRAINING, IDLE, RETIRING, Tailer
 from shipper.files.watcher import Created, Gone, Moved, Seen
 
@@ -67,7 +68,7 @@ log = logging.getLogger("shipper")
 ROTATED = "rotated: %s (%s) was renamed or deleted; reading it to its end"
 
 
-class Prospector(CopyRules, Room, StartRules):
+class Prospector:
     def __init__(self, positions: "FilePositions", stored: list["FilePosition"], watcher: "Watcher", host: str,
                  counters: "Instruments", new_store: bool):
         self.tailers: dict[Key, Tailer] = {}
@@ -85,16 +86,16 @@ class Prospector(CopyRules, Room, StartRules):
         # have content are listed at the first scan, so that the re-read (or skip) is said
         self.new_store: list[tuple[str, int, int]] | None = [] if new_store else None
         self.copies = Copies(positions)
-        self.found_later: list[Origin] = []  # origins to look for copies of once the scan is applied
-        self.skipped: dict[Key, int] = {}  # judged not a log (compressed, or no log_name): size then
         self.save_now = lambda: None  # store the positions now (the loop sets it)
-        Room.__init__(self)
+        self.room = Room(self.tailers, self.apply)  # the bound on open descriptors (shipper/files/room.py)
+        # truncations, ended generations and their copies, new files judged (shipper/files/copy_rules.py)
+        self.copy_rules = CopyRules(self.tailers, self.copies, self.warned, counters, self._open,
+                                    lambda: self.save_now())
 
     def configure(self, inputs: list["Input"], added: Iterable["Input"], rotate_wait_s: float,
                   close_inactive_s: float, max_open: int = 0) -> None:
-        self.max_open = max_open
-        self.room = max_open - sum(1 for t in self.tailers.values() if t.fd >= 0) if max_open else 1 << 30
-        self.inputs = inputs
+        self.room.configure(max_open, close_inactive_s)
+        self.inputs = self.copy_rules.inputs = inputs
         self.fresh |= {id(i) for i in added}
         self.rotate_wait_s = rotate_wait_s
         self.close_inactive_s = close_inactive_s
@@ -121,8 +122,9 @@ class Prospector(CopyRules, Room, StartRules):
                             and ev.input is t.input):
                         continue  # a quiet file as it was: nothing to do (the common case, by far)
             self.apply(ev, initial=type(ev) is Created and id(ev.input) in fresh)
-        for key in set(self.skipped) - seen:
-            del self.skipped[key]
+        skipped = self.copy_rules.skipped
+        for key in set(skipped) - seen:
+            del skipped[key]
 
     def on_inotify(self) -> None:
         for ev in self.watcher.events(self.inputs, self.followed):
@@ -151,12 +153,12 @@ class Prospector(CopyRules, Room, StartRules):
 
     def _created(self, ev: Created, initial: bool) -> None:
         key = key_of(ev.st)
-        if self.skipped.get(key) == ev.st.st_size:
+        if self.copy_rules.skipped.get(key) == ev.st.st_size:
             return  # not a log, and unchanged
-        if ev.at is None and key not in self.tailers and not self._has_room():
+        if ev.at is None and key not in self.tailers and not self.room.take():
             if initial:  # found by an input's first scan: opened later as found then
-                self.waiting_initial.setdefault(key, ev.st.st_size)
-            self.waiting[key] = ev  # opened by the next sweep that makes room
+                self.room.waiting_initial.setdefault(key, ev.st.st_size)
+            self.room.waiting[key] = ev  # opened by the next sweep that makes room
             return
         stored = None
         t = self.tailers.get(key)
@@ -206,7 +208,7 @@ class Prospector(CopyRules, Room, StartRules):
         t.set_input(ev.input, ln)
         self._wanted(t, ev.path, ev.st)
         if t.fd >= 0 and t.src is None and t.content_changed():
-            self._truncated(t, ev.st.st_size)
+            self.copy_rules.truncated(t, ev.st.st_size)
 
     def _ln(self, t: Tailer, inp: "Input | None", path: str) -> str | None:
         """The log_name of ``t`` at ``path`` (a copy keeps its original's wherever an input wants it)."""
@@ -238,8 +240,8 @@ class Prospector(CopyRules, Room, StartRules):
             else:
                 t.reopen(path, ACTIVE, "following %s (%s) again at offset %d", path, t.identity, t.read_pos)
         elif t.state == IDLE and (st.st_size > t.read_pos or (st.st_size < t.read_pos and t.src is None)):
-            if not self._has_room():
-                self.waiting[(t.dev, t.ino)] = Seen(path, t.input, st)
+            if not self.room.take():
+                self.room.waiting[(t.dev, t.ino)] = Seen(path, t.input, st)
                 return
             if t.reopen(path, ACTIVE, "reopening %s at offset %d: it changed", path, t.read_pos,
                         level=logging.DEBUG if t.quiet_closed else logging.INFO):
@@ -261,13 +263,13 @@ class Prospector(CopyRules, Room, StartRules):
     def at_eof(self, t: Tailer, now: float) -> bool:
         """A read found nothing new: True when there is more to do at once (a truncation)."""
         if t.at_eof() == "truncated":
-            self._truncated(t, t.size_seen)
+            self.copy_rules.truncated(t, t.size_seen)
             return True
         idle = now - t.last_data
         if t.state == DRAINING:
             if idle >= self.rotate_wait_s and t.acks.idle:
                 if any(j.judging and j.waits_on == (t.dev, t.ino) for j in self.tailers.values()):
-                    self._ended(t.generation(), find=False)  # a file judged its copy waits for it
+                    self.copy_rules.ended(t.generation(), find=False)  # a file judged its copy waits for it
                 t.to(CLOSED, "finished %s (%s, rotated or deleted) at offset %d", t.path, t.identity, t.read_pos)
                 self.counters.files_finished.value += 1
         elif t.state == ACTIVE and t.src is not None and idle >= self.rotate_wait_s and t.acks.idle:
@@ -281,7 +283,7 @@ class Prospector(CopyRules, Room, StartRules):
         """A tailer not read from: a judged one is looked at again; a retiring one
         closes once nothing is pending."""
         if t.judging and t.fd >= 0:
-            self._judge(t, now)
+            self.copy_rules.judge(t, now)
         elif t.state == RETIRING and t.acks.idle:
             t.to(CLOSED, "stopped %s at offset %d", t.path, t.read_pos)
 
@@ -305,8 +307,9 @@ class Prospector(CopyRules, Room, StartRules):
             self.watcher.want_rescan()
             return None
         size = size_then = st.st_size
-        if self.waiting_initial and key in self.waiting_initial:
-            initial, size_then = True, min(size, self.waiting_initial.pop(key))
+        waiting_initial = self.room.waiting_initial
+        if waiting_initial and key in waiting_initial:
+            initial, size_then = True, min(size, waiting_initial.pop(key))
         if stored is None and self.positions is not None:
             stored = self.positions.get(*key)
         start, how = stored_start(stored, fd, size)
@@ -318,7 +321,7 @@ class Prospector(CopyRules, Room, StartRules):
         else:
             gen = stored.gen + 1 if stored is not None else self._next_gen(key)
             if stored is not None and stored.src is None:
-                self._ended_stored(stored)
+                self.copy_rules.ended_stored(stored)
             if initial and inp.start_at == "end" and path not in self.known_paths:
                 start = last_line_end(fd, size_then)
                 fp = fingerprint(fd, min(start, FINGERPRINT_BYTES))
@@ -348,6 +351,26 @@ class Prospector(CopyRules, Room, StartRules):
 
     def _next_gen(self, key: Key) -> int:
         return self.positions.next_gen(*key) if self.positions is not None else 0
+
+    # ------------------------------------------------------------ start, copies, room
+    def resume_rotated_while_stopped(self, stored: list["FilePosition"]) -> None:
+        """At start: files rotated while the shipper was stopped (shipper/files/starting.py),
+        then the copies of the generations that ended before."""
+        starting.resume_rotated_while_stopped(stored, self.tailers, self.inputs, self._open)
+        self.copy_rules.look_for_copies(list(self.copies.origins.values()))
+
+    def report_new_store(self, db_path) -> None:
+        found, self.new_store = self.new_store, None
+        starting.report_new_store(found, db_path)
+
+    def look_for_copies(self) -> None:
+        self.copy_rules.look_for_copies()
+
+    def drop_finished(self) -> None:
+        """Forget the tailers that are done with, once their last position is saved."""
+        for key, t in list(self.tailers.items()):
+            if t.finished and t.saved_now:
+                del self.tailers[key]
 
     def close_all(self) -> None:
         for t in self.tailers.values():

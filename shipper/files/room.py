@@ -78,25 +78,31 @@ class Split:
 
 
 class Room:
-    """The prospector's part that bounds its open descriptors (module doc)."""
+    """The bound on the prospector's open descriptors (module doc). It reads the
+    prospector's table of tailers, closes quiet ones, and hands the files that
+    waited for room back to the prospector's ``apply``."""
 
-    tailers: dict
-    close_inactive_s: float
-    apply: Callable
-
-    def __init__(self):
+    def __init__(self, tailers: dict, apply: Callable):
+        self.tailers = tailers
+        self.apply = apply
         self.max_open = 0  # max_open_files (0: no bound)
-        self.room = 1 << 30  # descriptors that may still be opened before the next sweep
+        self.close_inactive_s = 300.0
+        self.free = 1 << 30  # descriptors that may still be opened before the next sweep
         self.waiting: dict["Key", "Created | Seen"] = {}  # files to open (or reopen) once there is room
         self.waiting_initial: dict["Key", int] = {}  # found by a first scan, not opened yet: size then
         self.closed_quiet = 0  # files closed for room, not said yet
         self.said_quiet = -1e9
 
-    def _has_room(self) -> bool:
+    def configure(self, max_open: int, close_inactive_s: float) -> None:
+        self.max_open = max_open
+        self.free = max_open - sum(1 for t in self.tailers.values() if t.fd >= 0) if max_open else 1 << 30
+        self.close_inactive_s = close_inactive_s
+
+    def take(self) -> bool:
         """A descriptor may be opened now (False: it waits for the next sweep)."""
-        if self.max_open and self.room <= 0:
+        if self.max_open and self.free <= 0:
             return False
-        self.room -= 1
+        self.free -= 1
         return True
 
     def sweep(self, now: float) -> None:
@@ -128,7 +134,7 @@ class Room:
             log.info("closed %d quiet file(s) to keep open files within max_open_files=%d (%d open now); each is "
                      "reopened when it grows", self.closed_quiet, self.max_open, n_open)
             self.closed_quiet, self.said_quiet = 0, now
-        self.room = self.max_open - n_open
-        while self.waiting and self.room > 0:
+        self.free = self.max_open - n_open
+        while self.waiting and self.free > 0:
             ev = self.waiting.pop(next(iter(self.waiting)))
             self.apply(ev)  # a file gone or replaced since is looked for again by a rescan (_open)
