@@ -41,7 +41,7 @@ from shipper.files.prospector import Prospector
 from shipper.delivery.publisher import Publisher, Stopping
 from shipper.stats import SNAPSHOT_S, FileView, Rates, Snapshot, counters
 from shipper.files.room import Split, room_for_files
-from shipper.files.tailer import ACTIVE
+from shipper.files.tailer import ACTIVE, Read
 from shipper.files.watcher import Watcher
 
 log = logging.getLogger("shipper")
@@ -250,7 +250,7 @@ class Shipper:
                 if not pub.room():
                     return busy
                 fr = t.read(now)
-                if fr is False:
+                if fr is Read.END:
                     if t.fd >= 0 and pr.at_eof(t, now):
                         busy = True
                     elif (t.state == ACTIVE and now - t.last_data >= COLD_AFTER_S and t.acks.idle and t.fd >= 0
@@ -258,7 +258,7 @@ class Shipper:
                         t.chill()  # read again once a write to it is reported
                     break
                 busy = True
-                if fr is not None:
+                if fr is not Read.NOTHING:
                     if t.saved is None and not self.checkpoint.errors:
                         # a file's first lines: its identity and first bytes are stored first, so that
                         # after a crash its copy (or a new file on its inode) is told apart

@@ -14,6 +14,7 @@ from shipper import config
 from shipper.files.framing import Framer, utf8_text
 from shipper.files.globs import log_name_for, watch_root
 from shipper.files.identity import FINGERPRINT_BYTES, fingerprint, identity_crc
+from shipper.files.tailer import Read
 
 
 def frame_all(framer: Framer, chunks):
@@ -315,13 +316,13 @@ def test_reports_of_the_old_content_do_not_move_a_truncated_file(tmp_path):
             f.truncate(0)
         assert t.at_eof() == "truncated" and t.read_pos == 10  # the prospector starts the new generation
         ended = t.truncated(0)
-        assert (t.read_pos, t.gen, ended["gen"], ended["end"], ended["head"]) == (0, 1, 0, 10, b"aaaa\nbbbb\n")
-        assert ended["acks"] is not t.acks
+        assert (t.read_pos, t.gen, ended.gen, ended.end, ended.head) == (0, 1, 0, 10, b"aaaa\nbbbb\n")
+        assert ended.acks is not t.acks
         with open(t.path, "ab") as f:
             f.write(b"aaaa\n")  # the same first line again: the generation tells the two apart
         assert t.read(2.0).lines == [b"aaaa"] and t.identity == first + ":g1"
-        ended["acks"].acked(old)
-        assert t.delivered == 0 and not t.acks.pending and ended["acks"].delivered == 10
+        ended.acks.acked(old)
+        assert t.delivered == 0 and not t.acks.pending and ended.acks.delivered == 10
         assert t.counters.truncations.value == 1
     finally:
         t.close()
@@ -382,7 +383,7 @@ def test_a_descriptor_is_kept_while_chunks_are_pending(tmp_path):
         os.rename(t.path, tmp_path / "d.log.1")
         os.unlink(tmp_path / "d.log.1")
         t.to(DRAINING, "rotated")
-        assert t.read(20.0) is False
+        assert t.read(20.0) is Read.END
         assert pr.at_eof(t, 20.0) is False
         assert t.state == DRAINING and t.fd >= 0, "closed while a chunk was pending"
         with pytest.raises(RuntimeError, match="pending"):
@@ -393,7 +394,7 @@ def test_a_descriptor_is_kept_while_chunks_are_pending(tmp_path):
         assert fr.lines == [b"one", b"two"] and fr.start == 0
         c = t.acks.chunk(fr.end, 2, 10, None)
         t.acks.acked(c)
-        assert t.read(30.0) is False and pr.at_eof(t, 30.0) is False
+        assert t.read(30.0) is Read.END and pr.at_eof(t, 30.0) is False
         assert t.state == CLOSED and t.fd == -1 and t.delivered == 8 and t.finished
     finally:
         t.close()
@@ -485,7 +486,7 @@ def test_a_copy_with_nothing_left_to_read_stores_its_own_first_bytes(tmp_path):
     t = _tailer(tmp_path, data, "t.log.1")
     try:
         t.become_copy(CopiedFrom(1, 2, 0, 7, "/x/t.log"), "x", None, len(data))
-        assert t.read(1.0) is False
+        assert t.read(1.0) is Read.END
         p = t.position(1.0)
         assert (p.fp_len, p.fp_crc, p.offset) == (1024, zlib.crc32(data[:1024]), len(data))
         assert t.identity == "1:2:00000007" and p.src.path == "/x/t.log"

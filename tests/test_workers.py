@@ -145,7 +145,7 @@ def test_no_room_in_shared_memory_falls_back_to_the_pipe(settings, small_disk, m
     import sink.pipeline.workers as workers
 
     disk = small_disk("shm", "8m")
-    monkeypatch.setattr(workers, "_shm_dir", lambda: str(disk.path))
+    monkeypatch.setattr(workers.wp, "shm_dir", lambda: str(disk.path))
     pool = Pool(settings, 2)
     try:
         assert "no shared memory for transform worker" in caplog.text

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from offsets import FilePosition
 
     from mulog.runtime.instrument import Instruments
-    from shipper.files.tailer import Tailer
+    from shipper.files.tailer import Generation, Tailer
 
 log = logging.getLogger("shipper")
 
@@ -47,11 +47,11 @@ class CopyRules:
         self.ended(t.truncated(size))
         self.save_now()  # the new generation is stored before any of its lines is sent
 
-    def ended(self, old: dict, find: bool = True) -> None:
-        if len(old["head"]) < MIN_COPY_BYTES:
+    def ended(self, old: "Generation", find: bool = True) -> None:
+        if len(old.head) < MIN_COPY_BYTES:
             return  # too few bytes to tell its copy (if any) from another file
-        o = Origin(old["dev"], old["ino"], old["gen"], old["ident"], old["fp"], old["head"], old["end"],
-                   old["path"], old["log_name"], old["input"], old["acks"])
+        o = Origin(old.dev, old.ino, old.gen, old.ident, old.fp, old.head, old.end, old.path, old.log_name, old.input,
+                   old.acks)
         self.copies.add(o)
         if find:
             self.find_copy(o)

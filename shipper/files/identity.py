@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from offsets import FilePosition
+
+    from shipper.config import Input
+    from shipper.files.acks import FileAcks
 
 FINGERPRINT_BYTES = 1024
 # a copy is recognised only over this many first bytes at least: fewer could be
@@ -102,3 +106,21 @@ def stored_start(stored: "FilePosition | None", fd: int, size: int) -> tuple[int
     if size < stored.offset and stored.src is None:  # a copy does not shrink: nothing left to read of it
         return None, f"truncated while stopped (size {size} < stored offset {stored.offset})"
     return stored.offset, "resuming"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generation of a file as it ended (a truncation, or its inode taken by
+    another file): what shipper/files/copy_rules.py needs to follow its copy."""
+
+    dev: int
+    ino: int
+    gen: int
+    ident: Optional[int]
+    fp: tuple[int, int]  # fingerprint: (length, crc32) of its first bytes
+    head: bytes  # its first bytes, as read
+    end: int  # where its reading ended
+    acks: "FileAcks"  # its chunks still pending with Kafka
+    path: str
+    log_name: Optional[str]
+    input: "Input"

@@ -38,6 +38,7 @@ fingerprints: shipper/files/identity.py.
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import os
@@ -49,7 +50,7 @@ from offsets import FilePosition, CopiedFrom
 
 from shipper.files.acks import FileAcks
 from shipper.files.framing import Frame, Framer, utf8_text
-from shipper.files.identity import FINGERPRINT_BYTES, file_identity, identity_crc, same_start
+from shipper.files.identity import FINGERPRINT_BYTES, Generation, file_identity, identity_crc, same_start
 
 if TYPE_CHECKING:
     from shipper.config import Input
@@ -66,6 +67,13 @@ RETIRING = "retiring"
 IDLE = "idle"
 CLOSED = "closed"
 _OPEN = (ACTIVE, DRAINING, RETIRING)  # states that keep a descriptor
+
+
+class Read(enum.Enum):
+    """What ``Tailer.read`` gives when it gives no lines."""
+
+    NOTHING = "bytes were read, but no complete line yet"
+    END = "at the end of the file (or it changed under the read position, or a read error closed it)"
 
 
 class Tailer:
@@ -196,33 +204,35 @@ class Tailer:
         return (self.fd >= 0 and (self.state == ACTIVE or self.state == DRAINING) and self.acks.refused is None
                 and not self.judging)
 
-    def read(self, now: float) -> Frame | None | bool:
-        """Read one chunk: a Frame of complete lines, None when nothing complete was
-        read, False at the end of the file."""
+    def read(self, now: float) -> Frame | Read:
+        """Read one chunk: a Frame of complete lines, ``Read.NOTHING`` when no line
+        was completed, ``Read.END`` at the end of the file."""
         try:
             data = os.read(self.fd, READ_CHUNK)
         except OSError as e:
             if e.errno in (errno.EINTR, errno.EAGAIN):
-                return None
+                return Read.NOTHING
             self.counters.read_errors.value += 1
             self.to(CLOSED, "read error on %s at offset %d: %s; closing it", self.path, self.read_pos, e,
                     level=logging.ERROR, force=True)
-            return False
+            return Read.END
         if not data:
             self.eof = True
-            return False
+            return Read.END
         self.eof = False
         if self.content_changed():  # truncated and written again past the read position: not its bytes
             os.lseek(self.fd, self.read_pos, os.SEEK_SET)
             self.changed = True
-            return False
+            return Read.END
         self.last_data = now
         self.read_pos += len(data)
         if self.fp_len < FINGERPRINT_BYTES:
             self.head = os.pread(self.fd, min(self.read_pos, FINGERPRINT_BYTES), 0)
             self.fp_len, self.fp_crc = len(self.head), zlib.crc32(self.head)
         frame = self.framer.feed(data)
-        if frame is not None and frame.lines and self.ident is None:
+        if frame is None:
+            return Read.NOTHING
+        if frame.lines and self.ident is None:
             self._refresh_identity()
         return frame
 
@@ -252,14 +262,13 @@ class Tailer:
         except OSError:
             return False
 
-    def generation(self) -> dict:
+    def generation(self) -> Generation:
         """This generation of the file: its identity, first bytes, acks and where its
-        reading ended (for shipper/files/copies.py)."""
-        return dict(dev=self.dev, ino=self.ino, gen=self.gen, ident=self.ident, fp=(self.fp_len, self.fp_crc),
-                    head=self.head, end=self.framer.pos, acks=self.acks, path=self.path, log_name=self.log_name,
-                    input=self.input)
+        reading ended (for shipper/files/copy_rules.py)."""
+        return Generation(self.dev, self.ino, self.gen, self.ident, (self.fp_len, self.fp_crc), self.head,
+                          self.framer.pos, self.acks, self.path, self.log_name, self.input)
 
-    def truncated(self, size: int) -> dict:
+    def truncated(self, size: int) -> Generation:
         """The file was truncated (or rewritten from its start): a new generation
         from offset 0. Returns the old one (``generation``)."""
         old = self.generation()

@@ -1,7 +1,11 @@
 """The worker process side of the transform pool (sink/pipeline/workers.py is the
 parent's): chunks of items arrive as one payload block in shared memory (or
 inline over the pipe) plus arrays of lengths, partitions and offsets; the
-outcome goes back per app, its lines joined in the worker's out slot."""
+outcome goes back per app, its lines joined in the worker's out slot.
+
+What travels, both ways, is one of the messages below (pickled): ``Chunk``
+inside ``ToWorkerInline`` or ``ToWorkerShared``; ``FromWorkerInline`` or
+``FromWorkerShared`` back, in the order the chunks were sent."""
 
 from __future__ import annotations
 
@@ -14,13 +18,62 @@ import pickle
 import signal
 import tempfile
 from array import array
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence, Union
 
 from mulog.runtime import logs
 
 from sink.ta.batch import Item, Outcome
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import Transformer
+
+class Chunk(NamedTuple):
+    """A chunk of a batch as it travels to a worker: its items as one payload
+    block plus arrays (array's machine bytes)."""
+
+    blob: bytes  # the payloads, joined (empty when it travels in a shared-memory slot)
+    lens: bytes  # array("I"): each payload's length
+    headers: Optional[list]  # each item's Kafka headers, or None when no item has any
+    topics: Union[str, list]  # the one topic of every item, or each item's
+    partitions: bytes  # array("i")
+    offsets: bytes  # array("q")
+    base: int  # the index of the chunk's first item in its batch
+    recheck: bool  # the settings are checked again first (SIGHUP)
+    kinds: Optional[tuple]  # (version, the type guard's kinds) when the worker's copy is older
+    reset: bool  # forget the exactly-once marks the worker cached
+
+
+class ToWorkerInline(NamedTuple):
+    seq: int
+    chunk: Chunk
+
+
+class ToWorkerShared(NamedTuple):
+    """The chunk's payload block is in the worker's in slot ``slot``."""
+
+    seq: int
+    slot: int
+    nbytes: int
+    chunk: Chunk
+
+
+class FromWorkerInline(NamedTuple):
+    seq: int
+    outcome: Outcome
+
+
+class FromWorkerShared(NamedTuple):
+    """The outcome, its lines in the worker's out slot of the same number: per
+    app, (start, end, events, indexes of its items as array("I") bytes)."""
+
+    seq: int
+    placed: dict
+    failures: list
+    filtered: int
+    fixed: dict
+    learned: list
+    sources: dict
+    duplicates: int
+
 
 _tr: Optional[Transformer] = None
 _store: Optional[SettingsStore] = None
@@ -42,9 +95,8 @@ def _init(settings_dir: str, uuid: bool, log_queue, level: int, keep_dir: Option
     _tr = Transformer(_store.get, uuid=uuid, dedupe=True)
 
 
-def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple] = None, reset: bool = False) -> tuple:
-    """A chunk of items as one joined payload block plus arrays (what travels);
-    ``kinds``: (version, the type guard's kinds) when the worker's copy is older."""
+def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple] = None, reset: bool = False) -> Chunk:
+    """A chunk of items as it travels (``Chunk``)."""
     payloads = [it.payload for it in items]
     lens = array("I", map(len, payloads))
     parts = array("i", [it.partition for it in items])
@@ -54,35 +106,34 @@ def pack(items: Sequence[Item], base: int, recheck: bool, kinds: Optional[tuple]
         headers = None
     topics = [it.topic for it in items]
     one_topic = topics[0] if all(t == topics[0] for t in topics) else None
-    return (b"".join(payloads), lens.tobytes(), headers, one_topic or topics,
-            parts.tobytes(), offs.tobytes(), base, recheck, kinds, reset)
+    return Chunk(b"".join(payloads), lens.tobytes(), headers, one_topic or topics, parts.tobytes(), offs.tobytes(),
+                 base, recheck, kinds, reset)
 
 
-def _unpack(chunk: tuple):
+def _unpack(chunk: Chunk) -> list[Item]:
     """The chunk's items."""
-    blob, lens_b, headers, topics, parts_b, offs_b, base, recheck, kinds, reset = chunk
     lens = array("I")
-    lens.frombytes(lens_b)
+    lens.frombytes(chunk.lens)
     parts = array("i")
-    parts.frombytes(parts_b)
+    parts.frombytes(chunk.partitions)
     offs = array("q")
-    offs.frombytes(offs_b)
+    offs.frombytes(chunk.offsets)
     ends = list(itertools.accumulate(lens))
-    payloads = list(map(blob.__getitem__, map(slice, [0] + ends[:-1], ends)))
+    payloads = list(map(chunk.blob.__getitem__, map(slice, [0] + ends[:-1], ends)))
     n = len(payloads)
+    topics, headers = chunk.topics, chunk.headers
     return list(map(Item, payloads, headers if headers else itertools.repeat(None, n),
                     itertools.repeat(topics, n) if type(topics) is str else topics, parts, offs))
 
 
-def _run_chunk(chunk: tuple) -> Outcome:
-    base, recheck, kinds, reset = chunk[6:]
-    if recheck:
+def _run_chunk(chunk: Chunk) -> Outcome:
+    if chunk.recheck:
         _store.invalidate()
-    if kinds is not None:
-        _tr.guard.replace(kinds[1], kinds[0])
-    if reset:
+    if chunk.kinds is not None:
+        _tr.guard.replace(chunk.kinds[1], chunk.kinds[0])
+    if chunk.reset:
         _tr.reset_marks()
-    o = _tr.outcome(_unpack(chunk), base)
+    o = _tr.outcome(_unpack(chunk), chunk.base)
     o.learned = list(_tr.guard.learned)  # what this copy learned since the loop's kinds came
     return o
 
@@ -129,15 +180,14 @@ def serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level
             msg = loads(recv())
         except (EOFError, OSError):
             return
-        seq = msg[1]
-        if msg[0] == "inline":
-            send(dumps(("inline", seq, _run_chunk(msg[2])), pickle.HIGHEST_PROTOCOL))
+        if type(msg) is ToWorkerInline:
+            send(dumps(FromWorkerInline(msg.seq, _run_chunk(msg.chunk)), pickle.HIGHEST_PROTOCOL))
             continue
-        _, seq, slot, nbytes, rest = msg
-        o = _run_chunk((ins[slot][:nbytes], *rest))
+        seq, slot = msg.seq, msg.slot
+        o = _run_chunk(msg.chunk._replace(blob=ins[slot][:msg.nbytes]))
         mm = outs[slot]
         if sum(len(v[0][0]) for v in o.apps.values()) > len(mm):
-            send(dumps(("inline", seq, o), pickle.HIGHEST_PROTOCOL))
+            send(dumps(FromWorkerInline(seq, o), pickle.HIGHEST_PROTOCOL))
             continue
         placed = {}
         pos = 0
@@ -146,7 +196,7 @@ def serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level
             mm[pos:pos + len(blob)] = blob
             placed[app] = (pos, pos + len(blob), n, idx.tobytes())
             pos += len(blob)
-        send(dumps(("shm", seq, placed, o.failures, o.filtered, o.fixed, o.learned, o.sources, o.duplicates),
+        send(dumps(FromWorkerShared(seq, placed, o.failures, o.filtered, o.fixed, o.learned, o.sources, o.duplicates),
                    pickle.HIGHEST_PROTOCOL))
 
 

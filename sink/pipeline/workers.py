@@ -1,4 +1,4 @@
-"""Transform workers: the pure transform run in processes, in order.
+"""Transform workers: the transform (sink/ta/transform.py) run in processes, in order.
 
 A consumed batch is cut into one contiguous chunk per worker. A chunk's
 payloads travel joined in one block of shared memory (a file in /dev/shm,
@@ -39,8 +39,8 @@ from sink.ta.batch import Item, Outcome, merge
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import Transformer
 from sink.ta.typeguard import TypeGuard
-from sink.pipeline.worker_process import IN_BYTES, OUT_BYTES, SLOTS, grow_pipe, map_shared, pack, serve
-from sink.pipeline.worker_process import shm_dir as _shm_dir
+from sink.pipeline import worker_process as wp
+from sink.pipeline.worker_process import IN_BYTES, OUT_BYTES, SLOTS, Chunk, grow_pipe, map_shared, pack, serve
 
 log = logging.getLogger("mtga.workers")
 
@@ -61,7 +61,7 @@ class _Worker:
         self.reset_marks = False  # its cached marks go with its next chunk (a batch was dropped)
         self.started_at = time.monotonic()
         self.receiver: Optional[threading.Thread] = None
-        base = os.path.join(_shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
+        base = os.path.join(wp.shm_dir(), f"mtga-{os.getpid()}-{idx}-{secrets.token_hex(4)}")
         paths = [f"{base}-in{k}" for k in range(SLOTS)] + [f"{base}-out{k}" for k in range(SLOTS)]
         self.ins: list = []
         self.outs: list = []
@@ -72,7 +72,7 @@ class _Worker:
                 self.outs = [map_shared(p, OUT_BYTES, True) for p in paths[SLOTS:]]
             except OSError as e:  # a small /dev/shm: this worker's chunks travel over its pipe
                 log.warning("no shared memory for transform worker %d (%s in %s); its chunks go over a pipe",
-                            idx, e.strerror or e, _shm_dir())
+                            idx, e.strerror or e, wp.shm_dir())
                 for mm in self.ins + self.outs:
                     mm.close()
                 self.ins, self.outs = [], []
@@ -143,17 +143,18 @@ class _Worker:
                 self.dead = why
             self.arrived.notify_all()
 
-    def send(self, packed: tuple) -> tuple[int, Optional[int]]:
+    def send(self, chunk: Chunk) -> tuple[int, Optional[int]]:
         """Queue a chunk; returns its sequence number and the slot it occupies
         (None: it went inline). Replies come back in sequence order."""
         self.seq += 1
-        blob = packed[0]
+        blob = chunk.blob
         if self.free and len(blob) <= IN_BYTES:
             slot = self.free.pop()
             self.ins[slot][:len(blob)] = blob
-            self.outbox.put(pickle.dumps(("shm", self.seq, slot, len(blob), packed[1:]), pickle.HIGHEST_PROTOCOL))
+            msg = wp.ToWorkerShared(self.seq, slot, len(blob), chunk._replace(blob=b""))
+            self.outbox.put(pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
             return self.seq, slot
-        self.outbox.put(pickle.dumps(("inline", self.seq, packed), pickle.HIGHEST_PROTOCOL))
+        self.outbox.put(pickle.dumps(wp.ToWorkerInline(self.seq, chunk), pickle.HIGHEST_PROTOCOL))
         return self.seq, None
 
     def take(self) -> Optional[bytes]:
@@ -361,23 +362,23 @@ class Pending:
         for w, lo, hi, seq, slot in self.sent:
             data = w.take()
             reply = pickle.loads(data) if data is not None else None
-            if reply is not None and reply[1] != seq:  # never expected: stop using that worker
-                w.fail(f"replied to chunk {reply[1]} when chunk {seq} was due")
+            if reply is not None and reply.seq != seq:  # never expected: stop using that worker
+                w.fail(f"replied to chunk {reply.seq} when chunk {seq} was due")
                 reply = None
             if reply is None:
                 log.error("transform worker %d: %s; transforming its part here", w.idx, w.dead)
                 yield lo, hi, None
-            elif reply[0] == "inline":
-                yield lo, hi, reply[2]
+            elif type(reply) is wp.FromWorkerInline:
+                yield lo, hi, reply.outcome
             else:
-                _, _, placed, failures, filtered, fixed, learned, sources, duplicates = reply
                 view = memoryview(w.outs[slot])
                 apps = {}
-                for app, (a, b, n, idx_b) in placed.items():
+                for app, (a, b, n, idx_b) in reply.placed.items():
                     idx = array("I")
                     idx.frombytes(idx_b)
                     apps[app] = [[view[a:b]], n, idx]
-                yield lo, hi, Outcome(apps, failures, filtered, fixed, learned, sources, duplicates)
+                yield lo, hi, Outcome(apps, reply.failures, reply.filtered, reply.fixed, reply.learned, reply.sources,
+                                      reply.duplicates)
 
     def release(self) -> None:
         """The outcome is written: its shared-memory slots may take new chunks."""
