@@ -35,11 +35,11 @@ from mulog.runtime.skeleton import Skeleton
 from mulog.runtime.timers import Every
 from offsets import FilePositions, StateDB
 
-from shipper.delivery.checkpoint import Checkpoint
+from shipper.delivery.checkpoint import PositionCheckpoint
 from shipper.config import Input, ShipperConfig
 from shipper.files.prospector import Prospector
 from shipper.delivery.publisher import Publisher, Stopping
-from shipper.stats import SNAPSHOT_S, FileView, Rates, Snapshot, counters
+from shipper.stats import SNAPSHOT_S, FileView, Rates, ShipperSnapshot, counters
 from shipper.files.room import Split, room_for_files
 from shipper.files.tailer import ACTIVE, Read
 from shipper.files.watcher import Watcher
@@ -79,7 +79,7 @@ class Shipper:
         positions = FilePositions(self.db)
         self.stored = positions.all()
         log.info("state in %s: %d file positions stored", config.state_dir, len(self.stored))
-        self.checkpoint = Checkpoint(self.db, positions, self.counters)
+        self.checkpoint = PositionCheckpoint(self.db, positions, self.counters)
         self.publisher = Publisher(config.bootstrap_servers, config.producer, self.counters,
                                    lambda: self.stopping, self._on_fatal)
         self.watcher = Watcher(self.wake)
@@ -90,7 +90,7 @@ class Shipper:
         self.split = Split(self.tailers)  # warm tailers (read in every turn) and cold ones
         self.prospector.save_now = self.save
         self.rates = Rates()
-        self.snapshot: Snapshot = self.take_snapshot()
+        self.snapshot: ShipperSnapshot = self.take_snapshot()
         self.skeleton = Skeleton("shipper", config.bootstrap_servers, self.host)
         self._config_sig = self._config_signature()
 
@@ -318,11 +318,11 @@ class Shipper:
                  len(removed))
 
     # ------------------------------------------------------------ stats
-    def take_snapshot(self) -> Snapshot:
+    def take_snapshot(self) -> ShipperSnapshot:
         """What other threads may read (the metrics server): figures, never live objects."""
         views, n_open = self.split.views(_view)
         pub = self.publisher
-        return Snapshot(taken=time.time(), counters=self.counters.values(), files=views, files_open=n_open,
+        return ShipperSnapshot(taken=time.time(), counters=self.counters.values(), files=views, files_open=n_open,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
                         kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
                         save_errors=self.checkpoint.errors, stopping=self.stopping)

@@ -7,7 +7,7 @@ Kafka error, positions that could not be saved) is one call that logs it
 (rate-limited), counts it and is exported to Prometheus; the hot path only adds
 to plain counters. Every counter is exported, so nothing is counted unseen.
 
-``Snapshot``: what the loop last published (every SNAPSHOT_S and before each
+``ShipperSnapshot``: what the loop last published (every SNAPSHOT_S and before each
 stats line): the counters, the producer's queue, Kafka up or down, and per file
 its path, identity, size and delivered offset. The metrics server's thread and
 the stats line read it, never the live tailers.
@@ -67,7 +67,7 @@ class FileView(msgspec.Struct, frozen=True):
         return max(0, self.size - self.delivered)
 
 
-class Snapshot(msgspec.Struct, frozen=True):
+class ShipperSnapshot(msgspec.Struct, frozen=True):
     taken: float  # time.time()
     counters: dict
     files: tuple  # FileView of every followed file
@@ -90,7 +90,7 @@ class Rates:
     def __init__(self):
         self.last = (time.monotonic(), 0, 0)
 
-    def __call__(self, snap: Snapshot) -> tuple[float, float]:
+    def __call__(self, snap: ShipperSnapshot) -> tuple[float, float]:
         now = time.monotonic()
         t0, l0, b0 = self.last
         lines, nbytes = snap.counters["lines_sent"], snap.counters["bytes_sent"]

@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from mtga_helpers import produce, stored_offsets, wait_for, write_conf, write_settings
@@ -177,7 +176,7 @@ def test_a_failed_group_commit_is_made_again_at_the_next_checkpoint(kafka, topic
     """The group refuses a commit from outside it while it has a member (a real
     refusal by the broker): the offsets stay stored locally, the commit is made
     again at each checkpoint, and goes through once the group takes it."""
-    from sink.pipeline.checkpoint import Checkpoint
+    from sink.pipeline.checkpoint import OffsetCheckpoint
     from sink.pipeline.intake import Intake
 
     topic = topic_factory(partitions=1)
@@ -191,7 +190,7 @@ def test_a_failed_group_commit_is_made_again_at_the_next_checkpoint(kafka, topic
     wait_for(lambda: (member.poll(0.2), member.assignment())[1], 30, "the member's assignment")
     with StateDB(tmp_path / "db", "mtga") as db:
         inst = counters()
-        ck = Checkpoint(db, lambda: None, True, inst)
+        ck = OffsetCheckpoint(db, lambda: None, True, inst)
         src = Intake(s, ck, inst, lambda keys, lost: None)
         src.consumer = src.new_consumer()
         key = (topic, 0)
@@ -220,7 +219,7 @@ class _It:
 def test_checkpoint_order_flush_then_store_then_commit(tmp_path):
     """A flush that fails stores and commits nothing; a store that fails commits
     nothing; offsets only move forward."""
-    from sink.pipeline.checkpoint import Checkpoint
+    from sink.pipeline.checkpoint import OffsetCheckpoint
     from sink.pipeline.writer import SinkError
 
     with StateDB(tmp_path / "db", "mtga") as db:
@@ -236,7 +235,7 @@ def test_checkpoint_order_flush_then_store_then_commit(tmp_path):
             steps.append(("commit", dict(offsets)))
             return []
 
-        ck = Checkpoint(db, flush, True, counters())
+        ck = OffsetCheckpoint(db, flush, True, counters())
         key = ("t", 0)
         ck.start(key, 10, None, None)
         ck.advance([_It("t", 0, 10), _It("t", 0, 19)], {key})

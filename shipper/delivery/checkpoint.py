@@ -1,4 +1,4 @@
-"""Checkpoint: delivered positions -> offsets.FilePositions.
+"""PositionCheckpoint: delivered positions -> offsets.FilePositions.
 
 Only what Kafka acknowledged is stored: a tailer's delivered offset, which only
 the acknowledgement path moves (shipper/files/acks.py). Positions are saved every
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipper")
 
 
-class Checkpoint:
+class PositionCheckpoint:
     def __init__(self, db: "StateDB", positions: "FilePositions", counters: "Instruments"):
         self.db = db
         self.positions = positions

@@ -16,10 +16,10 @@ from typing import Callable
 from mulog.runtime.health import Check, loop_check
 from mulog.runtime.instrument import Instruments
 
-from shipper.stats import Snapshot
+from shipper.stats import ShipperSnapshot
 
 
-def samples(snap: Snapshot, inst: Instruments):
+def samples(snap: ShipperSnapshot, inst: Instruments):
     files = snap.files
     yield from inst.samples_from(snap.counters)
     yield ("shipper_files_open", "gauge", "Files open for reading", (), [((), snap.files_open)])
@@ -42,12 +42,12 @@ def samples(snap: Snapshot, inst: Instruments):
            "while the loop is stuck)", (), [((), max(0.0, time.time() - snap.taken))])
 
 
-def health(snap: Snapshot) -> list[Check]:
+def health(snap: ShipperSnapshot) -> list[Check]:
     """``/health``: the loop publishes its snapshot every few hundred ms."""
     return [loop_check(snap.taken)]
 
 
-def ready(snap: Snapshot, bootstrap: str) -> list[Check]:
+def ready(snap: ShipperSnapshot, bootstrap: str) -> list[Check]:
     """``/ready``: the loop ticks, positions are saved, a broker answered and Kafka is not down."""
     if not snap.kafka_contacted:
         kafka = (False, f"no broker at {bootstrap} has answered yet")
@@ -64,6 +64,6 @@ def ready(snap: Snapshot, bootstrap: str) -> list[Check]:
     ]
 
 
-def routes(snapshot: Callable[[], Snapshot], bootstrap: str = "") -> dict:
+def routes(snapshot: Callable[[], ShipperSnapshot], bootstrap: str = "") -> dict:
     """``/health`` and ``/ready``, from the loop's last snapshot."""
     return {"/health": lambda: health(snapshot()), "/ready": lambda: ready(snapshot(), bootstrap)}

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mulog.fleet import Heartbeat
 
     from sink.pipeline.service import Service
-    from sink.pipeline.snapshot import Snapshot
+    from sink.pipeline.snapshot import MtgaSnapshot
 
 
 def samples(svc: "Service", beat: "Heartbeat | None" = None):
@@ -43,12 +43,12 @@ def samples(svc: "Service", beat: "Heartbeat | None" = None):
            "while the loop is stuck)", (), [((), max(0.0, now - snap.taken))])
 
 
-def health(snap: "Snapshot") -> list[Check]:
+def health(snap: "MtgaSnapshot") -> list[Check]:
     """``/health``: the loop publishes its snapshot every SNAPSHOT_S."""
     return [loop_check(snap.taken)]
 
 
-def ready(snap: "Snapshot", bootstrap: str) -> list[Check]:
+def ready(snap: "MtgaSnapshot", bootstrap: str) -> list[Check]:
     """``/ready``: the loop ticks, the state store is written, a broker answers, partitions
     are assigned, and batches are stored (not stalled)."""
     if not snap.kafka_contacted:

@@ -20,12 +20,12 @@ from mulog.runtime.skeleton import Skeleton
 
 from sink.config import MtgaConfig
 from sink.pipeline.service import Service
-from sink.pipeline.snapshot import Snapshot
+from sink.pipeline.snapshot import MtgaSnapshot
 
 log = logging.getLogger("mtga")
 
 
-def status(snap: Snapshot, group: str) -> dict:
+def status(snap: MtgaSnapshot, group: str) -> dict:
     """The ``status`` answer, from a snapshot."""
     v = snap.counters
     return {

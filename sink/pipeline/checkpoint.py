@@ -37,7 +37,7 @@ log = logging.getLogger("mtga")
 TP = tuple  # (topic, partition)
 
 
-class Checkpoint:
+class OffsetCheckpoint:
     def __init__(self, db: StateDB, flush: Callable[[], None], sync: bool, inst: "Instruments"):
         self.db = db
         self.po = PartitionOffsets(db)

@@ -23,7 +23,7 @@ from mulog.kafkalog import Fold
 if TYPE_CHECKING:
     from mulog.runtime.instrument import Instruments
 
-    from sink.pipeline.checkpoint import Checkpoint
+    from sink.pipeline.checkpoint import OffsetCheckpoint
     from sink.config import KafkaConf, MtgaConfig
 
 log = logging.getLogger("mtga")
@@ -63,7 +63,7 @@ def resume_point(local: Optional[int], group: Optional[int]) -> tuple[Optional[i
 class Intake:
     """The consumer, its subscription and its rebalance callbacks."""
 
-    def __init__(self, s: "MtgaConfig", checkpoint: "Checkpoint", inst: "Instruments",
+    def __init__(self, s: "MtgaConfig", checkpoint: "OffsetCheckpoint", inst: "Instruments",
                  on_revoke: Callable[[list, bool], None]):
         self.s = s
         self.checkpoint = checkpoint

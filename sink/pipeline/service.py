@@ -40,14 +40,14 @@ from mulog.runtime.timers import Every
 from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError, reason_code
 
 from sink.ta.batch import Item, first_offsets
-from sink.pipeline.checkpoint import Checkpoint
+from sink.pipeline.checkpoint import OffsetCheckpoint
 from sink.pipeline.marks import Marks
 from sink.pipeline.recovery import recover, starting_point
 from sink.config import MtgaConfig
 from sink.counters import counters
 from sink.pipeline.pausing import Pausing
 from sink.pipeline.retry import Retrier
-from sink.pipeline.snapshot import Snapshot
+from sink.pipeline.snapshot import MtgaSnapshot
 from sink.pipeline.intake import Intake
 from sink.ta.typeguard import TypeGuard
 from sink.pipeline.workers import Pool
@@ -98,7 +98,7 @@ class Service:
         self.marks.store.set_clean(False)  # until a stop's last checkpoint says otherwise
         self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept",
                          guard=self.guard, marks=self.marks.marks)
-        self.checkpoint = Checkpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
+        self.checkpoint = OffsetCheckpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
         self.checkpoint.extras += [self.marks.write, self._recovery_record]
         self.intake = Intake(s, self.checkpoint, inst, self._give_up)
         self.pausing = Pausing(self.intake, inst)
@@ -352,9 +352,9 @@ class Service:
         (t0, c0), (t1, c1) = self._rate[0], self._rate[-1]
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def _take_snapshot(self) -> Snapshot:
+    def _take_snapshot(self) -> MtgaSnapshot:
         ck = self.checkpoint
-        return Snapshot(
+        return MtgaSnapshot(
             pid=os.getpid(), started=self.started, taken=time.time(), events_per_s=round(self._events_per_s(), 1),
             partitions=tuple(sorted(self.intake.assigned)), lags=dict(self.lags), local_offsets=ck.local_offsets,
             last_checkpoint=ck.last or None,

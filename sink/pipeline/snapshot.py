@@ -7,7 +7,7 @@ from typing import Optional
 import msgspec
 
 
-class Snapshot(msgspec.Struct, frozen=True):
+class MtgaSnapshot(msgspec.Struct, frozen=True):
     """What the loop last published for other threads (status, metrics)."""
 
     pid: int
