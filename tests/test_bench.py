@@ -1,6 +1,7 @@
 """bench/run.py --quick runs against the suite's broker and reports every case.
 
-Only the report's shape is checked: timings are never asserted.
+Only the report's shape is checked: timings are never asserted. Without a broker:
+the lookup of the project's names in old and new module paths (bench/project.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "bench" / "run.py"
@@ -45,6 +44,7 @@ NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
 OPTIONAL = {"shipper_rsyslog", "shipper_otelcol", "mtga_otelcol", "mtga_rsyslog", "mtga_quix"}
 
 
+@pytest.mark.kafka
 def test_quick_run_reports_every_case(kafka):
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka)
     r = subprocess.run([sys.executable, str(RUN), "--quick", "--json"], capture_output=True, text=True,
@@ -104,8 +104,9 @@ def test_unknown_case_is_a_clear_error():
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.kafka
 def test_baseline_runs_the_cases_on_the_code_of_a_revision(kafka, tmp_path):
-    """--baseline HEAD in a copy of the project whose working tree breaks sink.workers:
+    """--baseline HEAD in a copy of the project whose working tree breaks the workers' module:
     the baseline (HEAD, exported) runs both transform cases on its own code, worker
     processes included; this tree's transform_2_workers fails on the broken module,
     its transform case is compared with the baseline's."""
@@ -123,7 +124,8 @@ def test_baseline_runs_the_cases_on_the_code_of_a_revision(kafka, tmp_path):
     git("add", "-A")
     git("commit", "-q", "-m", "the baseline")
     sha = git("rev-parse", "HEAD")
-    with open(repo / "sink" / "workers.py", "a") as f:
+    workers = next(p for p in (repo / "sink" / "pipeline" / "workers.py", repo / "sink" / "workers.py") if p.exists())
+    with open(workers, "a") as f:
         f.write('\nraise RuntimeError("workers of the working tree")\n')
 
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka)
@@ -153,3 +155,50 @@ def test_baseline_runs_the_cases_on_the_code_of_a_revision(kafka, tmp_path):
     table = r.stdout.strip().splitlines()[:-1]
     row = next(line for line in table if line.split()[:1] == ["transform"])
     assert f"{t['vs_base']:.2f}×" in row, row
+
+
+def _python(code: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (the bench package and fake trees stay out of this one's imports)."""
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120,
+                       cwd=REPO)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_the_projects_names_are_found_in_the_new_and_the_old_module_paths(tmp_path):
+    """bench/project.py, as bench/transform_loop.py uses it on this tree and on a
+    baseline's: the new modules first, the old ones else, a missing name as None."""
+    new = _tree(tmp_path / "new", {
+        "sink/__init__.py": "", "sink/ta/__init__.py": "", "sink/pipeline/__init__.py": "",
+        "sink/ta/transform.py": "class Transformer: pass\nclass OK: pass\n",
+        "sink/ta/batch.py": "class Item: pass\n",
+        "sink/ta/settings.py": "class SettingsStore: pass\n",
+        "sink/pipeline/workers.py": "class Pool: pass\n"})
+    old = _tree(tmp_path / "old", {  # from before typed items: no Item anywhere
+        "sink/__init__.py": "", "sink/transform.py": "class Transformer: pass\nclass OK: pass\n",
+        "sink/settings.py": "class SettingsStore: pass\n", "sink/workers.py": "class Pool: pass\n"})
+    broken = _tree(tmp_path / "broken", {
+        "sink/__init__.py": "", "sink/workers.py": "import not_a_module_anywhere\nclass Pool: pass\n"})
+    code = ("import json, sys; from pathlib import Path; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import project; "
+            "print(json.dumps({n: getattr(project.load(n, None), '__module__', None) for n in project.PLACES})); "
+            "print(json.dumps({n: project.where(n, Path(sys.argv[2])) for n in ('Transformer', 'Pool')}))")
+    found, where = map(json.loads, _python(code, REPO / "bench", new).stdout.splitlines())
+    assert found == {"Transformer": "sink.ta.transform", "OK": "sink.ta.transform", "Item": "sink.ta.batch",
+                     "SettingsStore": "sink.ta.settings", "Pool": "sink.pipeline.workers"}
+    assert where == {"Transformer": "sink.ta.transform", "Pool": "sink.pipeline.workers"}
+    found, where = map(json.loads, _python(code, REPO / "bench", old).stdout.splitlines())
+    assert found == {"Transformer": "sink.transform", "OK": "sink.transform", "Item": None,
+                     "SettingsStore": "sink.settings", "Pool": "sink.workers"}
+    assert where == {"Transformer": "sink.transform", "Pool": "sink.workers"}
+    # a module that is there but fails to import is an error, not a module to pass over
+    r = _python(code, REPO / "bench", broken, check=False)
+    assert r.returncode != 0 and "not_a_module_anywhere" in r.stderr, r.stderr[-2000:]
+
