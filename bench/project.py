@@ -3,8 +3,8 @@
 Modules move (sink.transform became sink.ta.transform, sink.workers
 sink.pipeline.workers, ...) and ``bench/run.py --baseline`` runs this benchmark
 code on older trees too, so each name is looked up in its places, newest first.
-Imported as ``project`` by bench/transform_loop.py (which runs with the code of
-either tree on its path).
+Imported as ``bench.project`` by the harness and as ``project`` by
+bench/transform_loop.py (which runs with the code of either tree on its path).
 """
 
 from __future__ import annotations

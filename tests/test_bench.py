@@ -1,7 +1,8 @@
 """bench/run.py --quick runs against the suite's broker and reports every case.
 
 Only the report's shape is checked: timings are never asserted. Without a broker:
-the lookup of the project's names in old and new module paths (bench/project.py).
+the cases' declarations (bench/cases/), the lookup of the project's names in old
+and new module paths (bench/project.py), the size of bench/'s modules.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
 # peer tools that may be missing here (rsyslog-kafka, the OpenTelemetry Collector, Quix Streams): skipped
 # with the reason
 OPTIONAL = {"shipper_rsyslog", "shipper_otelcol", "mtga_otelcol", "mtga_rsyslog", "mtga_quix"}
+# the order the cases run and are reported in: each reference before the cases compared with it
+RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "shipper_kcat", "shipper_kcat_headers", "shipper",
+             "shipper_rsyslog", "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000", "mtga_kcat_consume",
+             "mtga", "mtga_2_workers", "mtga_shipped", "mtga_naive", "mtga_otelcol", "mtga_rsyslog", "mtga_quix"]
+# the cases that run the project's code, and so run on the baseline too
+CODE = {"transform", "transform_2_workers", "shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga",
+        "mtga_2_workers", "mtga_shipped"}
+MAX_LINES = 500  # a bench module stays under it
 
 
 @pytest.mark.kafka
@@ -57,7 +66,7 @@ def test_quick_run_reports_every_case(kafka):
     assert isinstance(report["rev"], str) and report["rev"]
     assert report["quick"] is True
     by_name = {c["case"]: c for c in report["cases"]}
-    assert len(by_name) == len(report["cases"])
+    assert [c["case"] for c in report["cases"]] == RUN_ORDER
     assert set(by_name) == set(CASES)
 
     for name, ref in CASES.items():
@@ -166,6 +175,45 @@ def _python(code: str, *args, check: bool = True) -> subprocess.CompletedProcess
     return r
 
 
+def test_the_cases_are_declared_once_each_in_their_run_order():
+    r = _python("import json, sys; sys.path.insert(0, sys.argv[1]); from bench.cases import all_cases; "
+                "print(json.dumps([[c.name, c.reference, c.also, c.code, c.about, callable(c.run)] "
+                "for c in all_cases().values()]))", REPO)
+    declared = json.loads(r.stdout)
+    names = [d[0] for d in declared]
+    assert names == RUN_ORDER
+    assert {d[0]: d[1] for d in declared} == CASES
+    assert {d[0] for d in declared if d[3]} == CODE
+    assert {d[0]: d[2] for d in declared if d[2]} == {"shipper": "shipper_kcat_headers"}
+    assert all(d[4] and d[5] for d in declared), declared
+    for name, ref, also, *_ in declared:  # what a case is compared with has run before it
+        for other in filter(None, (ref, also)):
+            assert names.index(other) < names.index(name), (name, other)
+
+
+def test_a_case_declared_twice_or_compared_with_no_case_is_an_error():
+    code = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from bench.harness.registry import case, cases
+run = lambda b: {}
+case("a", order=1, about="a")(run)
+for kw in ({"order": 2}, {"order": 1, "name": "b"}):
+    try:
+        case(kw.pop("name", "a"), about="x", **kw)(run)
+    except ValueError as e:
+        print(e)
+case("c", order=3, about="c", reference="nope")(run)
+try:
+    cases()
+except ValueError as e:
+    print(e)
+"""
+    assert _python(code, REPO).stdout.splitlines() == [
+        "case a is declared twice", "cases a and b both have order 1",
+        "case c compares with nope, which is not declared"]
+
+
 def _tree(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -202,3 +250,9 @@ def test_the_projects_names_are_found_in_the_new_and_the_old_module_paths(tmp_pa
     r = _python(code, REPO / "bench", broken, check=False)
     assert r.returncode != 0 and "not_a_module_anywhere" in r.stderr, r.stderr[-2000:]
 
+
+def test_no_bench_module_is_over_the_size_limit():
+    files = [p for p in (REPO / "bench").rglob("*.py") if p.relative_to(REPO / "bench").parts[0] != "work"]
+    assert len(files) > 10 and REPO / "bench" / "run.py" in files  # the walk sees the harness and the cases
+    long = {str(p.relative_to(REPO)): n for p in files if (n := len(p.read_text().splitlines())) >= MAX_LINES}
+    assert not long, long
