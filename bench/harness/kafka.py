@@ -123,9 +123,7 @@ def start_broker() -> tuple[str, object]:
     if env:
         say(f"using the broker at {env} (KAFKA_BOOTSTRAP_SERVERS)")
         return env, None
-    sys.path.insert(0, str(REPO / "scripts"))
-    import kafka_local
-
+    kafka_local = _kafka_local()
     cl = kafka_local.Cluster(REPO / ".kafka-local" / "bench")
     was_running = cl.running() is not None
     try:
@@ -134,3 +132,14 @@ def start_broker() -> tuple[str, object]:
         raise BenchError(f"cannot start the local Kafka broker: {e}") from None
     return st.bootstrap, (None if was_running else cl)
 
+
+def _kafka_local():
+    """The local broker's code: the kafkalocal package, or scripts/kafka_local.py in trees from before it."""
+    if (REPO / "kafkalocal" / "__init__.py").is_file():
+        import kafkalocal
+
+        return kafkalocal
+    sys.path.insert(0, str(REPO / "scripts"))
+    import kafka_local
+
+    return kafka_local
