@@ -19,7 +19,7 @@ from ..harness.procs import Proc
 from ..harness.registry import case
 from ..harness.waits import count_lines, first_output, poll, tail, until_exit
 
-OTELCOL_PLACES = (WORK / "peers" / "otelcol-peer", Path("/work/peers/otelcol/build/otelcol-peer"))
+OTELCOL_PLACES = (WORK / "peers" / "otelcol-peer",)  # where bench/peers/install builds it; $OTELCOL: elsewhere
 QUIX_VENV = WORK / "peers" / "quix-venv"  # Quix Streams pins its own confluent-kafka: a virtual environment of its own
 
 
@@ -283,7 +283,8 @@ action(type="omfile" file="{d}/internal.log")
 
 
 def otelcol_exe() -> Path:
-    """The OpenTelemetry Collector binary: $OTELCOL, else the first of OTELCOL_PLACES that exists; or Skip."""
+    """The OpenTelemetry Collector binary: $OTELCOL (a path anywhere), else the first of OTELCOL_PLACES
+    that exists; or Skip."""
     why = "the OpenTelemetry Collector is not built: see bench/peers/ and README 'Benchmarks'"
     env = os.environ.get("OTELCOL")
     if env:
