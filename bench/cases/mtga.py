@@ -55,7 +55,7 @@ def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False) -> d
             node = node.setdefault(k, {})
         node[path[-1]] = yaml.safe_load(value)
     (d / "mtga.yml").write_text(yaml.safe_dump(conf))
-    cmd = b.profiled(profile_name, [b.exe("mtga"), "start", "-c", d / "mtga.yml"])
+    cmd = b.profiled(profile_name, [*b.program("mtga"), "start", "-c", d / "mtga.yml"])
     p = Proc(cmd, log=d / "stdout.log", env=b.code_env)
     deadline = time.monotonic() + b.timeout(n)
     try:

@@ -37,7 +37,7 @@ def shipper(b: Bench) -> dict:
         "log": {"file": str(d / "shipper.log"), "level": "info"},
     }
     (d / "shipper.yml").write_text(json.dumps(conf, indent=1))
-    cmd = [b.exe("shipper"), "tail", "-c", d / "shipper.yml"]
+    cmd = [*b.program("shipper"), "tail", "-c", d / "shipper.yml"]
     cmd = b.profiled("shipper", cmd)
     p = Proc(cmd, log=d / "stdout.log", env=b.code_env)
     db = d / "state" / "db"
@@ -104,7 +104,7 @@ def _shipper_idle(b: Bench, n: int) -> dict:
         "log": {"file": str(d / "shipper.log"), "level": "info"},
     }
     (d / "shipper.yml").write_text(json.dumps(conf, indent=1))
-    p = Proc([b.exe("shipper"), "tail", "-c", d / "shipper.yml"], log=d / "stdout.log", env=b.code_env)
+    p = Proc([*b.program("shipper"), "tail", "-c", d / "shipper.yml"], log=d / "stdout.log", env=b.code_env)
     deadline = time.monotonic() + b.timeout(n * 20)
     try:
         while b.kafka.total(topic) < n:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from .code import Code
-from .common import BIN, REPO, WORK, BenchError, say
+from .common import BENCH, BIN, REPO, WORK, BenchError, say
 from .data import envelopes_file, lines_file, settings_dir
 from .kafka import Kafka
 from .procs import kill_live
@@ -18,7 +19,7 @@ class Bench:
     """What the case functions receive: ``args`` (the command line), ``kafka``, the data
     (``lines``, ``envelopes``, ``event_topic``, made on first use), ``code`` (the side whose
     project code the case running now runs: ``new``, or ``base`` with --baseline) and the
-    helpers every case uses (``tmp``, ``exe``, ``code_env``, ``timeout``, ``profiled``)."""
+    helpers every case uses (``tmp``, ``program``, ``code_env``, ``timeout``, ``profiled``)."""
 
     def __init__(self, args, bootstrap: str, base: Code | None = None):
         self.args = args
@@ -82,11 +83,10 @@ class Bench:
         d.mkdir(parents=True)
         return d
 
-    def exe(self, name: str) -> Path:
-        p = BIN / name
-        if not p.exists():
-            raise BenchError(f"{p} is missing: install the project into this Python's environment (`make venv`)")
-        return p
+    def program(self, name: str) -> list:
+        """The command that runs the program ``name`` (shipper, mtga) of the code on the path:
+        its command line's main, in whichever module that tree keeps it (bench/project.py)."""
+        return [sys.executable, BENCH / "project.py", name]
 
     @property
     def code_env(self) -> dict:
@@ -101,9 +101,12 @@ class Bench:
         return "ok" if got == n else f"topic holds {got} messages, expected {n}"
 
     def profiled(self, name: str, cmd: list) -> list:
-        """``cmd`` under pyinstrument if ``name`` is one of --profile's cases, else as it is."""
+        """``cmd`` under pyinstrument if ``name`` is one of --profile's cases, else as it is
+        (a Python script: run by pyinstrument in this Python itself)."""
         if name not in self.args.profile:
             return cmd
+        if cmd[0] == sys.executable:
+            cmd = cmd[1:]
         prof = BIN / "pyinstrument"
         if not prof.exists():
             raise BenchError("--profile needs pyinstrument (pip install -e '.[dev]')")
