@@ -222,17 +222,19 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_projects_names_are_found_in_the_new_and_the_old_module_paths(tmp_path):
-    """bench/project.py, as bench/transform_loop.py uses it on this tree and on a
-    baseline's: the new modules first, the old ones else, a missing name as None."""
+    """bench/project.py, as bench/transform_loop.py and the cases use it on this tree and
+    on a baseline's: the new modules first, the old ones else, a missing name as None."""
     new = _tree(tmp_path / "new", {
         "sink/__init__.py": "", "sink/ta/__init__.py": "", "sink/pipeline/__init__.py": "",
         "sink/ta/transform.py": "class Transformer: pass\nclass OK: pass\n",
         "sink/ta/batch.py": "class Item: pass\n",
         "sink/ta/settings.py": "class SettingsStore: pass\n",
-        "sink/pipeline/workers.py": "class Pool: pass\n"})
+        "sink/pipeline/workers.py": "class Pool: pass\n",
+        "sink/ops/__init__.py": "", "sink/ops/cli.py": "import sys\ndef main():\n    print('new', sys.argv)\n"})
     old = _tree(tmp_path / "old", {  # from before typed items: no Item anywhere
         "sink/__init__.py": "", "sink/transform.py": "class Transformer: pass\nclass OK: pass\n",
-        "sink/settings.py": "class SettingsStore: pass\n", "sink/workers.py": "class Pool: pass\n"})
+        "sink/settings.py": "class SettingsStore: pass\n", "sink/workers.py": "class Pool: pass\n",
+        "sink/cli.py": "import sys\ndef main():\n    print('old', sys.argv)\n"})
     broken = _tree(tmp_path / "broken", {
         "sink/__init__.py": "", "sink/workers.py": "import not_a_module_anywhere\nclass Pool: pass\n"})
     code = ("import json, sys; from pathlib import Path; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import project; "
@@ -246,6 +248,11 @@ def test_the_projects_names_are_found_in_the_new_and_the_old_module_paths(tmp_pa
     assert found == {"Transformer": "sink.transform", "OK": "sink.transform", "Item": None,
                      "SettingsStore": "sink.settings", "Pool": "sink.workers"}
     assert where == {"Transformer": "sink.transform", "Pool": "sink.workers"}
+    # the programs: the main of the tree's command line
+    for tree, side in ((new, "new"), (old, "old")):
+        r = subprocess.run([sys.executable, REPO / "bench" / "project.py", "mtga", "start", "-c", "x"],
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(tree)))
+        assert r.stdout.strip() == f"{side} ['mtga', 'start', '-c', 'x']", r.stderr[-2000:]
     # a module that is there but fails to import is an error, not a module to pass over
     r = _python(code, REPO / "bench", broken, check=False)
     assert r.returncode != 0 and "not_a_module_anywhere" in r.stderr, r.stderr[-2000:]
