@@ -4,16 +4,18 @@ Run by bench/run.py as ``python bench/transform_loop.py --mode
 transform|pool|naive --data FILE --count N --settings DIR [--workers N]``. Reads
 the envelopes in chunks of 10,000 (so memory stays that of the transform, not of
 the data set) and times only the calls: for ``transform``,
-``sink.transform.Transformer(SettingsStore(DIR).get).run_batch(items)`` (what
-mtga calls with one worker); for ``pool``, ``sink.workers.Pool(DIR, N)`` on
-batches of 5,000 with two in flight, as mtga's loop drives it (the results come
-back grouped per app, ready to write); for ``naive``, ``naive.naive_line``. Prints one JSON object:
+``Transformer(SettingsStore(DIR).get).run_batch(items)`` (what mtga calls with
+one worker); for ``pool``, ``Pool(DIR, N)`` on batches of 5,000 with two in
+flight, as mtga's loop drives it (the results come back grouped per app, ready
+to write); for ``naive``, ``naive.naive_line``. Prints one JSON object:
 ``{"items": N, "seconds": S, "cpu_seconds": C, "ok": N, "failed": N,
 "first_failure": ...}`` (seconds: wall time of the calls; cpu_seconds: process
 time of the calls).
 
 The project's code is this tree's, or that of the tree in BENCH_CODE (bench/run.py
---baseline), for this process and the worker processes it starts.
+--baseline), for this process and the worker processes it starts; its names are
+found where that tree keeps them (bench/project.py: sink.ta.transform or
+sink.transform, sink.pipeline.workers or sink.workers, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, os.environ.get("BENCH_CODE") or str(HERE.parent))
 sys.path.insert(0, str(HERE))
+
+from project import load  # noqa: E402 - bench/project.py
 
 CHUNK = 10_000
 TOPIC = "mulog_clean_bench"
@@ -52,23 +56,17 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     if a.mode == "transform":
-        from sink.settings import SettingsStore
-        from sink.transform import OK, Transformer
-
-        tr = Transformer(SettingsStore(Path(a.settings)).get)
+        OK = load("OK")
+        tr = load("Transformer")(load("SettingsStore")(Path(a.settings)).get)
     elif a.mode == "pool":
         from collections import deque
 
-        from sink.workers import Pool
-
-        pool = Pool(Path(a.settings), a.workers)
+        pool = load("Pool")(Path(a.settings), a.workers)
         inflight: deque = deque()
     else:
         from naive import naive_line
 
-    import sink.transform
-
-    make_item = getattr(sink.transform, "Item", None)  # the transform's item type
+    make_item = load("Item", None)  # the transform's item type
     if make_item is None:  # a tree from before typed items (bench/run.py --baseline)
         def make_item(*fields):
             return fields
