@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -123,23 +122,12 @@ def start_broker() -> tuple[str, object]:
     if env:
         say(f"using the broker at {env} (KAFKA_BOOTSTRAP_SERVERS)")
         return env, None
-    kafka_local = _kafka_local()
-    cl = kafka_local.Cluster(REPO / ".kafka-local" / "bench")
+    import kafkalocal
+
+    cl = kafkalocal.Cluster(REPO / ".kafka-local" / "bench")
     was_running = cl.running() is not None
     try:
         st = cl.start(brokers=1)
-    except kafka_local.KafkaLocalError as e:
+    except kafkalocal.KafkaLocalError as e:
         raise BenchError(f"cannot start the local Kafka broker: {e}") from None
     return st.bootstrap, (None if was_running else cl)
-
-
-def _kafka_local():
-    """The local broker's code: the kafkalocal package, or scripts/kafka_local.py in trees from before it."""
-    if (REPO / "kafkalocal" / "__init__.py").is_file():
-        import kafkalocal
-
-        return kafkalocal
-    sys.path.insert(0, str(REPO / "scripts"))
-    import kafka_local
-
-    return kafka_local
