@@ -204,18 +204,19 @@ def _copytruncate(p, to):
     os.truncate(p, 0)
 
 
-def test_copytruncate_rename_and_inode_reuse_with_sigkills_dedupe_exactly(kafka, topic_factory, tmp_path):
+def test_copytruncate_rename_and_inode_reuse_with_sigkills_dedupe_exactly(kafka, topic_factory, tmp_path,
+                                                                         private_fs):
     """A file copy-truncated, renamed, and replaced by a new file on its inode,
     the shipper SIGKILLed in between (while it runs, and the changes made while
     it is dead). Repeats in Kafka after a kill are allowed only as the same
     (file, offset) pair as the first copy: every pair names one line, and keeping
     per file identity only messages above the highest offset seen so far (what
-    mtga does) leaves every line written exactly once."""
+    mtga does) leaves every line written exactly once. The logs are on a file
+    system of their own, where the new file surely gets the old one's inode."""
     from test_shipper_e2e import _same_inode_file
 
     topic = topic_factory(partitions=2)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    logs = private_fs("logs").path
     state = tmp_path / "state"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1, inputs=[
         {"paths": [str(logs / "d.log*")], "topic": topic, "app_id": 24, "log_name": "log_d"}])

@@ -438,36 +438,71 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
 
 
 def _same_inode_file(folder, ino: int, data: bytes, name: str):
-    """A new file ``name`` in ``folder`` holding ``data`` that gets inode ``ino`` again:
-    ext4 hands out the lowest free inode of the folder's group, so empty files are
-    made until one gets it (the others are removed afterwards)."""
-    made = []
-    try:
-        for i in range(20_000):
-            cand = folder / f".cand{i}"
-            cand.touch()
-            if cand.stat().st_ino == ino:
-                cand.write_bytes(data)
-                cand.rename(folder / name)
-                return folder / name
-            made.append(cand)
-        raise AssertionError(f"inode {ino} was not handed out again")
-    finally:
-        for cand in made:
-            cand.unlink()
+    """A new file ``name`` in ``folder`` holding ``data`` that gets inode ``ino``,
+    the inode of a file just deleted there (and closed by every process).
+    ``folder`` is on a file system of its own (the private_fs fixture): nothing
+    else makes files there, and ext4 gives a new file the lowest free inode of
+    its folder's group, which is the one just freed."""
+    cand = folder / ".new"
+    cand.touch()
+    got = cand.stat().st_ino
+    if got != ino:
+        cand.unlink()
+        raise AssertionError(f"the new file got inode {got}, not {ino} (the deleted file's): is {folder} on a "
+                             f"private file system, and the deleted file closed by every process?")
+    cand.write_bytes(data)
+    cand.rename(folder / name)
+    return folder / name
 
 
-def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_factory, tmp_path):
+def _fds_on(pid: int, path) -> list[str]:
+    """The descriptors process ``pid`` holds on ``path`` (deleted or not)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed since the listing
+        if target in (str(path), f"{path} (deleted)"):
+            out.append(fd)
+    return out
+
+
+def test_a_private_file_system_gives_a_freed_inode_to_the_next_file(private_fs):
+    """What _same_inode_file counts on, checked on its own: on the private_fs
+    file system, a file made after another was deleted gets the deleted file's
+    inode, every time; while the deleted file is still open, it does not."""
+    logs = private_fs("logs").path
+    for i in range(50):
+        a = logs / f"a{i}.log"
+        a.write_bytes(b"x" * 1000)
+        ino = a.stat().st_ino
+        a.unlink()
+        b = _same_inode_file(logs, ino, b"y\n", f"b{i}.log")
+        assert b.stat().st_ino == ino
+        b.unlink()
+    a = logs / "held.log"
+    a.write_bytes(b"x\n")
+    ino = a.stat().st_ino
+    with open(a, "rb"):
+        a.unlink()
+        with pytest.raises(AssertionError, match=f"not {ino}"):
+            _same_inode_file(logs, ino, b"y\n", "b.log")
+    assert _same_inode_file(logs, ino, b"y\n", "b.log").stat().st_ino == ino
+
+
+def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_factory, tmp_path, private_fs):
     """A file's position is stored; the file is deleted and a new file, other
     content and longer than that position, gets the same inode. The stored position
     belongs to the old content: the new file is read from offset 0. Once while the
-    shipper is stopped, once while it runs (the old file's position still stored)."""
+    shipper is stopped, once while it runs (the old file's position still stored).
+    The logs are on a file system of their own, where the new file surely gets the
+    old one's inode (on a shared one, another process may take it first)."""
     from shipper_helpers import scrape
     from conftest import kafka_local
 
     topic = topic_factory(partitions=1)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    logs = private_fs("logs").path
     state = tmp_path / "state"
     port = kafka_local.free_port()
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=0.5,
@@ -494,6 +529,7 @@ def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_fa
             in sh.log(), sh.log()
         b.unlink()  # read to its end, closed, dropped; its position stays stored
         wait_for(lambda: (x := scrape(port))[("shipper_files_tracked", ())] == 0 and x, 30, "b.log let go")
+        wait_for(lambda: not _fds_on(sh.proc.pid, b), 30, "b.log closed (its inode free again)")
         assert [r["path"] for r in status(state)] == [str(b)]
         c = _same_inode_file(logs, ino, b"".join(line("c", n) + b"\n" for n in range(900)), "c.log")
         wait_for(lambda: all_delivered(state, [c]), 30, "c.log delivered")
