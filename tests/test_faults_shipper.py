@@ -189,14 +189,19 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
 
 
 class StormWriter(threading.Thread):
-    """``rate`` lines/s into ``path`` for ``seconds``; every ``every`` s the file
-    is renamed to ``<path>.<k>`` (outside the glob), a few more lines go into the
-    renamed file (the server has not reopened yet), then a new file is created."""
+    """``rate`` lines/s into ``path`` for ``seconds``; ``rotations`` times, evenly
+    spread over the lines (every ``seconds / (rotations + 1)`` s at that rate),
+    the file is renamed to ``<path>.<k>`` (outside the glob), a few more lines go
+    into the renamed file (the server has not reopened yet), then a new file is
+    created. The rotations are counted in lines, not in seconds, so a writer
+    held up for a moment (a busy machine) makes them all the same, sooner after
+    one another."""
 
-    def __init__(self, path, tag, rate, seconds, every):
+    def __init__(self, path, tag, rate, seconds, rotations):
         super().__init__(daemon=True)
-        self.path, self.tag, self.rate, self.seconds, self.every = path, tag, rate, seconds, every
+        self.path, self.tag, self.rate, self.seconds = path, tag, rate, seconds
         self.total = rate * seconds
+        self.at = [self.total * k // (rotations + 1) for k in range(1, rotations + 1)]  # lines before each
         self.n = 0
         self.rotations = 0
         self.error = None
@@ -206,14 +211,14 @@ class StormWriter(threading.Thread):
         try:
             f = open(self.path, "ab", buffering=0)
             t0 = time.monotonic()
-            next_rot = t0 + self.every
             while self.n < self.total:
-                now = time.monotonic()
-                due = min(self.total, int((now - t0) * self.rate))
+                due = min(self.total, int((time.monotonic() - t0) * self.rate))
+                if self.rotations < len(self.at):
+                    due = min(due, max(self.n, self.at[self.rotations]))
                 if due > self.n:
                     f.write(b"".join(line(self.tag, i) + b"\n" for i in range(self.n, due)))
                     self.n = due
-                if now >= next_rot and self.n < self.total:
+                if self.rotations < len(self.at) and self.n >= self.at[self.rotations]:
                     self.rotations += 1
                     os.rename(self.path, f"{self.path}.{self.rotations}")
                     late = min(self.total, self.n + 20)  # written after the rename, before the reopen
@@ -222,7 +227,7 @@ class StormWriter(threading.Thread):
                     self.n = late
                     f.close()
                     f = open(self.path, "ab", buffering=0)
-                    next_rot += self.every
+                    continue  # more may be due already
                 time.sleep(0.005)
             f.close()
         except BaseException as e:
@@ -238,7 +243,7 @@ def test_rotation_storm_100_per_minute_at_5000_lines_per_second(kafka, topic_fac
     state = tmp_path / "state"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1, inputs=[
         {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_storm"}])
-    w = StormWriter(logs / "storm.log", "storm", rate=5000, seconds=60, every=60 / 101)  # 100 in the minute
+    w = StormWriter(logs / "storm.log", "storm", rate=5000, seconds=60, rotations=100)  # 100 in the minute
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
         sh.wait_log("watching ")  # inotify is on
