@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -184,3 +185,11 @@ def private_fs(tmp_path):
     for fs in made:
         fs.umount()
 
+
+@pytest.fixture
+def refused_port():
+    """A port on 127.0.0.1 where a connection is refused for the whole test: bound
+    by this process and never listened on, so no other process can take it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]

@@ -108,9 +108,9 @@ def test_mtga_folds_the_outage_and_says_when_kafka_answers_again(cluster, tmp_pa
     _outage(cluster, _mtga, tmp_path, "assigned outage[")
 
 
-def test_json_log_lines_of_both_programs(tmp_path):
+def test_json_log_lines_of_both_programs(tmp_path, refused_port):
     """Against a port with no broker (the client's errors are logged too), for a few seconds."""
-    bootstrap = f"127.0.0.1:{kafka_local.free_port()}"
+    bootstrap = f"127.0.0.1:{refused_port}"
     (tmp_path / "s").mkdir()
     (tmp_path / "m").mkdir()
     sh, slog = _shipper(tmp_path / "s", bootstrap, format="json")

@@ -393,7 +393,7 @@ def test_a_new_file_is_read_within_a_second_by_inotify(kafka, topic_factory, tmp
     print(f"\nnew files (name, s until read, s until in Kafka): {delays}")
 
 
-def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_factory, tmp_path):
+def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_factory, tmp_path, refused_port):
     """librdkafka's own queue (queue.buffering.max.messages: 50) far below a read
     chunk (about 1,600 lines): produce() raises BufferError in the middle of every
     chunk. First with no broker to drain it: the shipper waits, a SIGTERM stops it
@@ -412,7 +412,7 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
         f.write_bytes(b"".join(line(f"q{i}", n) + b"\n" for n in range(4000)))
     inp = [{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_q"}]
     small = {"queue.buffering.max.messages": 50, "linger.ms": 5}
-    nowhere = f"127.0.0.1:{kafka_local.free_port()}"
+    nowhere = f"127.0.0.1:{refused_port}"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=nowhere, state=state, shutdown_timeout_s=1,
                       kafka={"bootstrap_servers": nowhere, "producer": small}, inputs=inp)
     sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
