@@ -116,10 +116,12 @@ def test_json_log_lines_of_both_programs(tmp_path, refused_port):
     sh, slog = _shipper(tmp_path / "s", bootstrap, format="json")
     m, mlog = _mtga(tmp_path / "m", bootstrap, format="json")
     try:
+        # mtga's "consuming" line: it runs, its signal handlers set (a SIGTERM before would end it at once)
         mtga_helpers.wait_for(lambda: slog.exists() and "Connection refused" in slog.read_text()
                               and '"stats: ' in slog.read_text()
-                              and mlog.exists() and "Connection refused" in mlog.read_text(), 30,
-                              "the client's errors in both logs, the shipper's stats line")
+                              and mlog.exists() and "Connection refused" in mlog.read_text()
+                              and '"message":"consuming outage as group' in mlog.read_text(), 30,
+                              "the client's errors in both logs, the shipper's stats line, mtga running")
     finally:
         _stop(sh)
         _stop(m)

@@ -295,9 +295,14 @@ def test_cli_mistakes_are_one_line(tmp_path, kafka):
             "--state-dir", str(state), "--bootstrap-servers", kafka)
     import subprocess
     from shipper_helpers import EXE
-    first = subprocess.Popen([str(EXE), *args], stderr=subprocess.PIPE, text=True)
+    first_log = tmp_path / "first.log"
+    with open(first_log, "wb") as err:
+        first = subprocess.Popen([str(EXE), *args], stderr=err)
     try:
         wait_for(lambda: (state / "db" / "CURRENT").exists(), 30, "the first shipper's state")
+        # and running, its signal handlers set (they come after the state is opened: a SIGTERM before would end it)
+        wait_for(lambda: "shipper starting" in first_log.read_text() or first.poll() is not None, 30,
+                 "the first shipper running")
         r = run_cli("shipper", *args)
         assert r.returncode == 1 and "in use by another process" in r.stderr and r.stderr.count("\n") == 1, r.stderr
         assert oct(state.stat().st_mode & 0o777) == "0o700"
