@@ -27,6 +27,25 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 
 
+def _start_ticks(pid: int) -> int:
+    """When process ``pid`` started, in clock ticks after boot (0 when it is gone):
+    with the pid, it names one process, as a pid alone does not once it is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _runs_with(pid: int, arg: str) -> bool:
+    """Whether process ``pid`` was started with ``arg`` among its arguments."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return arg.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -48,6 +67,7 @@ class Node:
     port: int
     controller_port: int
     pid: int = 0
+    started: int = 0  # the process's start time (_start_ticks), which tells it from a later one with its pid
 
     @property
     def address(self) -> str:
@@ -97,11 +117,22 @@ class Cluster:
     def node_dir(self, node_id: int) -> Path:
         return self.home / f"node-{node_id}"
 
+    def _runs(self, n: Node) -> bool:
+        """Whether node ``n``'s saved pid is its broker, alive. Once the broker is gone
+        (killed, crashed, the machine restarted) its pid may be given to any other
+        process, which is neither this node nor to be signalled. (A state saved
+        without the start time: the broker's command line names the node's file.)"""
+        if not (n.pid and _alive(n.pid)):
+            return False
+        if n.started:
+            return _start_ticks(n.pid) == n.started
+        return _runs_with(n.pid, str(self.node_dir(n.id) / "server.properties"))
+
     # queries ----------------------------------------------------------------
     def running(self) -> State | None:
         """The saved state if every node's process is alive, else None."""
         st = self.load()
-        if st and st.nodes and all(n.pid and _alive(n.pid) for n in st.nodes):
+        if st and st.nodes and all(self._runs(n) for n in st.nodes):
             return st
         return None
 
@@ -125,7 +156,7 @@ class Cluster:
                 return st
             raise KafkaLocalError(f"processes run for {st.bootstrap} but the cluster does not answer")
         st = self.load()
-        if st and any(n.pid and _alive(n.pid) for n in st.nodes):
+        if st and any(self._runs(n) for n in st.nodes):
             if len(st.nodes) != brokers:
                 raise KafkaLocalError(
                     f"a {len(st.nodes)}-broker cluster partly runs at {st.bootstrap}; stop it first to start {brokers}"
@@ -145,7 +176,7 @@ class Cluster:
             self._write_properties(st, n)
             self._format(libs, st, n)
         for n in nodes:
-            n.pid = self._spawn(libs, n)
+            n.pid, n.started = self._spawn(libs, n)
         self.save(st)
         if not self.wait_ready(st, timeout=START_TIMEOUT_S):
             tails = "\n".join(self._log_tail(n) for n in nodes)
@@ -158,7 +189,7 @@ class Cluster:
     def _restart_missing(self, st: State) -> State:
         """Some nodes of the cluster run and others died: start the dead ones again
         on their ports and data (a cluster is never wiped while part of it runs)."""
-        dead = [n.id for n in st.nodes if not (n.pid and _alive(n.pid))]
+        dead = [n.id for n in st.nodes if not self._runs(n)]
         log(f"node(s) {', '.join(map(str, dead))} of the cluster at {st.bootstrap} are not running; starting them")
         for node_id in dead:
             self.start_node(node_id, wait=False)
@@ -172,13 +203,13 @@ class Cluster:
     def nodes_alive(self) -> list[tuple[Node, bool]]:
         """Every node of the saved cluster with whether its process runs."""
         st = self.load()
-        return [(n, bool(n.pid and _alive(n.pid))) for n in (st.nodes if st else [])]
+        return [(n, self._runs(n)) for n in (st.nodes if st else [])]
 
     def _cleanup_stale(self) -> None:
         st = self.load()
         if st:
             for n in st.nodes:
-                if n.pid and _alive(n.pid):
+                if self._runs(n):
                     _terminate(n.pid)
         for d in self.home.glob("node-*"):
             shutil.rmtree(d, ignore_errors=True)
@@ -239,14 +270,15 @@ class Cluster:
         if proc.returncode != 0:
             raise KafkaLocalError(f"formatting KRaft storage of node {n.id} failed:\n{proc.stdout[-2000:]}")
 
-    def _spawn(self, libs: Path, n: Node) -> int:
+    def _spawn(self, libs: Path, n: Node) -> tuple[int, int]:
+        """Starts node ``n``'s broker: (pid, start time)."""
         d = self.node_dir(n.id)
         out = open(d / "stdout.log", "ab")
         cmd = self._java(libs, "kafka.Kafka", str(d / "server.properties"), logs=d)
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=str(d))
         out.close()
-        return proc.pid
+        return proc.pid, _start_ticks(proc.pid)
 
     def _log_tail(self, n: Node, lines: int = 20) -> str:
         parts = []
@@ -263,7 +295,7 @@ class Cluster:
         deadline = time.monotonic() + timeout
         want = {n.id for n in st.nodes}
         while time.monotonic() < deadline:
-            if any(n.pid and not _alive(n.pid) for n in st.nodes):
+            if any(n.pid and not self._runs(n) for n in st.nodes):
                 return False
             ok = True
             for n in st.nodes:
@@ -286,7 +318,7 @@ class Cluster:
     def stop_node(self, node_id: int, sig: int = signal.SIGTERM, wait: bool = True) -> None:
         st = self.load()
         n = next(n for n in st.nodes if n.id == node_id)
-        if n.pid and _alive(n.pid):
+        if self._runs(n):
             if sig == signal.SIGTERM:
                 _terminate(n.pid)
             else:
@@ -297,9 +329,9 @@ class Cluster:
     def start_node(self, node_id: int, wait: bool = True) -> None:
         st = self.load()
         n = next(n for n in st.nodes if n.id == node_id)
-        if n.pid and _alive(n.pid):
+        if self._runs(n):
             return
-        n.pid = self._spawn(cache_dir() / "libs", n)
+        n.pid, n.started = self._spawn(cache_dir() / "libs", n)
         self.save(st)
         if wait and not self.wait_ready(st, timeout=START_TIMEOUT_S):
             raise KafkaLocalError(f"node {node_id} did not come back\n{self._log_tail(n)}")
@@ -309,7 +341,7 @@ class Cluster:
         st = self.load()
         if not st:
             return False
-        pids = [n.pid for n in st.nodes if n.pid and _alive(n.pid)]
+        pids = [n.pid for n in st.nodes if self._runs(n)]
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
         # one deadline for all: the last nodes of a quorum may wait for controllers already gone

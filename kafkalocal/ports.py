@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 from kafkalocal.common import KafkaLocalError
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the ports it picks itself (a connection's local port,
+    a bind to port 0): net.ipv4.ip_local_port_range."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port on 127.0.0.1 that nothing uses now, for a broker or a program to
+    listen on a moment later. It is chosen outside the kernel's ephemeral range:
+    a port from that range, free now, may become the local port of any process's
+    next connection before the listener binds it (seconds, for a broker), and
+    on a busy machine that happens."""
+    lo, hi = _ephemeral_ports()
+    pool = [p for p in range(max(1024, lo - 12000), lo)] + [p for p in range(hi + 1, 65536)]
+    rnd = random.SystemRandom()
+    for _ in range(100):
+        p = rnd.choice(pool)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            return p
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded machine: any free port
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

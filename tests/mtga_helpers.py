@@ -133,8 +133,23 @@ class Mtga:
         self.proc.wait(30)
 
     def term(self, timeout: float = 60) -> int:
+        """SIGTERM once mtga has set its signal handlers: until then (it is still
+        opening its store, which may already have shown in its state or log) a
+        SIGTERM ends it at once (-15). It sets them before it answers on its
+        control socket."""
+        wait_for(lambda: not self.alive() or self.answers(), timeout, "mtga to answer on its control socket")
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def answers(self) -> bool:
+        """Whether mtga answers a ping on its control socket."""
+        from sink import config
+        from sink.control import request
+
+        try:
+            return request(config.load(self.conf).socket_path, "ping", 5) == "pong"
+        except Exception:
+            return False
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -221,13 +221,20 @@ class Writer(threading.Thread):
     ``hook(self, n)`` runs before line ``n`` is written (rotation); ``self.f`` is
     the open file (opened in append mode, so writes after a truncation land at
     the start of the file).
+
+    ``until``: an event the test sets once what it needs the writer for has
+    happened (a kill, an outage): the writer goes on past ``count`` lines, at the
+    same pace, until it is set, so that it is surely still writing then, however
+    slow the machine. ``count`` is then the number of lines written.
     """
 
     def __init__(self, path: Path, tag: str, count: int, burst: int = 50, pause: float = 0.002,
-                 hook: Callable[["Writer", int], None] | None = None, start_at: int = 0):
+                 hook: Callable[["Writer", int], None] | None = None, start_at: int = 0,
+                 until: threading.Event | None = None):
         super().__init__(daemon=True)
         self.path, self.tag, self.count, self.burst, self.pause, self.hook = path, tag, count, burst, pause, hook
         self.start_at = start_at
+        self.until = until
         self.written = 0
         self.error: BaseException | None = None
         self.f = None
@@ -238,25 +245,30 @@ class Writer(threading.Thread):
         self.f = open(path or self.path, "ab", buffering=0)
         return self.f
 
+    def _more(self, n: int) -> bool:
+        return n < self.start_at + self.count or (self.until is not None and not self.until.is_set())
+
     def run(self) -> None:
         try:
             self.open()
             buf = []
-            for n in range(self.start_at, self.start_at + self.count):
+            n = self.start_at
+            while self._more(n):
                 if self.hook is not None:
                     if buf:
                         self.f.write(b"".join(buf))
                         buf = []
                     self.hook(self, n)
                 buf.append(line(self.tag, n) + b"\n")
+                n += 1
                 if len(buf) >= self.burst:
                     self.f.write(b"".join(buf))
                     buf = []
-                    self.written = n + 1 - self.start_at
+                    self.written = n - self.start_at
                     time.sleep(self.pause)
             if buf:
                 self.f.write(b"".join(buf))
-            self.written = self.count
+            self.count = self.written = n - self.start_at
             self.f.close()
         except BaseException as e:  # reported by the test
             self.error = e

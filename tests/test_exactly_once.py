@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -131,11 +132,12 @@ def _pace(n: int) -> None:
 
 
 def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_output(kafka, topic_factory, tmp_path):
-    """Three game logs at about 1,000 lines/s each for about 40 s: one renamed away
-    every 6 s, one copy-truncated every 6 s with its copies in the glob. The
-    shipper and mtga are each SIGKILLed 4 times at random moments and started
-    again at once. Every line is in the output exactly once, counted by the
-    writer and line number each line carries."""
+    """Three game logs at about 1,000 lines/s each for about 40 s (and on until
+    the last kill, however long the starts take): one renamed away every 6 s,
+    one copy-truncated every 6 s with its copies in the glob. The shipper and
+    mtga are each SIGKILLed 4 times at random moments and started again at once.
+    Every line is in the output exactly once, counted by the writer and line
+    number each line carries."""
     from shipper_helpers import ShipperProc, Writer, all_delivered
     from shipper_helpers import write_conf as shipper_conf
 
@@ -154,10 +156,11 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
                        kafka={"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}})
     out = mdir / "out"
     per = 40_000
-    writers = [Writer(logs / "a.log", "a", per, burst=50, pause=0.05),
-               Writer(logs / "b.log", "b", per, burst=50, pause=0.05, hook=_rename_every(6000)),
+    killed = threading.Event()  # the last kill is done: the writers may finish
+    writers = [Writer(logs / "a.log", "a", per, burst=50, pause=0.05, until=killed),
+               Writer(logs / "b.log", "b", per, burst=50, pause=0.05, hook=_rename_every(6000), until=killed),
                Writer(logs / "c.log", "c", per, burst=50, pause=0.05,
-                      hook=_copytruncate_every(6000, str(logs / "c.log")))]
+                      hook=_copytruncate_every(6000, str(logs / "c.log")), until=killed)]
     rnd = random.Random(15)
     kills = ["shipper"] * 4 + ["mtga"] * 4
     rnd.shuffle(kills)
@@ -183,15 +186,18 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
                 held = count_lines(out)
                 m = Mtga(mconf).start()
         assert any(w.is_alive() for w in writers), "the writers finished before the last kill"
+        killed.set()
         for w in writers:
             w.join(120)
             assert w.error is None, w.error
         wait_for(lambda: all_delivered(state, [w.path for w in writers]), 120, "every line in Kafka")
-        want = {(w.tag, n) for w in writers for n in range(per)}
+        assert all(w.count >= per for w in writers)
+        want = {(w.tag, n) for w in writers for n in range(w.count)}
         wait_for(lambda: len(output_lines(out, running=True)) >= len(want), 180, "every line in the output", every=1)
         assert sh.stop() == 0
         assert m.term() == 0
     finally:
+        killed.set()
         sh.kill_if_alive()
         if m.alive():
             m.kill()

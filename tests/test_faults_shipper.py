@@ -76,11 +76,13 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
     """A private one-broker cluster; two game servers write about 3,000 lines/s in
     all for about 25 s; shipper ships them, mtga turns them into LogBus lines. The broker is
     SIGKILLed, stays down 10 s and starts again (same port, same data). Every
-    line must reach mtga's output; duplicates (same #uuid) are counted."""
+    line must reach mtga's output; duplicates (same #uuid) are counted. The
+    servers write on until the broker is back, however long the start took."""
     cl = kafkalocal.Cluster(tmp_path / "k")
     bootstrap = cl.start(brokers=1).bootstrap
     sh = m = None
     writers = []
+    back = threading.Event()  # the broker started again: the writers may finish
     app_id = 31
     topic = f"mulog_clean_{app_id}"
     try:
@@ -104,7 +106,8 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         m = mtga_helpers.Mtga(mconf).start()
         sh.wait_log("watching ")  # inotify is on
         # two servers, about 1,500 lines/s each, for about 25 s
-        writers = [Writer(logs / f"log_k{i}.log", f"k{i}", PER_WRITER, burst=30, pause=0.02) for i in range(2)]
+        writers = [Writer(logs / f"log_k{i}.log", f"k{i}", PER_WRITER, burst=30, pause=0.02, until=back)
+                   for i in range(2)]
         for w in writers:
             w.start()
         wait_for(lambda: mtga_helpers.count_lines(out) > 3000, 60, "lines through the whole pipeline")
@@ -125,6 +128,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         assert behind[-1] > behind[0] > 0, behind
         written_during = sum(w.written for w in writers) - written_at_kill
         cl.start_node(1)
+        back.set()
         assert cl.bootstrap() == bootstrap
         t_up = time.monotonic()
         sh.wait_log("Kafka reachable again", timeout=60)
@@ -146,6 +150,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         msgs = read_topic(bootstrap, topic)
         fq = mtga_helpers.failure_count(mdir / "state")
     finally:
+        back.set()
         for w in writers:
             w.join(1)
         if sh is not None:
@@ -157,7 +162,8 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
     # Kafka: every line of each file, by (file, offset)
     by_pos = Counter((mm.headers["file"], int(mm.headers["offset"])) for mm in msgs)
     kafka_marks = Counter(tuple(MARK.match(mm.value).groups()) for mm in msgs)
-    want = {(f"k{i}".encode(), str(n).encode()) for i in range(2) for n in range(PER_WRITER)}
+    assert all(w.count >= PER_WRITER for w in writers)
+    want = {(w.tag.encode(), str(n).encode()) for w in writers for n in range(w.count)}
     assert set(kafka_marks) == want, f"{len(want - set(kafka_marks))} lines lost on the way to Kafka"
     # mtga output: every line, a duplicate always with the same #uuid as its original
     rows = [json.loads(x) for x in mtga_helpers.output_lines(out)]
@@ -167,7 +173,7 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
         mk = (r["properties"]["w"], r["properties"]["n"])
         assert marker_of.setdefault(r["#uuid"], mk) == mk, "one #uuid for two different lines"
     marks = set(marker_of.values())
-    lost = total - len(marks & {(f"k{i}", n) for i in range(2) for n in range(PER_WRITER)})
+    lost = total - len(marks & {(w.tag, n) for w in writers for n in range(w.count)})
     assert fq == 0, f"{fq} events in mtga's failure queue"
     assert len(uuids) == len(marks) == total
     assert lost == 0
@@ -183,14 +189,19 @@ def test_broker_sigkill_under_load_with_shipper_and_mtga_nothing_lost(tmp_path):
 
 
 class StormWriter(threading.Thread):
-    """``rate`` lines/s into ``path`` for ``seconds``; every ``every`` s the file
-    is renamed to ``<path>.<k>`` (outside the glob), a few more lines go into the
-    renamed file (the server has not reopened yet), then a new file is created."""
+    """``rate`` lines/s into ``path`` for ``seconds``; ``rotations`` times, evenly
+    spread over the lines (every ``seconds / (rotations + 1)`` s at that rate),
+    the file is renamed to ``<path>.<k>`` (outside the glob), a few more lines go
+    into the renamed file (the server has not reopened yet), then a new file is
+    created. The rotations are counted in lines, not in seconds, so a writer
+    held up for a moment (a busy machine) makes them all the same, sooner after
+    one another."""
 
-    def __init__(self, path, tag, rate, seconds, every):
+    def __init__(self, path, tag, rate, seconds, rotations):
         super().__init__(daemon=True)
-        self.path, self.tag, self.rate, self.seconds, self.every = path, tag, rate, seconds, every
+        self.path, self.tag, self.rate, self.seconds = path, tag, rate, seconds
         self.total = rate * seconds
+        self.at = [self.total * k // (rotations + 1) for k in range(1, rotations + 1)]  # lines before each
         self.n = 0
         self.rotations = 0
         self.error = None
@@ -200,14 +211,14 @@ class StormWriter(threading.Thread):
         try:
             f = open(self.path, "ab", buffering=0)
             t0 = time.monotonic()
-            next_rot = t0 + self.every
             while self.n < self.total:
-                now = time.monotonic()
-                due = min(self.total, int((now - t0) * self.rate))
+                due = min(self.total, int((time.monotonic() - t0) * self.rate))
+                if self.rotations < len(self.at):
+                    due = min(due, max(self.n, self.at[self.rotations]))
                 if due > self.n:
                     f.write(b"".join(line(self.tag, i) + b"\n" for i in range(self.n, due)))
                     self.n = due
-                if now >= next_rot and self.n < self.total:
+                if self.rotations < len(self.at) and self.n >= self.at[self.rotations]:
                     self.rotations += 1
                     os.rename(self.path, f"{self.path}.{self.rotations}")
                     late = min(self.total, self.n + 20)  # written after the rename, before the reopen
@@ -216,7 +227,7 @@ class StormWriter(threading.Thread):
                     self.n = late
                     f.close()
                     f = open(self.path, "ab", buffering=0)
-                    next_rot += self.every
+                    continue  # more may be due already
                 time.sleep(0.005)
             f.close()
         except BaseException as e:
@@ -232,7 +243,7 @@ def test_rotation_storm_100_per_minute_at_5000_lines_per_second(kafka, topic_fac
     state = tmp_path / "state"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1, inputs=[
         {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_storm"}])
-    w = StormWriter(logs / "storm.log", "storm", rate=5000, seconds=60, every=60 / 101)  # 100 in the minute
+    w = StormWriter(logs / "storm.log", "storm", rate=5000, seconds=60, rotations=100)  # 100 in the minute
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     try:
         sh.wait_log("watching ")  # inotify is on
@@ -308,7 +319,8 @@ def test_rotation_while_the_shipper_is_dead_loses_nothing(kafka, topic_factory, 
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
         {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_dead"}])
     p = logs / "dead.log"
-    w = Writer(p, "dead", 3000, burst=20, pause=0.02)  # about 3 s
+    killed = threading.Event()
+    w = Writer(p, "dead", 3000, burst=20, pause=0.02, until=killed)  # about 3 s, and on until the kill
     sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
     try:
         sh.wait_log("watching ")  # inotify is on
@@ -316,26 +328,30 @@ def test_rotation_while_the_shipper_is_dead_loses_nothing(kafka, topic_factory, 
         wait_for(lambda: (r := status(state)) and r[0]["delivered"] > 0, 30, "a position saved")
         assert w.is_alive(), "the writer finished before the kill"
         assert sh.stop(signal.SIGKILL) == -signal.SIGKILL
+        killed.set()
         (saved,) = status(state)
         join_all([w])
+        n = w.count
         with open(p, "ab") as f:  # still written while the shipper is dead
-            f.write(b"".join(line("dead", n) + b"\n" for n in range(3000, 3500)))
+            f.write(b"".join(line("dead", k) + b"\n" for k in range(n, n + 500)))
         os.rename(p, logs / "dead.log.1")
-        p.write_bytes(b"".join(line("dead", n) + b"\n" for n in range(3500, 3800)))
+        p.write_bytes(b"".join(line("dead", k) + b"\n" for k in range(n + 500, n + 800)))
+        total = n + 800
         sh = ShipperProc(conf, tmp_path / "shipper2.log").start()
         sh.wait_log("rotated or deleted) at offset")
         wait_for(lambda: all_delivered(state, [p]), 30, "the new file delivered")
         assert sh.stop() == 0
     finally:
+        killed.set()
         sh.kill_if_alive()
     log = sh.log()
     assert f"rotated while stopped: {p} is now {logs / 'dead.log.1'}; reading it from offset " in log, log
     msgs = read_topic(kafka, topic)
     seen = Counter(int(MARK.match(m.value).group(2)) for m in msgs)
-    lost = 3800 - len(set(seen) & set(range(3800)))
-    report("rotation while the shipper was dead (SIGKILL)", 3800, len(msgs), len(seen), lost,
+    lost = total - len(set(seen) & set(range(total)))
+    report("rotation while the shipper was dead (SIGKILL)", total, len(msgs), len(seen), lost,
            saved_position_at_the_kill=saved["delivered"])
-    assert lost == 0 and set(seen) == set(range(3800))
+    assert lost == 0 and set(seen) == set(range(total)) and total >= 3800
     assert f"from offset {saved['delivered']} to its end" in log
     # repeats: only lines of the old file after its saved position (sent before the kill, not yet saved)
     old_lines = {int(MARK.match(v).group(2)): off for off, v in lines_of(logs / "dead.log.1")}

@@ -55,12 +55,22 @@ def test_fleet_lists_up_silent_and_stopped_hosts_and_counts_the_silent(kafka, to
         assert {"partitions", "lag", "failure_queue", "last_checkpoint"} <= set(rows[("mtga", "collector-1")]["figures"])
 
         assert shippers["game-a"].stop(signal.SIGKILL) == -signal.SIGKILL
-        killed = time.monotonic()
-        mtga_helpers.wait_for(lambda: fleet(mconf)[("shipper", "game-a")]["state"] == "silent", 30,
-                              "the killed shipper silent", every=0.25)
-        took = time.monotonic() - killed
-        # silent once its last record is 3 intervals old; the last record was sent at most one interval before the kill
-        assert took <= 3 * INTERVAL + 2.0, f"silent {took:.1f}s after the kill"
+        killed = time.time()
+        views = []  # game-a's row in each fleet view after the kill
+
+        def silent():
+            row = fleet(mconf)[("shipper", "game-a")]
+            views.append(row)
+            return row["state"] == "silent" and row
+
+        row = mtga_helpers.wait_for(silent, 30, "the killed shipper silent", every=0.25)
+        took = time.time() - killed
+        # silent once its last record is 3 intervals old, up before: each view says so by the age it shows
+        # (how long `mtga fleet` itself takes to answer, on a busy machine, is not what is measured)
+        assert all(v["state"] == "silent" and v["age_s"] >= 3 * INTERVAL
+                   or v["state"] == "up" and v["age_s"] <= 3 * INTERVAL for v in views), views
+        # and the last record was sent at most one interval (and a little) before the kill
+        assert 0 <= killed - row["last_seen"] <= INTERVAL + 2.0, (killed, row)
         gauge = mtga_helpers.wait_for(lambda: scrape(port).get(("mtga_fleet_silent_hosts", ())) == 1 and 1, 30,
                                       "mtga's silent-hosts gauge at 1", every=0.25)
         assert gauge == 1

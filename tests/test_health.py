@@ -66,10 +66,10 @@ def test_shipper_health_and_ready_answer_200(kafka, topic_factory, tmp_path):
         assert sh.stop() == 0
 
 
-def test_shipper_with_its_broker_down_is_alive_but_not_ready(tmp_path):
+def test_shipper_with_its_broker_down_is_alive_but_not_ready(tmp_path, refused_port):
     """No broker listens on the configured port: /health 200, /ready 503 saying why."""
     port = kafkalocal.free_port()
-    nobody = f"127.0.0.1:{kafkalocal.free_port()}"
+    nobody = f"127.0.0.1:{refused_port}"
     sh = ShipperProc(shipper_conf(tmp_path, nobody, "mulog_nowhere", port), tmp_path / "sh.log").start()
     try:
         sh.wait_log(f"metrics at http://127.0.0.1:{port}/metrics")

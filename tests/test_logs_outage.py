@@ -108,18 +108,20 @@ def test_mtga_folds_the_outage_and_says_when_kafka_answers_again(cluster, tmp_pa
     _outage(cluster, _mtga, tmp_path, "assigned outage[")
 
 
-def test_json_log_lines_of_both_programs(tmp_path):
+def test_json_log_lines_of_both_programs(tmp_path, refused_port):
     """Against a port with no broker (the client's errors are logged too), for a few seconds."""
-    bootstrap = f"127.0.0.1:{kafkalocal.free_port()}"
+    bootstrap = f"127.0.0.1:{refused_port}"
     (tmp_path / "s").mkdir()
     (tmp_path / "m").mkdir()
     sh, slog = _shipper(tmp_path / "s", bootstrap, format="json")
     m, mlog = _mtga(tmp_path / "m", bootstrap, format="json")
     try:
+        # mtga's "consuming" line: it runs, its signal handlers set (a SIGTERM before would end it at once)
         mtga_helpers.wait_for(lambda: slog.exists() and "Connection refused" in slog.read_text()
                               and '"stats: ' in slog.read_text()
-                              and mlog.exists() and "Connection refused" in mlog.read_text(), 30,
-                              "the client's errors in both logs, the shipper's stats line")
+                              and mlog.exists() and "Connection refused" in mlog.read_text()
+                              and '"message":"consuming outage as group' in mlog.read_text(), 30,
+                              "the client's errors in both logs, the shipper's stats line, mtga running")
     finally:
         _stop(sh)
         _stop(m)

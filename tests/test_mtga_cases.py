@@ -179,7 +179,7 @@ def test_a_topic_pattern_means_the_same_to_the_consumer_and_to_the_queries(kafka
 
     try:
         try:
-            wait_for(settled, 20, "mtga to consume what offset-checker lists", every=0.5)
+            wait_for(settled, 60, "mtga to consume what offset-checker lists", every=0.5)
         except AssertionError as e:
             if "timed out" not in str(e):
                 raise  # else said below, with what each side showed

@@ -86,11 +86,13 @@ def test_200k_events_three_apps_exactly_once_after_clean_stop(kafka, topic_facto
 
 
 class Feeder(threading.Thread):
-    """Produces valid events at a steady rate while mtga is being killed."""
+    """Produces valid events at a steady rate while mtga is being killed.
+    ``hold=(i, event)``: event ``i`` and those after it wait until ``event`` is
+    set (then the steady rate goes on)."""
 
-    def __init__(self, kafka, topic, total, rate):
+    def __init__(self, kafka, topic, total, rate, hold=None):
         super().__init__(daemon=True)
-        self.kafka, self.topic, self.total, self.rate = kafka, topic, total, rate
+        self.kafka, self.topic, self.total, self.rate, self.hold = kafka, topic, total, rate, hold
         self.where = []
         self.error = None
 
@@ -113,6 +115,10 @@ class Feeder(threading.Thread):
             step = max(1, self.rate // 10)
             start = time.monotonic()
             for i in range(0, len(events), step):
+                if self.hold is not None and i >= self.hold[0] and not self.hold[1].is_set():
+                    p.flush(60)
+                    assert self.hold[1].wait(300), "the feeder was held for 300 s"
+                    start = time.monotonic() - i / self.rate
                 for j in range(i, min(i + step, len(events))):
                     p.produce(self.topic, events[j], on_delivery=report(j))
                 p.poll(0)
@@ -166,14 +172,23 @@ def test_sigkill_five_times_loses_nothing_and_writes_nothing_twice(kafka, topic_
 
 
 def test_sigterm_then_restart_no_duplicates(kafka, topic_factory, tmp_path):
+    """SIGTERM while events come in, then a restart: every event once. The second
+    half of the events is held back until the stop, so that some surely come
+    after it, however long mtga took to start."""
     topic = topic_factory(partitions=3)
     write_settings(tmp_path / "settings", APPS)
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}")
-    feeder = Feeder(kafka, topic, total=20_000, rate=5000)
+    stopped = threading.Event()
+    feeder = Feeder(kafka, topic, total=20_000, rate=5000, hold=(10_000, stopped))
     feeder.start()
     m = Mtga(conf).start()
-    wait_for(lambda: count_lines(tmp_path / "out") > 2000, 60, "mtga to be mid-stream")
-    assert m.term() == 0
+    try:
+        wait_for(lambda: count_lines(tmp_path / "out") > 2000, 60, "mtga to be mid-stream")
+        assert m.term() == 0
+    finally:
+        stopped.set()
+        if m.alive():
+            m.kill()
     mid = count_lines(tmp_path / "out")
     feeder.join(120)
     assert feeder.error is None

@@ -31,11 +31,13 @@ def test_the_wheel_installed_alone_runs_the_pipeline(kafka, topic_factory, tmp_p
     venv = tmp_path / "venv"
     r = run(sys.executable, "-m", "venv", venv)
     assert r.returncode == 0, r.stderr
-    r = run(venv / "bin/pip", "install", "-q", "-c", REPO / "constraints.txt", whl)
+    # a PYTHONPATH naming the repository (and the mulog_pipeline.egg-info a build leaves there) would have pip
+    # take the package for installed already
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    r = run(venv / "bin/pip", "install", "-q", "-c", REPO / "constraints.txt", whl, env=env)
     assert r.returncode == 0, r.stderr
     home = tmp_path / "site"  # neither the repository nor its folders: the installed files only
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
     r = run(venv / "bin/python", "-c", "import mulog, shipper, sink, offsets; print(sink.__file__)", cwd=home, env=env)
     assert r.returncode == 0 and r.stdout.startswith(str(venv)), (r.stdout, r.stderr)

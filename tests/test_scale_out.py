@@ -516,8 +516,11 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
             {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
         sh = ShipperProc(sconf, tmp_path / "shipper.log").start()
         sh.wait_log("watching ")  # inotify is on
-        # six game servers, about 400 lines/s each, for about 25 s
-        writers = [Writer(logs / f"game{i}.log", f"g{i}", 10_000, burst=20, pause=0.05) for i in range(6)]
+        # six game servers, about 400 lines/s each, for about 25 s, and on until the lines after the kill
+        # reached mtga (however long the starts took)
+        after_kill = threading.Event()
+        writers = [Writer(logs / f"game{i}.log", f"g{i}", 10_000, burst=20, pause=0.05, until=after_kill)
+                   for i in range(6)]
         for w in writers:
             w.start()
         wait_for(lambda: topic_total(bootstrap, topic) > 3000 and count_lines(host.out) > 1000, 60,
@@ -565,6 +568,7 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
                  "mtga to consume past the kill on that partition")
         consumed_s = time.monotonic() - t_kill
         assert count_lines(host.out) > out_at_kill
+        after_kill.set()
 
         join_all(writers, timeout=180)
         files = [w.path for w in writers]
@@ -588,10 +592,12 @@ def test_three_brokers_leader_sigkilled_under_load_nothing_lost_no_duplicates_in
               f"{out_lines - len(written)} duplicates (at least once)")
         assert not dup_kafka, list(dup_kafka.items())[:5]
         assert len(msgs) == total == len(per_line)
-        assert written == {(f"g{i}", n) for i in range(6) for n in range(10_000)}
+        assert all(w.count >= 10_000 for w in writers)
+        assert written == {(w.tag, n) for w in writers for n in range(w.count)}
         assert "Traceback" not in sh.log() and "Traceback" not in host.log()
     finally:
         for w in writers:
+            w.until.set()
             w.join(5)
         if sh is not None:
             sh.kill_if_alive()

@@ -3,6 +3,7 @@ lost, the shipper resumes by itself, and its memory stays bounded (reading
 pauses when the producer queue is full). Uses a private broker, since the
 session's broker is shared by the other tests."""
 
+import threading
 import time
 
 import pytest
@@ -24,6 +25,7 @@ def test_broker_down_for_20s_nothing_lost_memory_bounded(tmp_path):
     bootstrap = st.bootstrap
     sh = None
     writers = []
+    back = threading.Event()  # the broker started again: the writers may finish
     try:
         topic = "down_test"
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -35,8 +37,10 @@ def test_broker_down_for_20s_nothing_lost_memory_bounded(tmp_path):
             {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
         sh = ShipperProc(conf, tmp_path / "shipper.log").start()
         sh.wait_log("watching ")  # inotify is on
-        # three game servers, about 1,500 lines/s each (about 3 MB/s in all), for about 30 s
-        writers = [Writer(logs / f"log_d{i}.log", f"d{i}", 45_000, burst=30, pause=0.02) for i in range(3)]
+        # three game servers, about 1,500 lines/s each (about 3 MB/s in all), for about 30 s and on
+        # until the broker is back (so through the whole outage, however long the start took)
+        writers = [Writer(logs / f"log_d{i}.log", f"d{i}", 45_000, burst=30, pause=0.02, until=back)
+                   for i in range(3)]
         for w in writers:
             w.start()
         wait_for(lambda: topic_total(bootstrap, topic) > 5000, 30, "lines in Kafka before the stop")
@@ -50,8 +54,10 @@ def test_broker_down_for_20s_nothing_lost_memory_bounded(tmp_path):
             assert sh.alive(), sh.log()[-2000:]
             time.sleep(0.2)
         written_during = sum(w.written for w in writers) - written_at_stop
+        assert written_during > 0, "no line written during the outage"
         sh.wait_log("Kafka unreachable")
         cl.start_node(1)
+        back.set()
         assert cl.bootstrap() == bootstrap  # same port, same data
         t_up = time.monotonic()
 
@@ -67,6 +73,7 @@ def test_broker_down_for_20s_nothing_lost_memory_bounded(tmp_path):
         peak_mb = max(rss + [sh.peak_rss_kb]) / 1024
         msgs = read_topic(bootstrap, topic)
     finally:
+        back.set()
         for w in writers:
             w.join(1)
         if sh is not None:

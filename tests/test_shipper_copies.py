@@ -31,15 +31,17 @@ def _logrotate_installed():
 
 class RateWriter(threading.Thread):
     """``rate`` lines/s appended to ``path`` (O_APPEND: after a truncation the
-    writes land at the start) for ``seconds``. Under ``lock`` while writing (the
-    rotator holds it while logrotate runs: logrotate's own copy-then-truncate
+    writes land at the start) for ``seconds``, and on until ``until`` is set
+    (``total`` is then the number of lines written). Under ``lock`` while writing
+    (the rotator holds it while logrotate runs: logrotate's own copy-then-truncate
     window, where lines are lost before any shipper sees them, is not what is
     measured). ``reopen``: opens the path again once it names another file
     (a server told to reopen after a ``create`` rotation)."""
 
-    def __init__(self, path, tag, rate, seconds, lock, reopen=False):
+    def __init__(self, path, tag, rate, seconds, lock, reopen=False, until=None):
         super().__init__(daemon=True)
         self.path, self.tag, self.rate, self.seconds, self.lock, self.reopen = path, tag, rate, seconds, lock, reopen
+        self.until = until
         self.total = rate * seconds
         self.n = 0
         self.error = None
@@ -62,6 +64,8 @@ class RateWriter(threading.Thread):
                     if due > self.n:
                         f.write(b"".join(line(self.tag, i) + b"\n" for i in range(self.n, due)))
                         self.n = due
+                if self.n >= self.total and self.until is not None and not self.until.is_set():
+                    self.total += self.rate // 10  # not done yet: a tenth of a second more, at the same rate
                 time.sleep(0.01)
             f.close()
         except BaseException as e:  # reported by the test
@@ -70,12 +74,15 @@ class RateWriter(threading.Thread):
 
 
 class Rotator(threading.Thread):
-    """``logrotate -f`` with a private state file every ``every`` s until stopped."""
+    """``logrotate -f`` with a private state file every ``every`` s until stopped;
+    ``enough`` is set once it has run ``runs_wanted`` times."""
 
-    def __init__(self, conf, state, every, lock):
+    def __init__(self, conf, state, every, lock, runs_wanted):
         super().__init__(daemon=True)
         self.conf, self.state, self.every, self.lock = conf, state, every, lock
         self.stop_ev = threading.Event()
+        self.enough = threading.Event()
+        self.runs_wanted = runs_wanted
         self.runs = 0
         self.errors = []
 
@@ -87,6 +94,8 @@ class Rotator(threading.Thread):
             if r.returncode != 0:
                 self.errors.append(r.stderr[-500:])
             self.runs += 1
+            if self.runs >= self.runs_wanted:
+                self.enough.set()
 
 
 def count(kafka, topic, tag, total):
@@ -121,15 +130,18 @@ def _logrotate_under_load(kafka, topic_factory, tmp_path, mode, dated, glob="cop
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1, inputs=[
         {"paths": [str(logs / glob)], "topic": topic, "app_id": 24, "log_name": "log_copy"}])
     lock = threading.Lock()
-    w = RateWriter(p, "c", rate, seconds, lock, reopen=(mode == "create"))
-    rot = Rotator(lr, tmp_path / "logrotate.state", 2.0, lock)
+    # a rotation every 2 s while the lines come, and as many as that makes in `seconds`, however long
+    # logrotate takes to run on a busy machine: the writer goes on until the rotator has run them
+    runs = seconds // 2 - 1
+    rot = Rotator(lr, tmp_path / "logrotate.state", 2.0, lock, runs_wanted=runs)
+    w = RateWriter(p, "c", rate, seconds, lock, reopen=(mode == "create"), until=rot.enough)
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
     t0 = time.monotonic()
     try:
         sh.wait_log("watching ")
         w.start()
         rot.start()
-        w.join(seconds + 30)
+        w.join(seconds + 60)
         rot.stop_ev.set()
         rot.join(30)
         assert not w.is_alive() and w.error is None, w.error
@@ -142,6 +154,7 @@ def _logrotate_under_load(kafka, topic_factory, tmp_path, mode, dated, glob="cop
         assert sh.stop() == 0
     finally:
         rot.stop_ev.set()
+        rot.enough.set()
         sh.kill_if_alive()
     msgs, seen, lost, wrong = count(kafka, topic, "c", w.total)
     log = sh.log()
@@ -153,7 +166,7 @@ def _logrotate_under_load(kafka, topic_factory, tmp_path, mode, dated, glob="cop
     assert not wrong, (len(wrong), wrong[:3])
     assert lost == 0 and len(msgs) == len(seen) == w.total, \
         f"lost {lost}, duplicated {len(msgs) - len(seen)}; files {names}\n{log[-4000:]}"
-    assert "Traceback" not in log and rot.runs >= seconds // 2 - 1
+    assert "Traceback" not in log and rot.runs >= runs
     assert any(n.endswith(".gz") for n in names)
     if glob == "copy.log*":
         assert log.count("is compressed") >= 1
@@ -204,18 +217,19 @@ def _copytruncate(p, to):
     os.truncate(p, 0)
 
 
-def test_copytruncate_rename_and_inode_reuse_with_sigkills_dedupe_exactly(kafka, topic_factory, tmp_path):
+def test_copytruncate_rename_and_inode_reuse_with_sigkills_dedupe_exactly(kafka, topic_factory, tmp_path,
+                                                                         private_fs):
     """A file copy-truncated, renamed, and replaced by a new file on its inode,
     the shipper SIGKILLed in between (while it runs, and the changes made while
     it is dead). Repeats in Kafka after a kill are allowed only as the same
     (file, offset) pair as the first copy: every pair names one line, and keeping
     per file identity only messages above the highest offset seen so far (what
-    mtga does) leaves every line written exactly once."""
+    mtga does) leaves every line written exactly once. The logs are on a file
+    system of their own, where the new file surely gets the old one's inode."""
     from test_shipper_e2e import _same_inode_file
 
     topic = topic_factory(partitions=2)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    logs = private_fs("logs").path
     state = tmp_path / "state"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=1, inputs=[
         {"paths": [str(logs / "d.log*")], "topic": topic, "app_id": 24, "log_name": "log_d"}])

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections import Counter, defaultdict
 
@@ -74,8 +75,8 @@ def test_twenty_files_written_concurrently_arrive_exactly_once_in_order(kafka, t
           f"{len(msgs)} messages in Kafka, each line exactly once, in order")
 
 
-def _three_writers(logs, count, pause):
-    return [Writer(logs / f"log_s{i}.log", f"s{i}", count, burst=20, pause=pause) for i in range(3)]
+def _three_writers(logs, count, pause, until):
+    return [Writer(logs / f"log_s{i}.log", f"s{i}", count, burst=20, pause=pause, until=until) for i in range(3)]
 
 
 def _positions(state):
@@ -90,7 +91,8 @@ def test_sigterm_mid_stream_then_restart_loses_and_repeats_nothing(kafka, topic_
     state = tmp_path / "state"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
         {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}])
-    writers = _three_writers(logs, 6000, 0.01)  # about 3 s: still writing at the stop
+    stopped = threading.Event()
+    writers = _three_writers(logs, 6000, 0.01, until=stopped)  # about 3 s, and on until the stop
     for w in writers:
         w.start()
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
@@ -98,6 +100,7 @@ def test_sigterm_mid_stream_then_restart_loses_and_repeats_nothing(kafka, topic_
         wait_for(lambda: topic_total(kafka, topic) > 2000, 30, "lines reaching Kafka")
         assert any(w.is_alive() for w in writers), "writers finished too early for a mid-stream stop"
         assert sh.stop(signal.SIGTERM) == 0
+        stopped.set()
         stopped_at = _positions(state)
         in_kafka = topic_total(kafka, topic)
         sh2 = ShipperProc(conf, tmp_path / "shipper2.log").start()
@@ -106,13 +109,14 @@ def test_sigterm_mid_stream_then_restart_loses_and_repeats_nothing(kafka, topic_
         wait_for(lambda: all_delivered(state, files), 60, "every file delivered after the restart")
         assert sh2.stop() == 0
     finally:
+        stopped.set()
         sh.kill_if_alive()
         sh2.kill_if_alive() if "sh2" in locals() else None
     assert "resuming" in sh2.log()
     assert "stopped:" in sh.log()
     got = by_writer(read_topic(kafka, topic))
     for w in writers:
-        assert got[w.tag] == list(range(6000)), f"{w.tag}: lost or repeated lines"
+        assert w.count >= 6000 and got[w.tag] == list(range(w.count)), f"{w.tag}: lost or repeated lines"
     print(f"\nSIGTERM with {in_kafka} lines in Kafka (positions {sorted(stopped_at.values())}); after the restart "
           f"{sum(len(v) for v in got.values())} lines, none lost, none repeated")
 
@@ -125,7 +129,8 @@ def test_sigkill_mid_stream_repeats_only_the_unacknowledged_window(kafka, topic_
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, inputs=[
         {"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_item"}],
         checkpoint_interval_s=1)
-    writers = _three_writers(logs, 8000, 0.008)
+    killed = threading.Event()
+    writers = _three_writers(logs, 8000, 0.008, until=killed)  # about 3 s, and on until the kill
     for w in writers:
         w.start()
     sh = ShipperProc(conf, tmp_path / "shipper.log").start()
@@ -136,6 +141,7 @@ def test_sigkill_mid_stream_repeats_only_the_unacknowledged_window(kafka, topic_
         wait_for(lambda: topic_total(kafka, topic) > 3000, 30, "lines reaching Kafka")
         assert all(w.is_alive() for w in writers), "writers finished too early for a mid-stream kill"
         assert sh.stop(signal.SIGKILL) == -signal.SIGKILL
+        killed.set()
         stored = _positions(state)  # what the killed process had saved
         sh2 = ShipperProc(conf, tmp_path / "shipper2.log").start()
         join_all(writers)
@@ -143,6 +149,7 @@ def test_sigkill_mid_stream_repeats_only_the_unacknowledged_window(kafka, topic_
         wait_for(lambda: all_delivered(state, files), 60, "every file delivered after the restart")
         assert sh2.stop() == 0
     finally:
+        killed.set()
         sh.kill_if_alive()
         sh2.kill_if_alive() if "sh2" in locals() else None
     msgs = read_topic(kafka, topic)
@@ -288,9 +295,14 @@ def test_cli_mistakes_are_one_line(tmp_path, kafka):
             "--state-dir", str(state), "--bootstrap-servers", kafka)
     import subprocess
     from shipper_helpers import EXE
-    first = subprocess.Popen([str(EXE), *args], stderr=subprocess.PIPE, text=True)
+    first_log = tmp_path / "first.log"
+    with open(first_log, "wb") as err:
+        first = subprocess.Popen([str(EXE), *args], stderr=err)
     try:
         wait_for(lambda: (state / "db" / "CURRENT").exists(), 30, "the first shipper's state")
+        # and running, its signal handlers set (they come after the state is opened: a SIGTERM before would end it)
+        wait_for(lambda: "shipper starting" in first_log.read_text() or first.poll() is not None, 30,
+                 "the first shipper running")
         r = run_cli("shipper", *args)
         assert r.returncode == 1 and "in use by another process" in r.stderr and r.stderr.count("\n") == 1, r.stderr
         assert oct(state.stat().st_mode & 0o777) == "0o700"
@@ -386,7 +398,7 @@ def test_a_new_file_is_read_within_a_second_by_inotify(kafka, topic_factory, tmp
     print(f"\nnew files (name, s until read, s until in Kafka): {delays}")
 
 
-def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_factory, tmp_path):
+def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_factory, tmp_path, refused_port):
     """librdkafka's own queue (queue.buffering.max.messages: 50) far below a read
     chunk (about 1,600 lines): produce() raises BufferError in the middle of every
     chunk. First with no broker to drain it: the shipper waits, a SIGTERM stops it
@@ -405,7 +417,7 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
         f.write_bytes(b"".join(line(f"q{i}", n) + b"\n" for n in range(4000)))
     inp = [{"paths": [str(logs / "*.log")], "topic": topic, "app_id": 24, "log_name": "log_q"}]
     small = {"queue.buffering.max.messages": 50, "linger.ms": 5}
-    nowhere = f"127.0.0.1:{kafkalocal.free_port()}"
+    nowhere = f"127.0.0.1:{refused_port}"
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=nowhere, state=state, shutdown_timeout_s=1,
                       kafka={"bootstrap_servers": nowhere, "producer": small}, inputs=inp)
     sh = ShipperProc(conf, tmp_path / "shipper1.log").start()
@@ -438,36 +450,71 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(kafka, topic_fac
 
 
 def _same_inode_file(folder, ino: int, data: bytes, name: str):
-    """A new file ``name`` in ``folder`` holding ``data`` that gets inode ``ino`` again:
-    ext4 hands out the lowest free inode of the folder's group, so empty files are
-    made until one gets it (the others are removed afterwards)."""
-    made = []
-    try:
-        for i in range(20_000):
-            cand = folder / f".cand{i}"
-            cand.touch()
-            if cand.stat().st_ino == ino:
-                cand.write_bytes(data)
-                cand.rename(folder / name)
-                return folder / name
-            made.append(cand)
-        raise AssertionError(f"inode {ino} was not handed out again")
-    finally:
-        for cand in made:
-            cand.unlink()
+    """A new file ``name`` in ``folder`` holding ``data`` that gets inode ``ino``,
+    the inode of a file just deleted there (and closed by every process).
+    ``folder`` is on a file system of its own (the private_fs fixture): nothing
+    else makes files there, and ext4 gives a new file the lowest free inode of
+    its folder's group, which is the one just freed."""
+    cand = folder / ".new"
+    cand.touch()
+    got = cand.stat().st_ino
+    if got != ino:
+        cand.unlink()
+        raise AssertionError(f"the new file got inode {got}, not {ino} (the deleted file's): is {folder} on a "
+                             f"private file system, and the deleted file closed by every process?")
+    cand.write_bytes(data)
+    cand.rename(folder / name)
+    return folder / name
 
 
-def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_factory, tmp_path):
+def _fds_on(pid: int, path) -> list[str]:
+    """The descriptors process ``pid`` holds on ``path`` (deleted or not)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed since the listing
+        if target in (str(path), f"{path} (deleted)"):
+            out.append(fd)
+    return out
+
+
+def test_a_private_file_system_gives_a_freed_inode_to_the_next_file(private_fs):
+    """What _same_inode_file counts on, checked on its own: on the private_fs
+    file system, a file made after another was deleted gets the deleted file's
+    inode, every time; while the deleted file is still open, it does not."""
+    logs = private_fs("logs").path
+    for i in range(50):
+        a = logs / f"a{i}.log"
+        a.write_bytes(b"x" * 1000)
+        ino = a.stat().st_ino
+        a.unlink()
+        b = _same_inode_file(logs, ino, b"y\n", f"b{i}.log")
+        assert b.stat().st_ino == ino
+        b.unlink()
+    a = logs / "held.log"
+    a.write_bytes(b"x\n")
+    ino = a.stat().st_ino
+    with open(a, "rb"):
+        a.unlink()
+        with pytest.raises(AssertionError, match=f"not {ino}"):
+            _same_inode_file(logs, ino, b"y\n", "b.log")
+    assert _same_inode_file(logs, ino, b"y\n", "b.log").stat().st_ino == ino
+
+
+def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_factory, tmp_path, private_fs):
     """A file's position is stored; the file is deleted and a new file, other
     content and longer than that position, gets the same inode. The stored position
     belongs to the old content: the new file is read from offset 0. Once while the
-    shipper is stopped, once while it runs (the old file's position still stored)."""
+    shipper is stopped, once while it runs (the old file's position still stored).
+    The logs are on a file system of their own, where the new file surely gets the
+    old one's inode (on a shared one, another process may take it first)."""
     from shipper_helpers import scrape
     from conftest import kafkalocal
 
     topic = topic_factory(partitions=1)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    logs = private_fs("logs").path
     state = tmp_path / "state"
     port = kafkalocal.free_port()
     conf = write_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=state, rotate_wait_s=0.5,
@@ -494,6 +541,7 @@ def test_a_new_file_on_a_reused_inode_is_read_from_its_beginning(kafka, topic_fa
             in sh.log(), sh.log()
         b.unlink()  # read to its end, closed, dropped; its position stays stored
         wait_for(lambda: (x := scrape(port))[("shipper_files_tracked", ())] == 0 and x, 30, "b.log let go")
+        wait_for(lambda: not _fds_on(sh.proc.pid, b), 30, "b.log closed (its inode free again)")
         assert [r["path"] for r in status(state)] == [str(b)]
         c = _same_inode_file(logs, ino, b"".join(line("c", n) + b"\n" for n in range(900)), "c.log")
         wait_for(lambda: all_delivered(state, [c]), 30, "c.log delivered")

@@ -33,6 +33,16 @@ def check_order_per_file(msgs) -> int:
     return len(per_file)
 
 
+def wait_read(log, path, times: int = 1) -> None:
+    """Wait until the shipper whose log is ``log`` has opened ``path`` ``times``
+    times (its "reading PATH (" lines). A rotation test renames or deletes a file
+    the shipper follows: one renamed away or deleted before the shipper ever
+    opened it (on a busy machine it may come late) is another case, tested in
+    test_faults_shipper."""
+    wait_for(lambda: log.exists() and log.read_text(errors="replace").count(f"reading {path} (") >= times, 30,
+             f"the shipper reading {path} (number {times})")
+
+
 class Rotating(threading.Thread):
     """Writes ``total`` numbered lines in bursts; ``rotate(self)`` runs every
     ``every`` lines (it may write lines itself through ``self.emit``)."""
@@ -110,6 +120,7 @@ def test_rename_and_create(kafka, topic_factory, tmp_path):
 
     def rotate(w):
         w.f.flush()
+        wait_read(tmp_path / "shipper.log", app, w.rotations)  # the file renamed is one the shipper follows
         os.rename(app, logs / f"log_item.log.{w.rotations}")
         w.emit(30)  # the server writes on into the old file until it reopens
         w.f.close()
@@ -173,7 +184,8 @@ def test_dated_hourly_files(kafka, topic_factory, tmp_path):
         w.emit(5)
         w.emit(10, f=old)  # late lines into the previous hour
         old.close()
-        if w.rotations >= 3:  # the file of two hours ago is compressed away
+        if w.rotations >= 3:  # the file of two hours ago is compressed away (once the shipper has found it)
+            wait_read(tmp_path / "shipper.log", hour_file(w.rotations - 3))
             os.rename(hour_file(w.rotations - 3), str(hour_file(w.rotations - 3)) + ".gz")
 
     w = Rotating(hour_file(0), "hr", 7500, 1500, rotate, pause=0.004)
@@ -223,6 +235,7 @@ def test_delete_after_rotate(kafka, topic_factory, tmp_path):
     app = logs / "log_role_up.log"
 
     def rotate(w):
+        wait_read(tmp_path / "shipper.log", app, w.rotations)  # the file deleted is one the shipper follows
         w.emit(2000)  # a burst the shipper is still reading when the file goes
         os.rename(app, logs / "log_role_up.log.1")
         os.unlink(logs / "log_role_up.log.1")

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -53,14 +54,20 @@ def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
         "verify would not catch a missing command"
 
 
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)  # Linux's number; Python names it on some builds only
+
+
 class NotifySocket:
-    """The datagram socket systemd would listen on (abstract, '@' in NOTIFY_SOCKET)."""
+    """The datagram socket systemd would listen on (abstract, '@' in NOTIFY_SOCKET).
+    Each message is stamped by the kernel as it arrives (SO_TIMESTAMP), so the
+    times are the sender's, however late this busy test process reads them."""
 
     def __init__(self):
         self.name = f"@mulog-test-{uuid.uuid4().hex[:12]}"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
         self.sock.bind("\0" + self.name[1:])
-        self.got: list[tuple[float, str]] = []  # (monotonic time, state), one per KEY=VALUE
+        self.got: list[tuple[float, str]] = []  # (arrival time, state), one per KEY=VALUE
 
     def env(self, watchdog_usec: int = 2_000_000) -> dict:
         return {"NOTIFY_SOCKET": self.name, "WATCHDOG_USEC": str(watchdog_usec)}
@@ -77,11 +84,12 @@ class NotifySocket:
                 raise AssertionError(f"no {state} within {timeout:.0f}s; got {[s for _, s in self.got]}")
             self.sock.settimeout(min(left, 0.5))
             try:
-                data = self.sock.recv(4096)
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(16))
             except socket.timeout:
                 continue
-            now = time.monotonic()
-            self.got += [(now, s) for s in data.decode().split("\n") if s]
+            (sec, usec), = [struct.unpack("qq", d) for lvl, typ, d in anc
+                            if (lvl, typ) == (socket.SOL_SOCKET, SO_TIMESTAMP)]
+            self.got += [(sec + usec / 1e6, s) for s in data.decode().split("\n") if s]
 
     def close(self):
         self.sock.close()
