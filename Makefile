@@ -21,6 +21,10 @@ test: venv
 	scripts/ensure-tools
 	$(PY) -m pytest tests
 
+# the tests that need no broker (a quick loop while coding)
+test-quick: venv
+	$(PY) -m pytest -m "not kafka" tests
+
 demo: venv
 	scripts/ensure-tools java mvn
 	$(PY) scripts/demo.py

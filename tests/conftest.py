@@ -1,28 +1,51 @@
 """Shared fixtures: one real Kafka broker per test session, started by
 kafkalocal (the same code as `scripts/kafka-local start`), unless
-KAFKA_BOOTSTRAP_SERVERS points at one already."""
+KAFKA_BOOTSTRAP_SERVERS points at one already; file systems of a test's own.
+
+Every test that needs a broker carries the ``kafka`` marker, so that
+``pytest -m "not kafka"`` runs without one: a test that uses a broker fixture
+without the marker stops the run at collection, one that starts a broker
+(kafkalocal.Cluster.start) fails."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-import kafkalocal  # noqa: E402
+import kafkalocal
+from support.cli import REPO
+from support.disks import PrivateExt4, SmallDisk
 
 # A broker given from outside is read here once and taken out of the environment:
 # the programs the tests start must use the servers their test configured (some
 # tests run brokers of their own), as they would without the variable.
 EXTERNAL_BOOTSTRAP = os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+
+
+BROKER_FIXTURES = frozenset(("kafka", "kafka_cluster", "topic_factory"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses a broker fixture must say so with the ``kafka`` marker (so that
+    ``pytest -m "not kafka"`` runs without one): the run stops at collection otherwise."""
+    unmarked = [it.nodeid for it in items
+                if BROKER_FIXTURES & set(getattr(it, "fixturenames", ())) and it.get_closest_marker("kafka") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use a Kafka broker without the kafka marker (add "
+                                "pytestmark = pytest.mark.kafka):\n  " + "\n  ".join(unmarked))
+
+
+@pytest.fixture(autouse=True)
+def _brokers_only_for_kafka_tests(request, monkeypatch):
+    """A broker started by a test (kafkalocal.Cluster) also needs the kafka marker."""
+    if request.node.get_closest_marker("kafka") is None:
+        def refused(*_a, **_k):
+            raise pytest.UsageError(f"{request.node.nodeid} starts a Kafka broker without the kafka marker")
+
+        monkeypatch.setattr(kafkalocal.Cluster, "start", refused)
 
 
 @pytest.fixture(scope="session")
@@ -76,42 +99,6 @@ def topic_factory(kafka):
                 pass
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 60, input: str | None = None):
-    """Run a console script of this project as a real process.
-
-    ``env`` entries override the environment; a value of None removes the variable.
-    """
-    e = dict(os.environ)
-    # this tree's code, whatever checkout the virtualenv's editable install points at
-    e["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), e.get("PYTHONPATH")) if x)
-    for k, v in (env or {}).items():
-        if v is None:
-            e.pop(k, None)
-        else:
-            e[k] = v
-    exe = Path(sys.executable).parent / args[0]
-    return subprocess.run([str(exe), *args[1:]], capture_output=True, text=True, timeout=timeout, env=e,
-                          input=input)
-
-
-class SmallDisk:
-    """A size-limited tmpfs mounted on ``path`` (needs root, as on the CI machines)."""
-
-    def __init__(self, path: Path, size: str):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(self.path)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.fail(f"cannot mount a tmpfs for the disk-full test (root needed): {r.stderr.strip()}")
-
-    def resize(self, size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
-
-    def umount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """``small_disk(name, size)`` mounts a tmpfs of ``size`` at tmp_path/name."""
@@ -125,47 +112,6 @@ def small_disk(tmp_path):
     yield make
     for d in disks:
         d.umount()
-
-
-def _system_tool(name: str) -> str:
-    exe = shutil.which(name, path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
-    if exe is None:
-        pytest.fail(f"{name} is missing (Debian package e2fsprogs)")
-    return exe
-
-
-class PrivateExt4:
-    """A small ext4 file system of its own on ``path``: an image file made with
-    mkfs.ext4 and loop-mounted (needs root, as on the CI machines). No other
-    process makes files on it, so what ext4 hands out there is up to the test:
-    a new file in a folder gets the lowest free inode of the folder's group, and
-    a file deleted (and closed by every process) gives its inode to the next file
-    made in its folder. (A tmpfs does not: it numbers its inodes on and on.)"""
-
-    def __init__(self, image: Path, path: Path, size: str):
-        self.image, self.path = Path(image), Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.image, "wb") as f:
-            f.truncate(_bytes(size))
-        # with its journal (the default): without one, ext4 holds back inodes freed moments ago
-        r = subprocess.run([_system_tool("mkfs.ext4"), "-q", "-F", "-m", "0", str(self.image)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.fail(f"mkfs.ext4 failed: {r.stderr.strip()}")
-        r = subprocess.run(["mount", "-t", "ext4", "-o", "loop", str(self.image), str(self.path)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.fail(f"cannot loop-mount an ext4 image for the test (root needed): {r.stderr.strip()}")
-
-    def umount(self) -> None:
-        if subprocess.run(["umount", str(self.path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)  # the loop device goes with it
-        self.image.unlink(missing_ok=True)
-
-
-def _bytes(size: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    return int(size[:-1]) * units[size[-1].lower()] if size[-1].lower() in units else int(size)
 
 
 @pytest.fixture
