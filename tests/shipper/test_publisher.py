@@ -1,29 +1,13 @@
 """The publisher (shipper/delivery/publisher.py) against the real broker: delivery
 reports sorted back to their files."""
 
-
-import os
-
 import pytest
+
+from support.tailers import tailer_on
 
 pytestmark = pytest.mark.kafka
 
 
-def _tailer(tmp_path, data: bytes, name: str = "t.log"):
-    from shipper.config import Input
-    from shipper.files.tailer import Tailer
-    from shipper.stats import counters
-
-    p = tmp_path / name
-    p.write_bytes(data)
-    fd = os.open(p, os.O_RDONLY)
-    st = os.fstat(fd)
-    inp = Input(paths=[str(p)], topic="t", app_id=1, log_name="x")
-    return Tailer(st.st_dev, st.st_ino, str(p), fd, inp, "x", 0, (0, 0), "host", counters())
-
-
-
-@pytest.mark.kafka
 def test_the_publisher_sorts_delivery_reports(kafka, tmp_path):
     """Real KafkaError values through the publisher's report handler: an
     acknowledgement moves the position, a purge holds it quietly, a refusal holds
@@ -32,7 +16,7 @@ def test_the_publisher_sorts_delivery_reports(kafka, tmp_path):
 
     from shipper.delivery.publisher import Publisher
 
-    t = _tailer(tmp_path, b"a\nb\nc\n")
+    t = tailer_on(tmp_path, b"a\nb\nc\n")
     pub = Publisher(kafka, {}, t.counters, lambda: False, lambda msg: None)
     try:
         chunks = [t.acks.chunk(end, 1, 2, pub.report) for end in (2, 4, 6)]
