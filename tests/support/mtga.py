@@ -144,7 +144,7 @@ class Mtga:
     def answers(self) -> bool:
         """Whether mtga answers a ping on its control socket."""
         from sink import config
-        from sink.control import request
+        from sink.ops.control import request
 
         try:
             return request(config.load(self.conf).socket_path, "ping", 5) == "pong"
