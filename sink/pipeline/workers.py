@@ -240,7 +240,7 @@ class Pool:
                 self.restarts += 1
                 log.warning("transform worker %d started again (the previous one: %s); another restart "
                             "waits at least %.0fs", i, w.dead, self._backoff[i].current)
-            self._restart_at[i] = time.monotonic() + self._backoff[i].next()
+            self._restart_at[i] = nw.started_at + self._backoff[i].next()  # counted from its start
 
     def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False) -> list:
         """Transform ``items`` here and now; one result per item. ``again``: events
