@@ -26,6 +26,7 @@ CASES = [
     ("mtga", "kafka:\n  topics: [a]\nsettings_dir: /nonexistent/settings\n", "settings_dir", "does not exist"),
     ("mtga", "kafka:\n  topics: [a]\noutput:\n  prefix: '../x'\n", "output.prefix", "expected only letters"),
     ("mtga", "kafka:\n  topics: [a]\nworkers: -1\n", "workers", "expected 0"),
+    ("mtga", "kafka:\n  topics: [a]\nstats_interval_s: 0\n", "stats_interval_s", "greater than 0"),
     ("mtga", "kafka:\n  topics: [a]\nlog:\n  level: loud\n", "log.level", "expected one of debug, info"),
     ("mtga", "kafka:\n  topics: [a]\nlog:\n  format: xml\n", "log.format", "expected one of text, json"),
     ("mtga", "kafka: [1, 2]\n", "kafka", "expected a mapping"),
