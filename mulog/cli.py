@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 import typer
+import typer.main
 
 from offsets import StateError
 
@@ -37,10 +38,65 @@ def process_age() -> float:
         return 0.0
 
 
+def version() -> str:
+    """The installed version of the programs (the package's metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("mulog-pipeline")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def checked(report, prog: str) -> None:
+    """Say a preflight report's findings (mulog/preflight.py) on stderr; exit 2 on an error."""
+    report.say(prog, lambda line: typer.echo(line, err=True))
+    if report.errors:
+        raise typer.Exit(EXIT_CONFIG)
+
+
+def version_option(prog: str):
+    """The ``--version`` option of a program's top-level callback."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{prog} {version()}")
+            raise typer.Exit()
+
+    return typer.Option(False, "--version", is_eager=True, callback=show, help="Show the version and exit.")
+
+
+_PLACEHOLDERS = {"str": "TEXT", "int": "N", "float": "NUMBER", "Path": "PATH"}
+
+
+def _conventional(cmd):
+    """Help as command-line programs write it: no type after a flag, an upper-case
+    placeholder after an option that takes a value."""
+    for p in cmd.params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+        elif p.param_type_name == "option" and p.metavar is None:
+            kind = p.bare_type().removeprefix("list[").rstrip("]")
+            p.metavar = _PLACEHOLDERS.get(kind, kind.upper())
+    made = cmd.get_help_option
+
+    def help_option(ctx):
+        opt = made(ctx)
+        if opt is not None:
+            opt.metavar = ""
+        return opt
+
+    cmd.get_help_option = help_option
+    for sub in getattr(cmd, "commands", {}).values():
+        _conventional(sub)
+    return cmd
+
+
 def run(app: typer.Typer, prog: str) -> Callable[[], None]:
     def main() -> None:
         try:
-            app(prog_name=prog, standalone_mode=True)
+            _conventional(typer.main.get_command(app))(prog_name=prog, standalone_mode=True)
         except ConfigError as e:
             print(f"{prog}: config error: {e}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)

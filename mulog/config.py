@@ -112,10 +112,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(p, None, f"YAML syntax error at {where}{problem}") from None
+        raise ConfigError(p, None, yaml_problem(e, text)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -123,9 +120,50 @@ def read_yaml(path: str | os.PathLike) -> Any:
     return data
 
 
+def yaml_problem(e: yaml.YAMLError, text: str) -> str:
+    """PyYAML's error on one line, with the line it names and the one before
+    (where the mistake often is: a missing ':' is found on the next line)."""
+    problem = getattr(e, "problem", None) or str(e)
+    mark = getattr(e, "problem_mark", None)
+    if mark is None:
+        return f"YAML syntax error: {problem}"
+    lines = text.splitlines()
+    shown = [f"line {n + 1}: {lines[n].strip()!r}" for n in (mark.line - 1, mark.line) if 0 <= n < len(lines)]
+    context = getattr(e, "context", None)
+    context_mark = getattr(e, "context_mark", None)
+    also = f" ({context} at line {context_mark.line + 1})" if context and context_mark else ""
+    return (f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}{also}; "
+            + "; ".join(shown))
+
+
 def load(path: str | os.PathLike, type_: type[T]) -> T:
     """Read and validate a YAML configuration file."""
     return convert(read_yaml(path), type_, path)
+
+
+# keys whose value is a secret: never printed (check-config --print, logs, errors)
+SECRET_KEY = re.compile(r"password|secret|token|credential|(^|\.)key\.pem$|(^|\.)pem$|oauthbearer\.config",
+                        re.I)
+REDACTED = "<redacted>"
+
+
+def redacted(data: Any) -> Any:
+    """``data`` (plain dicts and lists) with the value of every secret key replaced."""
+    if isinstance(data, dict):
+        return {k: REDACTED if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "")
+                else redacted(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redacted(v) for v in data]
+    return data
+
+
+def dump(conf: Any, **over: Any) -> str:
+    """A configuration Struct as YAML, every default filled in, secrets redacted;
+    ``over`` sets top-level sections' keys to the values in effect."""
+    data = msgspec.to_builtins(conf)
+    for section, values in over.items():
+        data[section] = {**data.get(section, {}), **values}
+    return yaml.safe_dump(redacted(data), sort_keys=False, allow_unicode=True)
 
 
 def resolve(base: Path, value: str | None) -> Path | None:

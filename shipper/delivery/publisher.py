@@ -29,6 +29,7 @@ from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from mulog.config import ConfigError
 from mulog.kafkalog import Fold
 
 from shipper.files.acks import Chunk
@@ -80,7 +81,12 @@ class Publisher:
         self.down_since: float | None = None
         self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
         self.fatal = ""
-        self.producer = Producer(conf)
+        try:
+            self.producer = Producer(conf)
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            raise ConfigError(None, "kafka.producer", f"the Kafka client refuses it: {err.str() if err else e}") \
+                from None
         self._produce = self.producer.produce
 
     # --------------------------------------------------------------- sending

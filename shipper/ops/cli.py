@@ -11,8 +11,8 @@ import typer
 
 from mulog import examples
 from mulog.runtime import allocator, logs
-from mulog.cli import run
-from mulog.config import resolve
+from mulog.cli import checked, run, version_option
+from mulog.config import dump, resolve
 
 from shipper import config
 
@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 @app.callback()
-def _group() -> None:
+def _group(_version: bool = version_option("shipper")) -> None:
     """Commands are listed below."""
 
 
@@ -29,9 +29,18 @@ ConfigOpt = typer.Option(None, "-c", "--config", help="configuration file (YAML)
 
 
 @app.command("check-config")
-def check_config(cfg: Optional[Path] = ConfigOpt) -> None:
-    """Validate the configuration file and print a summary."""
-    s = config.load(cfg)
+def check_config(cfg: Optional[Path] = ConfigOpt,
+                 show: bool = typer.Option(False, "--print", help="print the configuration in effect, every "
+                                                                  "default filled in, secrets redacted")) -> None:
+    """Check the configuration as `shipper tail` does before it starts (exit 2 on
+    a mistake, one line each) and print a summary."""
+    from shipper.ops.preflight import check
+
+    s = config.load_tail(cfg, config.TailFlags())
+    checked(check(s), "shipper")
+    if show:
+        typer.echo(dump(s.conf, kafka={"bootstrap_servers": s.bootstrap_servers}), nl=False)
+        return
     typer.echo(f"{cfg}: ok ({len(s.inputs)} input(s), state in {s.state_dir}, Kafka at {s.bootstrap_servers})")
 
 
@@ -59,10 +68,12 @@ def tail(
                                                             "fleet view (default: the machine's name)"),
 ) -> None:
     """Tail the configured files into Kafka until SIGTERM/SIGINT."""
+    from shipper.ops.preflight import check
     from shipper.service import Shipper
 
     flags = config.TailFlags(path, topic, app_id, log_name, state_dir, bootstrap_servers, from_beginning, host)
     s = config.load_tail(cfg, flags)
+    checked(check(s), "shipper")
     lc = s.conf.log
     logs.setup(lc.level, resolve(s.base, lc.file), lc.max_bytes, lc.backups, lc.format)
     allocator.tune()

@@ -13,7 +13,8 @@ import typer
 
 from mulog import examples
 from mulog.runtime import logs
-from mulog.cli import UserError, run
+from mulog.cli import UserError, checked, run, version_option
+from mulog.config import dump
 
 from sink import config
 from sink.ops import daemon
@@ -26,14 +27,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 @app.callback()
-def _group() -> None:
+def _group(_version: bool = version_option("mtga")) -> None:
     """Commands are listed below."""
 
 
 @app.command("check-config")
-def check_config(cfg: Optional[Path] = ConfigOpt) -> None:
-    """Validate the configuration file and print a summary."""
-    s = config.load(cfg)
+def check_config(cfg: Optional[Path] = ConfigOpt,
+                 show: bool = typer.Option(False, "--print", help="print the configuration in effect, every "
+                                                                  "default filled in, secrets redacted")) -> None:
+    """Check the configuration and every app's settings as `mtga start` does
+    before it starts (exit 2 on a mistake, one line each) and print a summary."""
+    from sink.ops.preflight import check
+
+    s = load(cfg, require_topics=True)
+    checked(check(s), "mtga")
+    if show:
+        typer.echo(dump(s.conf, kafka={"bootstrap_servers": s.bootstrap_servers}), nl=False)
+        return
     topics = s.conf.kafka.topics or [s.conf.kafka.topic_pattern]
     typer.echo(f"{cfg}: ok (topics {', '.join(topics)}, group {s.conf.kafka.group_id}, "
                f"state in {s.state_dir}, output in {s.output_dir})")
@@ -67,12 +77,14 @@ def start(
 ) -> None:
     """Start the consumer (in the foreground, or detached with --daemon)."""
     given = {k: v for k, v in locals().items() if k in START_FLAGS}  # the flags alone: no other local exists yet
+    from sink.ops.preflight import check
     from sink.ops.runtime import run_foreground
 
     s = load(require_topics=True, **given)
     pid = daemon.running_pid(s.pid_file)
     if pid is not None:
         raise UserError(f"mtga already runs (pid {pid}, state dir {s.state_dir})")
+    checked(check(s), "mtga")
     lc = s.conf.log
 
     def main(ready) -> int:
@@ -93,12 +105,12 @@ def start(
 
     notes = _save_start(s, given)
     if daemonize:
-        ok, msg = daemon.detach(s.log_file, main)
+        ok, msg, code = daemon.detach(s.log_file, main)
         if not ok:
-            raise UserError(f"mtga did not start: {msg}")
+            raise UserError(f"mtga did not start: {msg}", code=code)
         typer.echo(f"mtga started (pid {msg}); log {s.log_file}")
         return
-    raise typer.Exit(main(lambda err: None))
+    raise typer.Exit(main(lambda *_: None))
 
 
 @app.command()

@@ -114,11 +114,12 @@ def _exists(pid: int) -> bool:
         return False
 
 
-def detach(log_file: Path, child: Callable[[Callable[[Optional[str]], None]], int], wait_s: float = 120) -> tuple[bool, str]:
+def detach(log_file: Path, child: Callable[..., int], wait_s: float = 120) -> tuple[bool, str, int]:
     """Run ``child(ready)`` as a daemon (double fork, setsid); in the caller,
-    wait until it calls ``ready(None)`` (started) or ``ready(message)`` (failed).
+    wait until it calls ``ready(None)`` (started) or ``ready(message, exit_code)``
+    (failed), or exits.
 
-    Returns (ok, message) in the caller; never returns in the daemon.
+    Returns (ok, pid or message, exit code) in the caller; never returns in the daemon.
     """
     r, w = os.pipe()
     pid = os.fork()
@@ -139,8 +140,9 @@ def detach(log_file: Path, child: Callable[[Callable[[Optional[str]], None]], in
         os.waitpid(pid, 0)
         msg = b"".join(chunks).decode(errors="replace")
         if msg.startswith("ok "):
-            return True, msg[3:].strip()
-        return False, msg.strip() or f"the daemon exited during start-up; see {log_file}"
+            return True, msg[3:].strip(), 0
+        code, _, text = msg.partition(" ")
+        return False, text.strip() or f"the daemon exited during start-up; see {log_file}", int(code or 1)
 
     # first child
     os.close(r)
@@ -163,11 +165,11 @@ def detach(log_file: Path, child: Callable[[Callable[[Optional[str]], None]], in
 
     sent = [False]
 
-    def ready(err: Optional[str]) -> None:
+    def ready(err: Optional[str], code: int = 1) -> None:
         if sent[0]:
             return
         sent[0] = True
-        msg = f"ok {os.getpid()}" if err is None else err
+        msg = f"ok {os.getpid()}" if err is None else f"{code} {err}"
         try:
             os.write(w, msg.encode())
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
+from mulog.config import EXIT_CONFIG, ConfigError
 from mulog.fleet import host_name
 from mulog.runtime import allocator, signals
 from mulog.runtime.skeleton import Skeleton
@@ -116,7 +117,8 @@ def control_handlers(svc: Service) -> dict:
 
 
 def run_foreground(s: MtgaConfig, ready=None) -> int:
-    """Run until SIGTERM/SIGINT. ``ready(error_or_None)`` is called once started."""
+    """Run until SIGTERM/SIGINT. ``ready(None)`` is called once the consumer is
+    open, or ``ready(error, exit_code)`` when it could not start."""
     from sink.ops.control import ControlServer
     from sink.ops.metrics import routes, samples
 
@@ -142,6 +144,20 @@ def run_foreground(s: MtgaConfig, ready=None) -> int:
         skeleton.close(clean=False)
         svc.shutdown()
         return 1
+    try:
+        svc.open()
+    except Exception as e:
+        code = EXIT_CONFIG if isinstance(e, ConfigError) else 1
+        if code == EXIT_CONFIG:
+            log.error("not started: %s", e)
+        else:
+            log.exception("not started: an unexpected error (a bug; please report it)")
+        if ready:
+            ready(str(e), code)
+        server.stop()
+        skeleton.close(clean=False)
+        svc.shutdown(clean=False)
+        return code
     if ready:
         ready(None)
     clean = False

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mulog.config import ConfigError
 from mulog.kafkalog import Fold
 
 if TYPE_CHECKING:
@@ -81,7 +82,12 @@ class Intake:
 
     def open(self) -> list[str]:
         """Create the consumer and subscribe; returns the subscription."""
-        self.consumer = self.new_consumer()
+        try:
+            self.consumer = self.new_consumer()
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            raise ConfigError(self.s.file, "kafka.consumer",
+                              f"the Kafka client refuses it: {err.str() if err else e}") from None
         topics = subscription(self.s.conf.kafka)
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         return topics

@@ -115,20 +115,29 @@ class Service:
         self._rate: collections.deque = collections.deque(maxlen=61)  # (monotonic s, consumed): last minute
         self.lags: dict = {}
         self.notify = Notifier()  # systemd (Type=notify): READY=1, WATCHDOG=1, STOPPING=1
+        self.topics: list[str] = []  # the subscription, once open
         self.snapshot = self._take_snapshot()
 
     # ------------------------------------------------------------------ loop
+    def open(self) -> None:
+        """Create the consumer and subscribe (a setting the Kafka client refuses: ConfigError)."""
+        self.topics = self.intake.open()
+
     def run(self) -> None:
+        """The loop, until ``request_stop``; the final checkpoint however it ends."""
         c = self.s.conf
-        topics = self.intake.open()
-        log.info("consuming %s as group %s from %s; output %s; %d worker(s)", ", ".join(topics),
-                 c.kafka.group_id, self.s.bootstrap_servers, self.s.output_dir, self.pool.workers)
-        now = time.monotonic()
-        ckpt, retry, stats = Every(c.checkpoint.interval_s, now), Every(RETRY_S, now), Every(c.stats_interval_s, now)
-        lag, snap = Every(LAG_S, now, first=now), Every(SNAPSHOT_S, now, first=now)
-        batch = c.kafka.batch_size
         clean = False
         try:
+            if not self.topics:
+                self.open()
+            topics = self.topics
+            log.info("consuming %s as group %s from %s; output %s; %d worker(s)", ", ".join(topics),
+                     c.kafka.group_id, self.s.bootstrap_servers, self.s.output_dir, self.pool.workers)
+            now = time.monotonic()
+            ckpt, retry = Every(c.checkpoint.interval_s, now), Every(RETRY_S, now)
+            stats, lag, snap = Every(c.stats_interval_s, now), Every(LAG_S, now, first=now), Every(SNAPSHOT_S, now,
+                                                                                                  first=now)
+            batch = c.kafka.batch_size
             while not self.stop_event.is_set():
                 if self.pausing.active:
                     self.pausing.tick()

@@ -92,7 +92,7 @@ class Condition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self):
         if sum(x is not None for x in (self.in_, self.not_in, self.exists)) != 1:
-            raise ValueError("where: each condition needs exactly one of in, not_in, exists")
+            raise ValueError("each condition needs exactly one of in, not_in, exists")
 
 
 class FilterConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -236,6 +236,12 @@ def load_app(folder: Path, app_id: str) -> AppSettings:
                 parse_zone(ov.time.time_zone)
     except ValueError as e:
         raise ConfigError(mpath, None, str(e)) from None
+    names = [(f"event_name.names.{k}", v) for k, v in md.event_name.names.items()]
+    names += [(f"events.{k}.event_name", ov.event_name) for k, ov in md.events.items()
+              if ov.event_name is not msgspec.UNSET]
+    for key, name in names:
+        if not NAME.match(name):
+            raise ConfigError(mpath, key, f"expected an event name matching {NAME_TEXT}, got {name!r}")
     for k in list(md.properties.rename.values()):
         if name_problem(k):
             raise ConfigError(mpath, "properties.rename", f"expected property names matching {NAME_TEXT} (or one "
@@ -248,6 +254,38 @@ def load_app(folder: Path, app_id: str) -> AppSettings:
     )
 
 
+SETTINGS_FILE = re.compile(r"^(metadata|filter)\.(.*)\.json$")
+
+
+def check_folder(folder: Path) -> tuple[list[str], list[ConfigError]]:
+    """Every app's settings in ``folder`` loaded as mtga would: (the app ids
+    that load, one ConfigError per app or file that does not)."""
+    ids: dict[str, Path] = {}
+    problems: list[ConfigError] = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as e:
+        return [], [ConfigError(folder, None, f"cannot list the settings folder ({e.strerror})")]
+    for name in names:
+        m = SETTINGS_FILE.match(name)
+        if m is None:
+            continue
+        if not APP_ID_RE.match(m.group(2)):
+            problems.append(ConfigError(folder / name, None, f"expected a file named {m.group(1)}.<app id>.json, "
+                                                             f"the app id in digits"))
+            continue
+        ids.setdefault(m.group(2), folder / name)
+    good = []
+    for app_id in sorted(ids, key=int):
+        try:
+            load_app(folder, app_id)
+        except ConfigError as e:
+            problems.append(e)
+        else:
+            good.append(app_id)
+    return good, problems
+
+
 def _read(path: Path, type_, required: bool):
     try:
         raw = path.read_bytes()
@@ -257,6 +295,8 @@ def _read(path: Path, type_, required: bool):
         return None
     except OSError as e:
         raise ConfigError(path, None, f"cannot read it ({e.strerror})") from None
+    if not raw.strip():
+        raise ConfigError(path, None, "the file is empty; expected a JSON object")
     try:
         data = cjson.loads(raw)
     except cjson.CommentedJSONError as e:

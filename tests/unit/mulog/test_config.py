@@ -123,3 +123,14 @@ def test_a_topic_pattern_the_consumer_would_read_otherwise_is_refused(tmp_path):
         assert str(e.value).startswith(f"{f}: kafka.topic_pattern: ") and hint in str(e.value), str(e.value)
     f.write_text("kafka:\n  topic_pattern: '^mulog_clean_[0-9]+$'\n")
     assert mtga_config.load(f).conf.kafka.topic_pattern == "^mulog_clean_[0-9]+$"
+
+
+def test_a_yaml_mistake_shows_the_line_it_is_on_and_the_line_found(tmp_path):
+    """PyYAML finds a missing ':' on the line after it: both lines are shown."""
+    f = tmp_path / "shipper.yml"
+    f.write_text("kafka:\n  bootstrap_servers: a:1\nstate_dir x\nlog:\n  level: info\n")
+    r = run_cli("shipper", "check-config", "-c", str(f))
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"shipper: config error: {f}: YAML syntax error at line 4, column 1: could not find "
+                                f"expected ':' (while scanning a simple key at line 3); line 3: 'state_dir x'; "
+                                f"line 4: 'log:'")
