@@ -12,6 +12,7 @@ import typer.main
 
 from offsets import StateError
 
+from mulog import version
 from mulog.config import EXIT_CONFIG, ConfigError
 
 EXIT_ERROR = 1
@@ -36,17 +37,6 @@ def process_age() -> float:
         return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-def version() -> str:
-    """The installed version of the programs (the package's metadata)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:
-        return installed("mulog-pipeline")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def checked(report, prog: str) -> None:

@@ -28,6 +28,8 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from mulog import version
+
 
 SILENT_AFTER = 3  # intervals without a record
 
@@ -56,15 +58,6 @@ class Row(msgspec.Struct):
     pid: int
     started: float
     figures: dict
-
-
-def version() -> str:
-    try:
-        from importlib.metadata import version as v
-
-        return v("mulog-pipeline")
-    except Exception:  # not installed as a distribution (a source tree)
-        return "0+unknown"
 
 
 def host_name(configured: Optional[str]) -> str:

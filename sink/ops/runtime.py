@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
+from mulog import version
 from mulog.config import EXIT_CONFIG, ConfigError
 from mulog.fleet import host_name
 from mulog.runtime import allocator, signals
@@ -30,6 +31,7 @@ def status(snap: MtgaSnapshot, group: str) -> dict:
     """The ``status`` answer, from a snapshot."""
     v = snap.counters
     return {
+        "version": version(),
         "pid": snap.pid,
         "started": snap.started,
         "uptime_s": round(time.time() - snap.started, 1),

@@ -95,7 +95,7 @@ def test_print_fills_in_defaults_and_redacts_secrets(tmp_path, refused_port):
 
 
 def test_version_and_help_without_type_noise():
-    from mulog.cli import version
+    from mulog import version
 
     for prog in ("mtga", "shipper"):
         r = run_cli(prog, "--version")
