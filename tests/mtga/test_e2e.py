@@ -207,14 +207,17 @@ def test_sigterm_then_restart_no_duplicates(kafka, topic_factory, tmp_path):
 
 
 def test_broken_settings_fail_then_drain_when_fixed(kafka, topic_factory, tmp_path):
+    """A settings file broken while mtga runs (at start it is refused: check-config's
+    checks): its app's events go to the failure queue and drain once it is fixed."""
     topic = topic_factory(partitions=3)
     settings = write_settings(tmp_path / "settings", (24, 26))
-    (settings / "metadata.25.json").write_text('{"account_id": "role_id", "time": {"unit": "hours"}}')
     payloads = list(sample.envelopes(3000, app_ids=APPS, seed=9))
-    produce(kafka, topic, payloads)
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", retry={"initial_backoff_s": 0.5, "max_backoff_s": 1})
     m = Mtga(conf).start()
     try:
+        wait_for(m.answers, 60, "mtga to answer")
+        (settings / "metadata.25.json").write_text('{"account_id": "role_id", "time": {"unit": "hours"}}')
+        produce(kafka, topic, payloads)
         wait_for(lambda: count_lines(tmp_path / "out") == 2000 and failure_count(tmp_path / "state") == 1000,
                  60, "apps 24 and 26 written, app 25 queued")
         entries = failure_entries(tmp_path / "state")

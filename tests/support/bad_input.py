@@ -58,11 +58,16 @@ METADATA_28 = '{"account_id": "role_id", "time": {"unit": "hours"}}'  # a mistak
 
 
 def write_app_settings(folder: Path) -> None:
+    """The settings mtga starts with (a start refuses a broken file: see break_app_28)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in (("metadata.24.json", METADATA_24), ("filter.24.json", FILTER_24),
-                       ("metadata.25.json", METADATA_25), ("filter.25.json", FILTER_25),
-                       ("metadata.28.json", METADATA_28)):
+                       ("metadata.25.json", METADATA_25), ("filter.25.json", FILTER_25)):
         (folder / name).write_text(text)
+
+
+def break_app_28(folder: Path) -> None:
+    """App 28's settings, with a mistake, written while mtga runs."""
+    (folder / "metadata.28.json").write_text(METADATA_28)
 
 
 # -------------------------------------------------------------------- cases

@@ -28,8 +28,8 @@ import pytest
 
 from sink.ta.transform import UuidMaker
 from support.bad_input import (CASES, FAILED, FILLER, FILTERED, MAX_LINE, SKIPPED, TEN_MB_LINE, TRANSFORMED,
-                               all_retried, filler, header_path, mtga_status, produce_all, write_app_settings,
-                               write_files)
+                               all_retried, break_app_28, filler, header_path, mtga_status, produce_all,
+                               write_app_settings, write_files)
 from support.mtga import Mtga, failure_entries, output_lines, stored_offsets, uuid_of, wait_for
 from support.mtga import write_conf as mtga_conf
 from support.shipper import ShipperProc, read_topic, status
@@ -54,6 +54,18 @@ def test_bad_input_corpus_through_shipper_and_mtga(kafka, topic_factory, tmp_pat
     at = write_files(logs_dir, file_cases)
     cut_path, cut_offset = next(k for k, c in at.items() if c.payload is TEN_MB_LINE)
 
+    sconf = shipper_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=tmp_path / "sstate", inputs=[
+        {"paths": [str(logs_dir / "*.log")], "topic": ship_topic, "app_id": 24, "log_name": "log_item"}])
+    mconf = mtga_conf(tmp_path, kafka, direct_topic, f"g-{direct_topic}", kafka={"topics": [direct_topic, ship_topic]},
+                      workers=2, checkpoint={"interval_s": 1}, retry={"initial_backoff_s": 0.5, "max_backoff_s": 1})
+    mtga = Mtga(mconf).start()
+    try:
+        wait_for(mtga.answers, 60, "mtga to answer")
+    except BaseException:
+        mtga.kill()
+        raise
+    break_app_28(tmp_path / "settings")  # a start refuses a broken file; a running mtga queues its app's events
+
     # event-level cases, between valid filler events
     half = FILLER // 2
     items = [(filler(i), None) for i in range(half)] + [(c.payload, c.headers) for c in kafka_cases] + \
@@ -63,12 +75,7 @@ def test_bad_input_corpus_through_shipper_and_mtga(kafka, topic_factory, tmp_pat
     for (p, o), c in zip(where, [None] * half + kafka_cases + [None] * (FILLER - half)):
         by_pos[(direct_topic, p, o)] = c
 
-    sconf = shipper_conf(tmp_path / "shipper.yml", bootstrap=kafka, state=tmp_path / "sstate", inputs=[
-        {"paths": [str(logs_dir / "*.log")], "topic": ship_topic, "app_id": 24, "log_name": "log_item"}])
-    mconf = mtga_conf(tmp_path, kafka, direct_topic, f"g-{direct_topic}", kafka={"topics": [direct_topic, ship_topic]},
-                      workers=2, checkpoint={"interval_s": 1}, retry={"initial_backoff_s": 0.5, "max_backoff_s": 1})
     shipper = ShipperProc(sconf, tmp_path / "shipper.log").start()
-    mtga = Mtga(mconf).start()
     try:
         # the shipper: every file delivered up to its last complete line
         ends = {}
