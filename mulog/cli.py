@@ -14,9 +14,12 @@ from offsets import StateError
 
 from mulog import version
 from mulog.config import EXIT_CONFIG, ConfigError
+from mulog.exitcodes import Exit
 
-EXIT_ERROR = 1
-EXIT_TIMEOUT = 3
+# the table is mulog/exitcodes.py's; these names stay for the code that uses them
+EXIT_ERROR = Exit.CONDITION
+EXIT_TIMEOUT = Exit.UNREACHABLE
+EXIT_UNREACHABLE = Exit.UNREACHABLE
 
 
 class UserError(Exception):
@@ -100,5 +103,27 @@ def run(app: typer.Typer, prog: str) -> Callable[[], None]:
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             print(f"{prog}: {e.strerror or e}{where}", file=sys.stderr)
             sys.exit(EXIT_ERROR)
+        except Exception as e:  # a Kafka client error no command caught: one line too
+            line = kafka_error(e)
+            if line is None:
+                raise
+            print(f"{prog}: {line[0]}", file=sys.stderr)
+            sys.exit(line[1])
 
     return main
+
+
+def kafka_error(e: BaseException) -> tuple[str, Exit] | None:
+    """(message, exit code) of an error of the Kafka client, or None for any other
+    exception: a broker that did not answer is UNREACHABLE, anything else CONDITION."""
+    from mulog.kafkalog import AWAY_CODES
+
+    kafka = sys.modules.get("confluent_kafka")  # imported by whoever raised it
+    if kafka is None or not isinstance(e, kafka.KafkaException):
+        return None
+    err = e.args[0] if e.args and isinstance(e.args[0], kafka.KafkaError) else None
+    if err is None:
+        return f"Kafka: {e}", Exit.CONDITION
+    if err.name() in AWAY_CODES:
+        return f"Kafka did not answer: {err.str()}", Exit.UNREACHABLE
+    return f"Kafka: {err.str()}", Exit.CONDITION

@@ -17,9 +17,11 @@ from typing import Any, Callable, TypeVar
 import msgspec
 import yaml
 
+from mulog.exitcodes import Exit
+
 T = TypeVar("T")
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = Exit.CONFIG
 
 
 class ConfigError(Exception):

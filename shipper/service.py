@@ -43,6 +43,7 @@ from shipper.stats import SNAPSHOT_S, FileView, Rates, ShipperSnapshot, counters
 from shipper.files.room import Split, room_for_files
 from shipper.files.tailer import ACTIVE, Read
 from shipper.files.watcher import Watcher
+from shipper.ops import status as live_status
 
 log = logging.getLogger("shipper")
 
@@ -67,6 +68,8 @@ class Shipper:
         self.reloader = reload
         self.config_file = config_file
         self.host = host_name(config.conf.host)
+        self.started = time.time()
+        self._status_error = False  # the status file could not be written (said once)
         self.counters = counters()
         self.wake = threading.Event()
         self.stopping = False
@@ -130,6 +133,7 @@ class Shipper:
             self.fatal = f"metrics: {e}"
             return self.shutdown()
         self.skeleton.beat(c.fleet, heartbeat_figures(self))
+        self.write_status()
         room_for_files(c.max_open_files)
         try:
             self.watcher.plan(pr.inputs)
@@ -154,6 +158,7 @@ class Shipper:
         stats, conf, snap = Every(c.stats_interval_s, now), Every(CONFIG_CHECK_S, now), Every(SNAPSHOT_S, now)
         forget = Every(min(FORGET_CHECK_S, c.forget_after_s), now)
         probe = Every(PROBE_S, now - PROBE_S)
+        live = Every(live_status.WRITE_S, now)
         sweep, waiting = Every(SWEEP_S, now), Every(SWEEP_WAITING_S, now)
         while not self.stopping:
             now = time.monotonic()
@@ -185,6 +190,8 @@ class Shipper:
                 self.snapshot = self.take_snapshot()
             if stats.due(now):
                 self.log_stats()
+            if live.due(now):
+                self.write_status()
             if forget.due(now):
                 for path in self.checkpoint.forget_vanished(set(self.tailers), c.forget_after_s):
                     pr.known_paths.discard(path)
@@ -220,6 +227,8 @@ class Shipper:
         pub.close()
         self.skeleton.close(clean=not self.fatal)
         self.prospector.close_all()
+        self.snapshot = self.take_snapshot()
+        self.write_status(stopped=True)
         self.db.close()
         self.notify.close()
         v = self.counters.values()
@@ -325,17 +334,34 @@ class Shipper:
         return ShipperSnapshot(taken=time.time(), counters=self.counters.values(), files=views, files_open=n_open,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
                         kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
+                        kafka_down_since=pub.down_at, kafka_down_errors=pub.down_errors,
                         save_errors=self.checkpoint.errors, stopping=self.stopping)
 
     def log_stats(self) -> None:
         snap = self.snapshot = self.take_snapshot()
         lps, bps = self.rates(snap)
+        v = snap.counters
+        down = "" if snap.kafka_down_since is None else \
+            f", Kafka unreachable for {time.time() - snap.kafka_down_since:.0f}s"
         log.info("stats: %.0f lines/s, %.2f MB/s, %d files open, %d bytes behind, %d lines waiting for Kafka, "
-                 "%d lines sent in all, %d cut", lps, bps / 1e6, snap.files_open, snap.bytes_behind,
-                 snap.queue_lines, snap.counters["lines_sent"], snap.counters["lines_cut"],
+                 "%d lines sent and %d acknowledged in all, %d cut%s", lps, bps / 1e6, snap.files_open,
+                 snap.bytes_behind, snap.queue_lines, v["lines_sent"], v["lines_acked"], v["lines_cut"], down,
                  extra={"lines_per_s": round(lps, 1), "bytes_per_s": round(bps), "files_open": snap.files_open,
                         "bytes_behind": snap.bytes_behind, "lines_waiting": snap.queue_lines,
-                        "lines_sent": snap.counters["lines_sent"], "lines_cut": snap.counters["lines_cut"]})
+                        "lines_sent": v["lines_sent"], "lines_acked": v["lines_acked"], "lines_cut": v["lines_cut"],
+                        "kafka_up": snap.kafka_up})
+
+    def write_status(self, stopped: bool = False) -> None:
+        """The status file ``shipper status`` reads (shipper/ops/status.py), from the last snapshot."""
+        try:
+            live_status.write_live(self.config.state_dir, live_status.live_of(
+                self.snapshot, self.started, self.host, self.config.bootstrap_servers, stopped))
+            self._status_error = False
+        except OSError as e:
+            if not self._status_error:
+                log.warning("status file not written in %s (%s); shipper status cannot tell whether this "
+                            "process runs", self.config.state_dir, e.strerror or e)
+            self._status_error = True
 
 
 def heartbeat_figures(sh: Shipper):
@@ -348,7 +374,8 @@ def heartbeat_figures(sh: Shipper):
         if acked != last["acked"]:
             last["acked"], last["at"] = acked, (time.time() if last["acked"] >= 0 and acked else last["at"])
         return {"files": len(snap.files), "files_open": snap.files_open, "bytes_behind": snap.bytes_behind,
-                "lines_waiting": snap.queue_lines, "kafka_up": snap.kafka_up, "lines_acked": acked,
+                "lines_waiting": snap.queue_lines, "kafka_up": snap.kafka_up,
+                "lines_sent": snap.counters.get("lines_sent", 0), "lines_acked": acked,
                 "last_ack": last["at"]}
 
     return figures

@@ -76,6 +76,8 @@ class ShipperSnapshot(msgspec.Struct, frozen=True):
     queue_bytes: int
     kafka_up: bool
     kafka_contacted: bool = False  # a broker answered once since the start
+    kafka_down_since: float | None = None  # time.time() Kafka became unreachable (None while reachable)
+    kafka_down_errors: int = 0  # Kafka client errors since then
     save_errors: int = 0  # position saves in a row that failed
     stopping: bool = False
 

@@ -104,3 +104,28 @@ class QueueHandler(logging.handlers.QueueHandler):
         r.msg = r.message = record.getMessage()
         r.args, r.exc_info, r.exc_text = None, None, exc
         return r
+
+
+class Relay:
+    """The parent's end of its worker processes' logs: a queue of ``ctx`` (a
+    multiprocessing context) whose records go to this process's root handlers.
+    ``close`` stops it and releases the queue's semaphores at once (a daemon that
+    ends with os._exit runs no finalizer: the resource tracker would find them
+    "leaked" at its exit)."""
+
+    def __init__(self, ctx):
+        self.queue = ctx.Queue()
+        root = logging.getLogger()
+        self.level = root.getEffectiveLevel()
+        self.listener: logging.handlers.QueueListener | None = logging.handlers.QueueListener(
+            self.queue, *root.handlers, respect_handler_level=True)
+        self.listener.start()
+
+    def close(self) -> None:
+        if self.listener is None:
+            return
+        self.listener.stop()
+        self.queue.close()
+        self.queue.join_thread()
+        # the last references: the queue's locks are finalized, each unlinks its semaphore
+        self.listener = self.queue = None

@@ -78,7 +78,9 @@ class Publisher:
         self.max_bytes = max(2 << 20, int(max_kb * 1024 * 0.8))
         self.inflight_msgs = 0
         self.inflight_bytes = 0
-        self.down_since: float | None = None
+        self.down_since: float | None = None  # time.monotonic() when Kafka became unreachable
+        self.down_at: float | None = None  # the same moment as time.time(), for the status
+        self.down_errors = 0  # client errors since (mulog/kafka_state.py)
         self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
         self.fatal = ""
         try:
@@ -248,9 +250,10 @@ class Publisher:
             self.on_fatal(self.fatal)
 
     def _back(self) -> None:
-        log.info("Kafka reachable again after %.1fs; %d lines waiting to be acknowledged",
-                 time.monotonic() - self.down_since, self.inflight_msgs)
-        self.down_since = None
+        log.info("Kafka reachable again after %.1fs (%d client errors meanwhile); %d lines waiting to be "
+                 "acknowledged", time.monotonic() - self.down_since, self.down_errors, self.inflight_msgs)
+        self.down_since = self.down_at = None
+        self.down_errors = 0
 
     def probe(self, timeout: float) -> bool:
         """Ask a broker for metadata (blocks up to ``timeout`` s): True when one answered.
@@ -273,11 +276,13 @@ class Publisher:
             return
         if err.code() in _UNREACHABLE:
             if self.down_since is None:
-                self.down_since = time.monotonic()
+                self.down_since, self.down_at, self.down_errors = time.monotonic(), time.time(), 0
                 self.c.kafka_unreachable("Kafka unreachable (%s); lines are kept and reading pauses when %d MB "
                                          "are waiting", err.str(), self.max_bytes >> 20)
         else:
             self.c.kafka_errors.add(1)
+        if self.down_since is not None:
+            self.down_errors += 1
         self.fold.error(err)
 
     def close(self) -> None:

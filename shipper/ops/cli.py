@@ -86,19 +86,23 @@ def tail(
 def status(
     cfg: Optional[Path] = ConfigOpt,
     state_dir: Optional[str] = typer.Option(None, "--state-dir", help="folder of the position store"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
-    """Per file: path, identity, delivered offset, size, % delivered, last update."""
-    from shipper.ops.status import read_status
+    """Running or not, Kafka reachable or not (exit 0 when it runs and reaches Kafka, 1
+    when it does not run, 3 while it cannot reach Kafka); then per file: path,
+    identity, delivered offset, size, % delivered, last update."""
+    from shipper.ops.status import judge, read_live, read_status
 
     if state_dir:
         folder = Path(state_dir).expanduser().resolve()
     else:
         folder = config.load(cfg).state_dir
     rows = read_status(folder)
+    head, code, fields = judge(folder, read_live(folder))
     if as_json:
-        typer.echo(json.dumps([r.as_json() for r in rows], indent=1))
-        return
+        typer.echo(json.dumps({**fields, "state_dir": str(folder), "files": [r.as_json() for r in rows]}, indent=1))
+        raise typer.Exit(code)
+    typer.echo(head)
     from rich.console import Console
     from rich.table import Table
 
@@ -113,9 +117,11 @@ def status(
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
-    console.print(table)
-    if not rows:
+    if rows:
+        console.print(table)
+    else:
         typer.echo("no file positions stored yet")
+    raise typer.Exit(code)
 
 
 main = run(app, "shipper")

@@ -13,8 +13,9 @@ import typer
 
 from mulog import examples
 from mulog.runtime import logs
-from mulog.cli import UserError, checked, run, version_option
+from mulog.cli import UserError, checked, kafka_error, run, version_option
 from mulog.config import dump
+from mulog.exitcodes import Exit
 
 from sink import config
 from sink.ops import daemon
@@ -182,8 +183,15 @@ def fleet(cfg: Optional[Path] = ConfigOpt,
     from mulog.fleet import read
 
     s = load(cfg, bootstrap_servers=bootstrap_servers)
-    rows = [r for r in read(s.bootstrap_servers, s.conf.fleet.topic)
-            if (role is None or r.role == role) and (not silent or r.state == "silent")]
+    try:
+        beats = read(s.bootstrap_servers, s.conf.fleet.topic)
+    except Exception as e:
+        said = kafka_error(e)
+        if said is None:
+            raise
+        raise UserError(f"fleet topic {s.conf.fleet.topic} not read: {said[0]} (Kafka at {s.bootstrap_servers})",
+                        code=said[1]) from None
+    rows = [r for r in beats if (role is None or r.role == role) and (not silent or r.state == "silent")]
     if as_json:
         typer.echo(json.dumps({"topic": s.conf.fleet.topic, "hosts": msgspec.to_builtins(rows)}))
         return
@@ -213,7 +221,7 @@ def check_output(paths: List[Path] = typer.Argument(..., help="LogBus files, or 
     else:
         print_report(r, typer.echo)
     if r.counts:
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.CONDITION)
 
 
 for _name, _fn in COMMANDS.items():

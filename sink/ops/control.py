@@ -2,7 +2,9 @@
 
 Protocol: one JSON object per line each way over a Unix stream socket.
 Request ``{"cmd": NAME, ...}``; reply ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": "..."}``. Commands: ping, status, offsets, lag,
+``{"ok": false, "error": "...", "exit": CODE}`` (``exit``, the exit code of
+mulog/exitcodes.py the query ends with, when the error has one: 3 when Kafka did
+not answer the daemon). Commands: ping, status, offsets, lag,
 fq_count (``by_reason``), fq_clear (``confirm`` must be true; ``reason``).
 
 The socket lives in a 0700 folder and is itself 0600. A request over
@@ -21,7 +23,7 @@ import socketserver
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from offsets import ensure_private_dir
 
@@ -36,6 +38,14 @@ class ControlTimeout(Exception):
 
 class ControlUnavailable(Exception):
     """No daemon listens (no socket, or a stale one)."""
+
+
+class Refused(RuntimeError):
+    """The daemon answered with an error; ``exit_code`` is the one it gave, if any."""
+
+    def __init__(self, message: str, exit_code: Optional[int] = None):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -125,12 +135,16 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return {"ok": True, "result": fn(req)}
         except Exception as e:  # one bad request never stops the server
             log.warning("control request %s failed: %s", req.get("cmd"), e)
-            return {"ok": False, "error": str(e) or type(e).__name__}
+            reply = {"ok": False, "error": str(e) or type(e).__name__}
+            code = getattr(e, "exit_code", None)
+            if isinstance(code, int):
+                reply["exit"] = int(code)
+            return reply
 
 
 def request(path: Path, cmd: str, timeout: float, **args) -> object:
     """Send one request; returns the result, raises ControlTimeout,
-    ControlUnavailable, or RuntimeError(error message from the daemon)."""
+    ControlUnavailable, or Refused (the daemon's error message and exit code)."""
     deadline = time.monotonic() + timeout
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -164,5 +178,6 @@ def request(path: Path, cmd: str, timeout: float, **args) -> object:
         raise ControlUnavailable("the daemon closed the connection without answering")
     reply = json.loads(buf)
     if not reply.get("ok"):
-        raise RuntimeError(reply.get("error", "error"))
+        code = reply.get("exit")
+        raise Refused(reply.get("error", "error"), code if isinstance(code, int) else None)
     return reply.get("result")

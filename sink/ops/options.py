@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from mulog.cli import EXIT_TIMEOUT, UserError, process_age
+from mulog.exitcodes import Exit
 
 from sink import config
 from sink.ops import daemon
@@ -64,7 +65,7 @@ BootstrapOpt = typer.Option(None, "--bootstrap-servers", help="Kafka brokers (wh
 
 def ask(s: config.MtgaConfig, cmd: str, **args):
     """The daemon's answer, or None when no daemon runs (the caller reads the stores)."""
-    from sink.ops.control import ControlTimeout, ControlUnavailable, request
+    from sink.ops.control import ControlTimeout, ControlUnavailable, Refused, request
 
     pid = daemon.running_pid(s.pid_file)
     if pid is None:
@@ -80,8 +81,11 @@ def ask(s: config.MtgaConfig, cmd: str, **args):
         note(f"mtga (pid {pid}) runs but its control socket {s.socket_path} does not answer; "
               f"reading the local store instead")
         return None
-    except RuntimeError as e:
-        raise UserError(f"mtga refused: {e}") from None
+    except Refused as e:
+        if e.exit_code == Exit.UNREACHABLE:  # Kafka did not answer the daemon: as when no daemon runs
+            raise UserError(f"{e} (Kafka at {s.bootstrap_servers}, asked by mtga pid {pid})",
+                            code=Exit.UNREACHABLE) from None
+        raise UserError(f"mtga refused: {e}", code=e.exit_code or Exit.CONDITION) from None
 
 
 def note(msg: str) -> None:

@@ -11,11 +11,15 @@ from typing import Optional
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from mulog.exitcodes import Exit
+
 from sink.pipeline.intake import matching_topics, resume_point
 
 
 class QueryError(Exception):
     """Kafka could not answer in time; the message says what was asked."""
+
+    exit_code = Exit.UNREACHABLE  # also when the daemon asked (sink/ops/control.py passes it on)
 
 
 def admin_client(bootstrap: str) -> AdminClient:

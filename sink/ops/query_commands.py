@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from mulog.cli import EXIT_TIMEOUT, UserError
+from mulog.exitcodes import Exit
 
 from sink import config
 from sink.ops.options import BootstrapOpt, ConfigOpt, JsonOpt, StateOpt, ask, load, note, offline_store, print_json
@@ -137,8 +138,13 @@ def clear_failure_queue(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Pat
 
 
 def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt, as_json: bool = JsonOpt) -> None:
-    """Running or not; pid, uptime, events/s, partitions, last checkpoint, failure queue."""
+    """Running or not, Kafka reachable or not; pid, uptime, events/s, partitions, last
+    checkpoint, failure queue. Exit 0 when it runs and works, 1 when it does not run or
+    is stalled, 3 while it cannot reach Kafka (docs/operations.md#exit-codes)."""
     import datetime as dt
+
+    from mulog.kafka_state import describe
+    from mulog.kafka_state import exit_code as kafka_exit
 
     from offsets import FailureQueue, PartitionOffsets
 
@@ -156,30 +162,37 @@ def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt
         else:
             typer.echo(f"mtga is not running (state dir {s.state_dir}); failure queue {out['failure_queue']}, "
                        f"{out['stored_partitions']} partition offset(s) stored")
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.CONDITION)
     res["running"] = True
+    kafka = res.get("kafka") or {"bootstrap": s.bootstrap_servers, "reachable": None}
+    problems = [k for k in ("stalled", "checkpoint_error", "sink_error") if res.get(k)]
+    rc = kafka_exit(kafka) or (Exit.CONDITION if problems else Exit.OK)
     if as_json:
         print_json(res)
-        return
+        raise typer.Exit(rc)
 
     def ts(v):
         return dt.datetime.fromtimestamp(v).strftime("%Y-%m-%d %H:%M:%S") if v else "never"
 
+    # the first line says what matters most: a script or a person reading one line learns it
     typer.echo(f"mtga is running (pid {res['pid']}, up {dt.timedelta(seconds=int(res['uptime_s']))}, "
                f"group {res['group']}, {res['workers']} worker(s)"
-               + (f", {res['worker_restarts']} worker restart(s)" if res.get("worker_restarts") else "") + ")")
+               + (f", {res['worker_restarts']} worker restart(s)" if res.get("worker_restarts") else "") + ")"
+               + (f" but {describe(kafka)}" if kafka.get("reachable") is False else ""))
+    if kafka.get("reachable") is not False:  # else the first line said it
+        typer.echo(f"  kafka: {describe(kafka)}")
     typer.echo(f"  events/s (last minute): {res['events_per_s']:.0f}")
     typer.echo(f"  events: consumed {res['consumed']}, written {res['written']}, filtered {res['filtered']}, "
                f"failed {res['failed']}, retried ok {res['retried_ok']}")
     if res.get("fixed"):
-        fixed = ", ".join(f"{code} {n}" for code, n in sorted(res["fixed"].items()))
+        fixed = ", ".join(f"{rule} {n}" for rule, n in sorted(res["fixed"].items()))
         typer.echo(f"  fixed as the apps' settings say: {fixed}")
     typer.echo(f"  partitions assigned: {len(res['partitions'])} {' '.join(res['partitions'])}")
     typer.echo(f"  last checkpoint: {ts(res['last_checkpoint'])}")
     typer.echo(f"  failure queue: {res['failure_queue']}")
-    for k in ("stalled", "checkpoint_error", "sink_error"):
-        if res.get(k):
-            typer.echo(f"  {k.replace('_', ' ').upper()}: {res[k]}")
+    for k in problems:
+        typer.echo(f"  {k.replace('_', ' ').upper()}: {res[k]}")
+    raise typer.Exit(rc)
 
 
 COMMANDS = {

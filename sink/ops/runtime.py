@@ -27,8 +27,10 @@ from sink.pipeline.snapshot import MtgaSnapshot
 log = logging.getLogger("mtga")
 
 
-def status(snap: MtgaSnapshot, group: str) -> dict:
+def status(snap: MtgaSnapshot, group: str, bootstrap: str = "") -> dict:
     """The ``status`` answer, from a snapshot."""
+    from mulog.kafka_state import reach
+
     v = snap.counters
     return {
         "version": version(),
@@ -53,6 +55,7 @@ def status(snap: MtgaSnapshot, group: str) -> dict:
         "workers": snap.workers,
         "worker_restarts": snap.worker_restarts,
         "group": group,
+        "kafka": reach(bootstrap, snap.kafka_contacted, snap.kafka_down_since, snap.kafka_down_errors),
         "counters": v,
     }
 
@@ -110,7 +113,7 @@ def control_handlers(svc: Service) -> dict:
         "schema": schema,
         "schema_forget": schema_forget,
         "ping": lambda req: "pong",
-        "status": lambda req: status(svc.snapshot, s.conf.kafka.group_id),
+        "status": lambda req: status(svc.snapshot, s.conf.kafka.group_id, s.bootstrap_servers),
         "offsets": offsets,
         "lag": lambda req: {"lag": sum(r["lag"] for r in offsets(req)["rows"])},
         "fq_count": fq_count,

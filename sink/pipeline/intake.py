@@ -73,6 +73,7 @@ class Intake:
         self.assigned: frozenset = frozenset()
         self.contacted = False  # the group answered once (an assignment, even an empty one)
         self.down_since: Optional[float] = None  # time.time() when every broker became unreachable
+        self.down_errors = 0  # client errors since then (mulog/kafka_state.py)
         self.kafka_errors = inst.kafka_errors
         self.fold = Fold(logging.getLogger("mtga.kafka"))  # repeated client errors said once a minute
 
@@ -108,6 +109,9 @@ class Intake:
     def error(self, err: KafkaError) -> None:
         if err.code() in _UNREACHABLE and self.down_since is None:
             self.down_since = time.time()
+            self.down_errors = 0
+        if self.down_since is not None:
+            self.down_errors += 1
         self.kafka_errors.value += 1
         self.fold.error(err)
 
@@ -125,6 +129,7 @@ class Intake:
     def _on_assign(self, consumer: Consumer, parts: list) -> None:
         self.contacted = True
         self.down_since = None
+        self.down_errors = 0
         group = self._group_offsets(consumer, parts)
         chosen = []
         for tp in parts:
@@ -168,8 +173,10 @@ class Intake:
         return msgs
 
     def _back(self) -> None:
-        log.info("Kafka reachable again after %.1fs", time.time() - self.down_since)
+        log.info("Kafka reachable again after %.1fs (%d client errors meanwhile)", time.time() - self.down_since,
+                 self.down_errors)
         self.down_since = None
+        self.down_errors = 0
 
     def probe_if_down(self, timeout: float = 0.2) -> None:
         """While every broker seemed down: a metadata request (blocks up to ``timeout`` s)

@@ -32,4 +32,5 @@ class MtgaSnapshot(msgspec.Struct, frozen=True):
     failed_by: dict  # reason code -> events sent to the failure queue
     kafka_contacted: bool = False  # the group assigned partitions (maybe none) once: a broker answered
     kafka_down_since: Optional[float] = None  # time.time() of "all brokers down", until one answers again
+    kafka_down_errors: int = 0  # Kafka client errors since kafka_down_since
     stopping: bool = False

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import logging.handlers
 import multiprocessing as mp
 import os
 import pickle
@@ -34,6 +33,7 @@ from array import array
 from typing import Optional, Sequence
 
 from mulog.backoff import Backoff
+from mulog.runtime import logs
 
 from sink.ta.batch import Item, Outcome, merge
 from sink.ta.settings import SettingsStore
@@ -210,14 +210,11 @@ class Pool:
         self.marks = marks if marks is not None else {}  # the loop's exactly-once marks (sink/pipeline/marks.py)
         self.local = Transformer(self.store.get, uuid=uuid, guard=self.guard, dedupe=True)
         self._procs: list[_Worker] = []
-        self._listener = None
+        self._logs: Optional[logs.Relay] = None
         if self.workers > 1:
             ctx = mp.get_context("forkserver")
-            q = ctx.Queue()
-            root = logging.getLogger()
-            self._listener = logging.handlers.QueueListener(q, *root.handlers, respect_handler_level=True)
-            self._listener.start()
-            args = (str(settings_dir), uuid, q, root.getEffectiveLevel(), str(keep_dir) if keep_dir else None)
+            self._logs = logs.Relay(ctx)  # the workers' log records, into this process's log
+            args = (str(settings_dir), uuid, self._logs.queue, self._logs.level, str(keep_dir) if keep_dir else None)
             self._start = lambda i: _Worker(ctx, i, args)
             self._procs = [self._start(i) for i in range(self.workers)]
         # a dead worker is started again, at most once per backoff: 1 s, doubling
@@ -311,9 +308,10 @@ class Pool:
         for w in self._procs:
             w.close()
         self._procs = []
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
+        if self._logs is not None:
+            self._start = None  # its arguments hold the log queue, which goes now
+            self._logs.close()
+            self._logs = None
 
 
 class Pending:

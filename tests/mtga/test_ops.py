@@ -203,12 +203,17 @@ def test_status_reports_the_running_daemon(kafka, daemon):
     wait_for(lambda: count_lines(daemon["tmp"] / "out") == 300, 60, "300 lines")
     wait_for(lambda: json.loads(mtga("status", "-c", conf, "--json").stdout)["last_checkpoint"], 30,
              "a checkpoint")
-    st = json.loads(mtga("status", "-c", conf, "--json").stdout)
+    r = mtga("status", "-c", conf, "--json")
+    assert r.returncode == 0, r.stdout  # it runs and reaches Kafka
+    st = json.loads(r.stdout)
     assert st["running"] is True and st["pid"] == daemon["pid"]
+    assert st["kafka"]["reachable"] is True and st["kafka"]["bootstrap"] == kafka and st["kafka"]["errors"] == 0
     assert st["consumed"] == 300 and st["written"] == 300
     assert sorted(st["partitions"]) == [f"{topic}[{p}]" for p in range(3)]
     assert st["failure_queue"] == 0 and st["uptime_s"] > 0
-    text = mtga("status", "-c", conf).stdout
+    r = mtga("status", "-c", conf)
+    text = r.stdout
+    assert r.returncode == 0 and f"kafka: Kafka at {kafka} reachable" in text, text
     assert f"mtga is running (pid {daemon['pid']}" in text and "events/s (last minute)" in text
     assert "last checkpoint: 20" in text
 

@@ -204,7 +204,10 @@ def test_status_reads_the_positions_while_tail_runs(kafka, topic_factory, tmp_pa
         assert row["size"] == row["delivered"] + len(b'{"partial": ') and row["percent"] < 100
         table = run_cli("shipper", "status", "-c", str(conf))
         assert table.returncode == 0 and str(f) in table.stdout and row["identity"] in table.stdout
+        assert table.stdout.startswith("shipper is running (pid ") and f"Kafka at {kafka} reachable" in table.stdout
         assert sh.stop() == 0
+        stopped = run_cli("shipper", "status", "-c", str(conf))
+        assert stopped.returncode == 1 and stopped.stdout.startswith("shipper is not running (stopped at ")
     finally:
         sh.kill_if_alive()
     assert topic_total(kafka, topic) == 501

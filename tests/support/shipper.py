@@ -131,11 +131,12 @@ def scrape(port: int) -> dict:
 
 
 def status(state: Path) -> list[dict]:
+    """The file rows of ``shipper status --json`` (running or not: exit 0, 1 or 3 print them), [] without a store."""
     r = subprocess.run([str(EXE), "status", "--state-dir", str(state), "--json"], capture_output=True, text=True,
                        timeout=30)
-    if r.returncode != 0:
+    if not r.stdout.strip():
         return []
-    return json.loads(r.stdout)
+    return json.loads(r.stdout)["files"]
 
 
 def all_delivered(state: Path, files: list[Path]) -> bool:

@@ -64,7 +64,7 @@ def test_the_wheel_installed_alone_runs_the_pipeline(kafka, topic_factory, tmp_p
     try:
         def delivered():
             r = run(venv / "bin/shipper", "status", "-c", sconf, "--json", cwd=home, env=env)
-            rows = json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else []
+            rows = json.loads(r.stdout)["files"] if r.returncode == 0 and r.stdout.strip() else []
             return len(rows) == len(sample.LOG_NAMES) and all(x["delivered"] == x["size"] for x in rows)
 
         wait_for(delivered, 60, "every sample line delivered by the installed shipper", every=0.5)
