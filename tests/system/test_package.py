@@ -2,20 +2,23 @@
 and the .rpm; the .deb is installed on this machine (`dpkg -i`, as root), its files
 are where the units and the docs say, its commands in /usr/bin run the demo's pipeline
 as the mulog user with the installed /etc/mulog configuration (the state and output
-in /var/lib/mulog), its installed units pass `systemd-analyze verify`, a removal keeps
-the configuration and state, and a purge leaves nothing but the mulog user.
+in /var/lib/mulog) and `mtga fleet` lists them, its installed units pass
+`systemd-analyze verify`, a removal keeps the configuration and state, and a purge
+leaves nothing but the mulog user.
 
 The test installs and purges the package named mulog on this machine (as CI does, as
 root); it purges it in any case at the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ import pytest
 from mulog import examples
 from support.cli import REPO
 from support.installed import Installed, clean_env, run, ship, sink, write_sample_logs
+from support.mtga import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -148,8 +152,9 @@ def check_pipeline(root: list, kafka: str, topic_factory, work: Path) -> None:
         r = inst.run(prog, "check-config", "-c", ETC / f"{prog}.yml")
         assert r.returncode == 0 and "/var/lib/mulog/" in r.stdout, r.stdout + r.stderr
     topic = topic_factory(partitions=3)
+    host = f"package-test-{topic}"  # this test's processes in the fleet view (its topic is the suite's)
     ship(inst, ETC / "shipper.yml", len(list(logs.glob("*.log"))),
-         tail_flags=("--topic", topic, "--path", logs / "*.log", "--bootstrap-servers", kafka))
+         tail_flags=("--topic", topic, "--path", logs / "*.log", "--bootstrap-servers", kafka, "--host", host))
 
     def written():
         r = run(*root, "find", LOGBUS, "-type", "f", "-name", "log.*", "-exec", "cat", "{}", "+")
@@ -157,10 +162,20 @@ def check_pipeline(root: list, kafka: str, topic_factory, work: Path) -> None:
 
     n = sink(inst, ETC / "mtga.yml", total, written,
              start_flags=("--topic", topic, "--group-id", f"g-{topic}", "--from-beginning", "--bootstrap-servers",
-                          kafka))
+                          kafka, "--host", host))
     assert n == total, f"{n} lines in {LOGBUS}, {total} written into the logs: each once"
     r = inst.run("mtga", "check-output", LOGBUS)
     assert r.returncode == 0 and f"{total} line(s); 0 line(s) break" in r.stdout, r.stdout + r.stderr
+
+    # who shipped: `mtga fleet` with the installed configuration lists both, stopped cleanly, at the package's version
+    def listed():
+        r = inst.run("mtga", "fleet", "-c", ETC / "mtga.yml", "--bootstrap-servers", kafka, "--json")
+        rows = json.loads(r.stdout)["hosts"] if r.returncode == 0 else []
+        return sorted((x["role"], x["state"], x["version"]) for x in rows if x["host"] == host)
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    want = [("mtga", "stopped", version), ("shipper", "stopped", version)]
+    wait_for(lambda: listed() == want, 30, f"both processes listed by mtga fleet as {want}", every=0.5)
 
 
 def check_units(root: list) -> None:
