@@ -3,8 +3,8 @@ and the .rpm; the .deb is installed on this machine (`dpkg -i`, as root), its fi
 are where the units and the docs say, its commands in /usr/bin run the demo's pipeline
 as the mulog user with the installed /etc/mulog configuration (the state and output
 in /var/lib/mulog) and `mtga fleet` lists them, its installed units pass
-`systemd-analyze verify`, a removal keeps the configuration and state, and a purge
-leaves nothing but the mulog user.
+`systemd-analyze verify`, an upgrade keeps an edited configuration file, a removal
+keeps the configuration and state, and a purge leaves nothing but the mulog user.
 
 The test installs and purges the package named mulog on this machine (as CI does, as
 root); it purges it in any case at the end."""
@@ -76,6 +76,16 @@ def test_the_package_installs_runs_the_pipeline_and_purges_cleanly(kafka, topic_
         check_installed(root, deb, rpm)
         check_pipeline(root, kafka, topic_factory, work)
         check_units(root)
+
+        # installed again over itself (dpkg's upgrade path): an edited configuration file is kept, the
+        # virtualenv made anew
+        r = run(*root, "sed", "-i", "1i # edited on this host", ETC / "shipper.yml")
+        assert r.returncode == 0, r.stderr
+        r = run(*root, "dpkg", "-i", deb, env=clean_env())
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert run(*root, "head", "-1", ETC / "shipper.yml").stdout == "# edited on this host\n"
+        r = run("/usr/bin/shipper", "check-config", "-c", ETC / "shipper.yml", cwd="/", env=clean_env())
+        assert r.returncode == 0, r.stdout + r.stderr
 
         r = run(*root, "dpkg", "-r", "mulog")
         assert r.returncode == 0, r.stdout + r.stderr
