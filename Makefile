@@ -2,12 +2,13 @@
 #   make demo   sample game logs -> shipper -> local Kafka -> mtga -> LogBus files
 #   make test   the whole test suite against a local Kafka the suite starts itself
 #   make docs   the documentation site (docs/, mkdocs.yml) built into site/
+#   make package  the .deb and .rpm into dist/ (scripts/build-package, packaging/)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs venv kafka-start kafka-stop bench bench-peers clean
+.PHONY: demo test docs venv package kafka-start kafka-stop bench bench-peers clean
 
 venv: $(STAMP)
 
@@ -33,6 +34,10 @@ demo: venv
 docs: venv
 	$(VENV)/bin/mkdocs build --strict
 
+# the mulog package, .deb and .rpm, into dist/ (nfpm, built into .tools/ with Go the first time)
+package: venv
+	$(PY) scripts/build-package
+
 kafka-start: venv
 	scripts/ensure-tools java mvn
 	scripts/kafka-local start
@@ -49,4 +54,4 @@ bench-peers:
 
 clean:
 	scripts/kafka-local stop || true
-	rm -rf $(VENV) demo .kafka-local site
+	rm -rf $(VENV) demo .kafka-local site build/package

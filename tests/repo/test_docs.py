@@ -21,7 +21,8 @@ README_MAX_LINES = 300
 # A cited path starts with one of the repository's top-level folders or is one of
 # its top-level files; anything else in backticks (option names, /etc paths, URLs,
 # log_name values, metric names) is not a repository path.
-ROOT_DIRS = ("bench", "conf", "deploy", "docs", "mulog", "offsets", "scripts", "shipper", "sink", "tests", ".ci")
+ROOT_DIRS = ("bench", "conf", "deploy", "docs", "mulog", "offsets", "packaging", "scripts", "shipper", "sink", "tests",
+             ".ci")
 ROOT_FILES = ("Makefile", "Dockerfile", "docker-compose.yml", "pyproject.toml", "constraints.txt", "mkdocs.yml",
               "README.md", ".gitignore")
 # Folders the programs and the tools write at run time (git ignores them). The docs

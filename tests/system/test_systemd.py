@@ -34,13 +34,15 @@ ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 
 @pytest.mark.parametrize("unit", ["mulog-shipper.service", "mulog-mtga.service"])
 def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
-    """The units name /usr/local/bin/{shipper,mtga}, where an install puts them; verify
-    needs ExecStart's binary to exist, so the copy checked here names this virtualenv's
-    commands instead (the one line changed)."""
+    """The units name /usr/bin/{shipper,mtga}, where the package puts them; verify needs
+    ExecStart's binary to exist, so the copy checked here names this virtualenv's commands
+    instead (the lines that name it changed). tests/system/test_package.py verifies them as installed."""
     if not os.path.exists(ANALYZE):
         pytest.fail("systemd-analyze is missing: run scripts/ensure-tools (Debian package systemd)")
     text = (UNITS / unit).read_text()
-    assert "/usr/local/bin/" in text
+    prog = unit.removeprefix("mulog-").removesuffix(".service")
+    assert f"ExecStart=/usr/bin/{prog} " in text and "/usr/local/bin" not in text
+    assert "Documentation=file:///usr/share/doc/mulog/README.md" in text
     for want in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=always", "User=mulog",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=", "PrivateTmp=yes",
                  "ExecReload=/bin/kill -HUP $MAINPID"):
@@ -48,12 +50,12 @@ def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
     reload = [ln for ln in text.splitlines() if ln.startswith("ExecReload=")]
     assert "check-config" in reload[0] and "kill -HUP" in reload[1], "the configuration is checked before SIGHUP"
     copy = tmp_path / unit
-    copy.write_text(text.replace("/usr/local/bin/", f"{BIN}/"))
+    copy.write_text(text.replace(f"/usr/bin/{prog} ", f"{BIN}/{prog} "))
     r = subprocess.run([ANALYZE, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     print(f"\n{unit}: systemd-analyze verify rc={r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     bad = tmp_path / "broken.service"
-    bad.write_text(text.replace("/usr/local/bin/", "/nonexistent/"))
+    bad.write_text(text.replace(f"/usr/bin/{prog} ", f"/nonexistent/{prog} "))
     assert subprocess.run([ANALYZE, "verify", str(bad)], capture_output=True, timeout=60).returncode != 0, \
         "verify would not catch a missing command"
 
