@@ -23,6 +23,7 @@ from pathlib import Path
 import msgspec
 
 from mulog.exitcodes import Exit
+from mulog.runtime import pids
 from mulog.kafka_state import describe, exit_code, reach
 from offsets import FilePositions, StateDB
 
@@ -139,20 +140,6 @@ def read_live(state_dir: Path) -> Live | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
-
-
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
@@ -168,7 +155,7 @@ def judge(state_dir: Path, live: Live | None, now: float | None = None) -> tuple
               "lines_acked": live.lines_acked, "lines_waiting": live.lines_waiting}
     if live.state == "stopped":
         return f"shipper is not running (stopped at {_when(live.updated)})", Exit.CONDITION, fields
-    if not _alive(live.pid):
+    if not pids.alive(live.pid):
         return (f"shipper is not running (pid {live.pid} ended without a clean stop; last seen "
                 f"{_when(live.updated)})", Exit.CONDITION, fields)
     fields["running"] = True

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from mulog.runtime import pids
+
 
 class AlreadyRunning(Exception):
     def __init__(self, pid: Optional[int], path: Path):
@@ -92,26 +94,10 @@ def stop(path: Path, timeout: float) -> tuple[Optional[int], bool]:
             return pid, True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid(path) is None and not _exists(pid):
+        if running_pid(path) is None and not pids.alive(pid):
             return pid, True
         time.sleep(0.1)
     return pid, False
-
-
-def _exists(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def detach(log_file: Path, child: Callable[..., int], wait_s: float = 120) -> tuple[bool, str, int]:
