@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 
+from mulog import version
 from mulog.exitcodes import Exit
 from mulog.runtime import pids
 from mulog.kafka_state import describe, exit_code, reach
@@ -112,6 +113,7 @@ class Live(msgspec.Struct):
     files: int
     files_open: int
     bytes_behind: int
+    version: str = ""
 
 
 def live_of(snap, started: float, host: str, bootstrap: str, stopped: bool = False) -> Live:
@@ -120,7 +122,7 @@ def live_of(snap, started: float, host: str, bootstrap: str, stopped: bool = Fal
     return Live(os.getpid(), host, started, time.time(), "stopped" if stopped else "running",
                 reach(bootstrap, snap.kafka_contacted, snap.kafka_down_since, snap.kafka_down_errors),
                 c["lines_sent"], c["lines_acked"], snap.queue_lines, len(snap.files), snap.files_open,
-                snap.bytes_behind)
+                snap.bytes_behind, version())
 
 
 def write_live(state_dir: Path, live: Live) -> None:
@@ -150,7 +152,7 @@ def judge(state_dir: Path, live: Live | None, now: float | None = None) -> tuple
     if live is None:
         return (f"shipper is not running (no status file in {state_dir})", Exit.CONDITION,
                 {"running": False})
-    fields = {"running": False, "pid": live.pid, "host": live.host, "started": live.started,
+    fields = {"running": False, "version": live.version, "pid": live.pid, "host": live.host, "started": live.started,
               "updated": live.updated, "kafka": live.kafka, "lines_sent": live.lines_sent,
               "lines_acked": live.lines_acked, "lines_waiting": live.lines_waiting}
     if live.state == "stopped":
@@ -168,5 +170,6 @@ def judge(state_dir: Path, live: Live | None, now: float | None = None) -> tuple
     sent = (f"{live.lines_sent} lines sent, {live.lines_acked} acknowledged by Kafka, {live.lines_waiting} "
             f"waiting for it")
     sep = " but " if k.get("reachable") is False else "; "
-    return (f"shipper is running (pid {live.pid}, up {up // 3600}:{up // 60 % 60:02d}:{up % 60:02d}){sep}"
+    return (f"shipper is running (pid {live.pid}, up {up // 3600}:{up // 60 % 60:02d}:{up % 60:02d}"
+            f"{', version ' + live.version if live.version else ''}){sep}"
             f"{describe(k)}; {sent}", exit_code(k), fields)

@@ -177,7 +177,8 @@ def status(cfg: Optional[Path] = ConfigOpt, state_dir: Optional[Path] = StateOpt
     # the first line says what matters most: a script or a person reading one line learns it
     typer.echo(f"mtga is running (pid {res['pid']}, up {dt.timedelta(seconds=int(res['uptime_s']))}, "
                f"group {res['group']}, {res['workers']} worker(s)"
-               + (f", {res['worker_restarts']} worker restart(s)" if res.get("worker_restarts") else "") + ")"
+               + (f", {res['worker_restarts']} worker restart(s)" if res.get("worker_restarts") else "")
+               + (f", version {res['version']}" if res.get("version") else "") + ")"
                + (f" but {describe(kafka)}" if kafka.get("reachable") is False else ""))
     if kafka.get("reachable") is not False:  # else the first line said it
         typer.echo(f"  kafka: {describe(kafka)}")

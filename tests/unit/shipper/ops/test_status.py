@@ -13,7 +13,7 @@ from shipper.ops.status import STALE_S, Live, judge, read_live, write_live
 
 def live(pid=None, updated=1000.0, state="running", kafka=None) -> Live:
     return Live(pid or os.getpid(), "h", 900.0, updated, state, kafka or reach("k:9092", True, None, 0, now=updated),
-                5, 3, 2, 1, 1, 10)
+                5, 3, 2, 1, 1, 10, "1.2.3")
 
 
 def test_the_file_is_written_private_and_read_back(tmp_path):
@@ -28,7 +28,8 @@ def test_the_file_is_written_private_and_read_back(tmp_path):
 def test_running_and_reaching_kafka_is_0():
     head, code, fields = judge("/s", live(), now=1001.0)
     assert code is Exit.OK and fields["running"] is True
-    assert head == ("shipper is running (pid %d, up 0:01:41); Kafka at k:9092 reachable; 5 lines sent, "
+    assert head == ("shipper is running (pid %d, up 0:01:41, version 1.2.3); Kafka at k:9092 reachable; "
+                    "5 lines sent, "
                     "3 acknowledged by Kafka, 2 waiting for it" % os.getpid())
 
 
