@@ -117,8 +117,9 @@ def test_state_and_output_disk_full_stalls_without_advancing_then_recovers(kafka
     where = produce(kafka, topic, list(sample.envelopes(8000, app_ids=APPS, seed=6)))
     m = Mtga(conf).start()
     try:
-        wait_for(lambda: (s := mtga("status", "-c", str(conf), "--json")).returncode == 0
-                 and json.loads(s.stdout)["stalled"], 60, "the daemon to report a stall")
+        # a stall is a condition found: exit code 1, the JSON says why
+        wait_for(lambda: (s := mtga("status", "-c", str(conf), "--json")).returncode == 1
+                 and json.loads(s.stdout).get("stalled"), 60, "the daemon to report a stall")
         st = json.loads(mtga("status", "-c", str(conf), "--json").stdout)
         assert "No space left on device" in st["stalled"]
         stored = sum(stored_offsets(disk.path / "state").values())
