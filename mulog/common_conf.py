@@ -9,6 +9,18 @@ import msgspec
 Scalar = Union[str, int, float, bool]
 
 
+# librdkafka settings `kafka.connection` may not hold: each has a key of its own
+CONNECTION_FIXED = ("bootstrap.servers", "group.id", "metadata.broker.list")
+
+
+def connection_problem(settings: dict) -> str | None:
+    """What is wrong with a ``kafka.connection`` mapping, or None."""
+    for k in settings:
+        if k in CONNECTION_FIXED:
+            return f"connection: {k!r} has a key of its own (kafka.bootstrap_servers, kafka.group_id)"
+    return None
+
+
 class LogConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     file: str | None = None  # default: <state_dir>/<program>.log when daemonised, else stderr
     level: Literal["debug", "info", "warning", "error"] = "info"

@@ -119,7 +119,47 @@ def read_yaml(path: str | os.PathLike) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(p, None, f"expected a mapping of keys at the top level, got {type(data).__name__}")
-    return data
+    return interpolate(data, p)
+
+
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_VAR = re.compile(r"^(?:env:)?([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def interpolate(data: Any, file: Path, key: str = "") -> Any:
+    """``${VAR}`` (or ``${env:VAR}``) in a string value becomes the environment
+    variable's value, ``${file:PATH}`` the content of the file at PATH (relative
+    to the configuration file's folder; one trailing newline dropped), ``$${``
+    a literal ``${``. The error of a reference that cannot be read names the
+    variable or the file, never a value."""
+    if isinstance(data, dict):
+        return {k: interpolate(v, file, f"{key}.{k}" if key else str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, file, f"{key}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def value(m: re.Match) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        ref = m.group(1).strip()
+        var = _VAR.match(ref)
+        if var:
+            got = os.environ.get(var.group(1))
+            if got is None:
+                raise ConfigError(file, key, f"environment variable {var.group(1)} is not set")
+            return got
+        if ref.startswith("file:") and ref[5:].strip():
+            path = Path(os.path.expanduser(ref[5:].strip()))
+            path = path if path.is_absolute() else Path(file).parent / path
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(file, key, f"cannot read {path} ({getattr(e, 'strerror', None) or e})") from None
+            return text[:-1] if text.endswith("\n") else text
+        raise ConfigError(file, key, f"expected ${{VAR}}, ${{env:VAR}} or ${{file:PATH}}, got ${{{ref}}}")
+
+    return _REF.sub(value, data)
 
 
 def yaml_problem(e: yaml.YAMLError, text: str) -> str:

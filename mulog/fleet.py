@@ -25,10 +25,11 @@ import time
 from typing import Callable, Optional
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from mulog import version
+from mulog.connection import Connection
 
 
 SILENT_AFTER = 3  # intervals without a record
@@ -64,9 +65,9 @@ def host_name(configured: Optional[str]) -> str:
     return configured or socket.gethostname()
 
 
-def ensure_topic(bootstrap: str, topic: str, log: logging.Logger, timeout: float = 10) -> None:
+def ensure_topic(conn: Connection, topic: str, log: logging.Logger, timeout: float = 10) -> None:
     """Create the compacted topic if it is missing (a topic that exists is left as it is)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": log})
+    admin = conn.admin({"log_level": 0, "logger": log})
     md = admin.list_topics(timeout=timeout)
     if topic in md.topics:
         return
@@ -82,22 +83,22 @@ def ensure_topic(bootstrap: str, topic: str, log: logging.Logger, timeout: float
 class Heartbeat:
     """Publishes this process's record every ``interval_s`` from its own thread."""
 
-    def __init__(self, bootstrap: str, topic: str, host: str, role: str, interval_s: float,
+    def __init__(self, conn: Connection, topic: str, host: str, role: str, interval_s: float,
                  figures: Callable[[], dict], extra: Optional[dict] = None, watch: bool = False):
         self.topic, self.host, self.role, self.interval_s = topic, host, role, interval_s
-        self.bootstrap = bootstrap
+        self.conn = conn
         self.figures = figures
         self.key = f"{role}/{host}".encode()
         self.log = logging.getLogger(f"{role}.fleet")  # the program's own logger tree
         self.started = time.time()
-        conf = {"bootstrap.servers": bootstrap, "queue.buffering.max.messages": 10,
+        conf = {"queue.buffering.max.messages": 10,
                 "message.timeout.ms": int(max(1.0, interval_s * SILENT_AFTER) * 1000), "linger.ms": 0,
                 "log_level": 0, "logger": self.log}
         conf.update(extra or {})
-        self.producer = Producer(conf)
+        self.producer = conn.producer(conf)
         self.sent = 0
         self.dropped = 0
-        self.watch = Watch(bootstrap, topic, extra, self.log) if watch else None
+        self.watch = Watch(conn, topic, extra, self.log) if watch else None
         self.silent = 0  # processes of the fleet silent for more than 3 of their intervals (with ``watch``)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-heartbeat", daemon=True)
@@ -122,7 +123,7 @@ class Heartbeat:
 
     def _run(self) -> None:
         try:
-            ensure_topic(self.bootstrap, self.topic, self.log)
+            ensure_topic(self.conn, self.topic, self.log)
         except Exception as e:  # the broker may be down at start: the records wait in the producer
             self.log.info("fleet topic %s not checked (%s); heartbeats go on", self.topic, e)
         while not self._stop.is_set():
@@ -163,12 +164,12 @@ def _row(b: Beat, now: float) -> Row:
 class Watch:
     """The fleet table, read from the topic's beginning and then followed."""
 
-    def __init__(self, bootstrap: str, topic: str, extra: Optional[dict] = None,
+    def __init__(self, conn: Connection, topic: str, extra: Optional[dict] = None,
                  log: Optional[logging.Logger] = None):
-        conf = {"bootstrap.servers": bootstrap, "group.id": "mulog-fleet-reader", "enable.auto.commit": False,
+        conf = {"group.id": "mulog-fleet-reader", "enable.auto.commit": False,
                 "log_level": 0, "logger": log or logging.getLogger("mtga.fleet")}
         conf.update(extra or {})
-        self.consumer = Consumer(conf)
+        self.consumer = conn.consumer(conf)
         self.topic = topic
         self.beats: dict[bytes, Beat] = {}
         self.assigned = False
@@ -219,8 +220,8 @@ class Watch:
         self.consumer.close()
 
 
-def read(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Row]:
-    w = Watch(bootstrap, topic)
+def read(conn: Connection, topic: str, timeout: float = 10.0) -> list[Row]:
+    w = Watch(conn, topic)
     try:
         w.read_all(timeout)
         return w.rows()

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from mulog.config import EXIT_CONFIG, ConfigError
+from mulog.config import EXIT_CONFIG, REDACTED, SECRET_KEY, ConfigError
+from mulog.connection import make
 
 _HOST = r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
 _BROKER = re.compile(rf"^(?:[A-Za-z_]+://)?{_HOST}(?::(?P<port>[0-9]{{1,5}}))?$")
@@ -81,36 +82,47 @@ def _port_ok(entry: str) -> bool:
     return m is not None and (m.group("port") is None or 1 <= int(m.group("port")) <= 65535)
 
 
-def client(report: Report, kind: Literal["producer", "consumer"], conf: dict, user: dict, file,
-           section: str) -> None:
-    """Build the Kafka client of ``conf`` (``user``: the keys the file set, under
-    ``section``) without a broker, as the program will; a refused setting is an
-    error naming the key that carries it."""
-    problem = _refusal(kind, conf)
+def client(report: Report, kind: Literal["producer", "consumer"], connection: dict, conf: dict, user: dict,
+           file, section: str) -> None:
+    """Build the Kafka client as the program will (``connection``: kafka.connection,
+    every client's; ``conf``: this client's own settings, of which ``user`` came from
+    the file under ``section``), without a broker; a refused setting is an error
+    naming the key that carries it."""
+    if connection and _refusal(kind, connection) is not None:
+        _blame(report, kind, {}, connection, file, "kafka.connection")
+        return
+    base = {**connection, **{k: v for k, v in conf.items() if k not in user}}
+    _blame(report, kind, base, user, file, section)
+
+
+def _blame(report: Report, kind: str, base: dict, user: dict, file, section: str) -> None:
+    problem = _refusal(kind, {**base, **user})
     if problem is None:
         return
     culprit = None
-    base = {k: v for k, v in conf.items() if k not in user}
+    tried = dict(base)
     for k, v in user.items():
-        base[k] = v
-        if _refusal(kind, base) is not None:
+        tried[k] = v
+        if _refusal(kind, tried) is not None:
             culprit = k
             break
-    key = f"{section}.{culprit}" if culprit else section
-    report.error(file, key, f"the Kafka client refuses it: {problem}")
+    for k, v in user.items():  # a message that quotes a secret's value does not show it
+        if isinstance(v, str) and len(v) >= 4 and SECRET_KEY.search(k):
+            problem = problem.replace(v, REDACTED)
+    report.error(file, f"{section}.{culprit}" if culprit else section, f"the Kafka client refuses it: {problem}")
 
 
 def _refusal(kind: str, conf: dict) -> str | None:
-    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka import KafkaException
 
     conf = {k: v for k, v in conf.items() if k != "bootstrap.servers"}
     conf["logger"] = _QUIET
     try:
         if kind == "consumer":
             conf.setdefault("group.id", "check-config")
-            Consumer(conf).close()
+            make("consumer", conf).close()
         else:
-            Producer(conf)
+            make("producer", conf)
     except KafkaException as e:
         err = e.args[0] if e.args else None
         text = err.str() if hasattr(err, "str") else str(e)

@@ -10,7 +10,8 @@ from typing import Literal
 
 import msgspec
 
-from mulog.common_conf import FleetConf, LogConf, MetricsConf, Scalar
+from mulog.common_conf import FleetConf, LogConf, MetricsConf, Scalar, connection_problem
+from mulog.connection import Connection
 from mulog.config import ConfigError, bootstrap_override, convert, layered, read_yaml, resolve
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -48,9 +49,13 @@ PRODUCER_DEFAULTS: dict[str, Scalar] = {
 
 class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
+    connection: dict[str, Scalar] = {}  # what every client receives: TLS, SASL (docs/security.md)
     producer: dict[str, Scalar] = {}
 
     def __post_init__(self):
+        problem = connection_problem(self.connection)
+        if problem:
+            raise ValueError(problem)
         for k in self.producer:
             if k in PRODUCER_MANAGED:
                 value, why = PRODUCER_MANAGED[k]
@@ -133,6 +138,11 @@ class ShipperConfig:
     @property
     def db_path(self) -> Path:
         return db_path(self.state_dir)
+
+    @property
+    def connection(self) -> Connection:
+        """How every Kafka client of the shipper reaches the cluster."""
+        return Connection(self.bootstrap_servers, self.conf.kafka.connection)
 
 
 def db_path(state_dir: Path) -> Path:

@@ -83,7 +83,7 @@ class Shipper:
         self.stored = positions.all()
         log.info("state in %s: %d file positions stored", config.state_dir, len(self.stored))
         self.checkpoint = PositionCheckpoint(self.db, positions, self.counters)
-        self.publisher = Publisher(config.bootstrap_servers, config.producer, self.counters,
+        self.publisher = Publisher(config.connection, config.producer, self.counters,
                                    lambda: self.stopping, self._on_fatal)
         self.watcher = Watcher(self.wake)
         self.prospector = Prospector(positions, self.stored, self.watcher, self.host, self.counters,
@@ -94,7 +94,7 @@ class Shipper:
         self.prospector.save_now = self.save
         self.rates = Rates()
         self.snapshot: ShipperSnapshot = self.take_snapshot()
-        self.skeleton = Skeleton("shipper", config.bootstrap_servers, self.host)
+        self.skeleton = Skeleton("shipper", config.connection, self.host)
         self._config_sig = self._config_signature()
 
     def _configure(self, s: ShipperConfig, added) -> None:
@@ -303,8 +303,7 @@ class Shipper:
             log.error("configuration not reloaded, keeping the running one: %s", e)
             return
         old = self.config
-        if (new.bootstrap_servers, new.producer, new.state_dir) != (old.bootstrap_servers, old.producer,
-                                                                    old.state_dir):
+        if (new.connection, new.producer, new.state_dir) != (old.connection, old.producer, old.state_dir):
             log.warning("kafka and state_dir changes take effect at the next restart")
         if new.conf.metrics != old.conf.metrics:
             log.warning("metrics changes take effect at the next restart")

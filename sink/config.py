@@ -10,7 +10,8 @@ from typing import Literal
 
 import msgspec
 
-from mulog.common_conf import FleetConf, LogConf, MetricsConf, Scalar
+from mulog.common_conf import FleetConf, LogConf, MetricsConf, Scalar, connection_problem
+from mulog.connection import Connection
 from mulog.config import ConfigError, bootstrap_override, convert, layered, resolve
 
 # Consumer settings the daemon relies on; `kafka.consumer` may add or override
@@ -61,9 +62,13 @@ class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     topic_pattern: str | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     batch_size: int = 5000
+    connection: dict[str, Scalar] = {}  # what every client receives: TLS, SASL (docs/security.md)
     consumer: dict[str, Scalar] = {}
 
     def __post_init__(self):
+        problem = connection_problem(self.connection)
+        if problem:
+            raise ValueError(problem)
         if not self.group_id:
             raise ValueError("group_id: expected a non-empty string")
         if self.topic_pattern is not None:
@@ -178,6 +183,11 @@ class MtgaConfig:
     pid_file: Path
     bootstrap_servers: str
     consumer: dict[str, Scalar]
+
+    @property
+    def connection(self) -> Connection:
+        """How every Kafka client of mtga reaches the cluster."""
+        return Connection(self.bootstrap_servers, self.conf.kafka.connection)
 
     @property
     def workers(self) -> int:

@@ -1,6 +1,6 @@
 """What both daemons run beside their loop, wired the same way.
 
-    skeleton = Skeleton("mtga", bootstrap, host)
+    skeleton = Skeleton("mtga", conn, host)                        # conn: mulog/connection.py
     signals.handle(loop.request_stop, loop.request_reload)       # mulog/runtime/signals.py
     skeleton.serve_metrics(conf.metrics, samples, routes)         # /metrics, /health, /ready
     skeleton.beat(conf.fleet, figures, watch=True)                # the fleet record (mulog/fleet.py)
@@ -17,6 +17,7 @@ import logging
 from typing import Callable, Iterable, Optional
 
 from mulog.common_conf import FleetConf, MetricsConf
+from mulog.connection import Connection
 from mulog.fleet import Heartbeat
 from mulog.runtime.metrics import MetricsServer, Sample, serve
 
@@ -24,8 +25,8 @@ DEFAULT_METRICS_PORTS = {"shipper": 9465, "mtga": 9464}
 
 
 class Skeleton:
-    def __init__(self, role: str, bootstrap: str, host: str):
-        self.role, self.bootstrap, self.host = role, bootstrap, host
+    def __init__(self, role: str, conn: Connection, host: str):
+        self.role, self.conn, self.host = role, conn, host
         self.metrics: Optional[MetricsServer] = None
         self.heartbeat: Optional[Heartbeat] = None
         self.log = logging.getLogger(role)
@@ -51,7 +52,7 @@ class Skeleton:
         """This process's record in the fleet topic every ``fleet.interval_s`` (when
         ``fleet.enabled``); ``watch`` also reads the others' for the silent-hosts gauge."""
         if conf.enabled:
-            self.heartbeat = Heartbeat(self.bootstrap, conf.topic, self.host, self.role, conf.interval_s, figures,
+            self.heartbeat = Heartbeat(self.conn, conf.topic, self.host, self.role, conf.interval_s, figures,
                                        watch=watch).start()
         return self.heartbeat
 

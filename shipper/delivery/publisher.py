@@ -27,9 +27,10 @@ import logging
 import time
 from typing import Callable
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
 from mulog.config import ConfigError
+from mulog.connection import Connection
 from mulog.kafkalog import Fold
 
 from shipper.files.acks import Chunk
@@ -61,10 +62,9 @@ class Stopping(Exception):
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, producer_conf: dict, counters: Instruments,
+    def __init__(self, conn: Connection, producer_conf: dict, counters: Instruments,
                  should_stop: Callable[[], bool], on_fatal: Callable[[str], None]):
         conf = dict(producer_conf)
-        conf["bootstrap.servers"] = bootstrap
         conf["error_cb"] = self._on_error
         self.fold = Fold(kafka_log)  # repeated client errors said once a minute, and when Kafka answers again
         conf.update(self.fold.client_conf(conf))
@@ -84,7 +84,7 @@ class Publisher:
         self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
         self.fatal = ""
         try:
-            self.producer = Producer(conf)
+            self.producer = conn.producer(conf)
         except KafkaException as e:
             err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
             raise ConfigError(None, "kafka.producer", f"the Kafka client refuses it: {err.str() if err else e}") \

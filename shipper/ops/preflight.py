@@ -13,7 +13,7 @@ def check(s: ShipperConfig) -> Report:
     r = Report()
     f = s.file
     preflight.bootstrap(r, s.bootstrap_servers, f, "kafka.bootstrap_servers")
-    preflight.client(r, "producer", s.producer, s.conf.kafka.producer, f, "kafka.producer")
+    preflight.client(r, "producer", s.conf.kafka.connection, s.producer, s.conf.kafka.producer, f, "kafka.producer")
     for i, inp in enumerate(s.inputs):
         preflight.globs(r, inp.paths, f, f"inputs[{i}].paths")
     preflight.writable_folder(r, s.state_dir, f, "state_dir")

@@ -184,7 +184,7 @@ def fleet(cfg: Optional[Path] = ConfigOpt,
 
     s = load(cfg, bootstrap_servers=bootstrap_servers)
     try:
-        beats = read(s.bootstrap_servers, s.conf.fleet.topic)
+        beats = read(s.connection, s.conf.fleet.topic)
     except Exception as e:
         said = kafka_error(e)
         if said is None:

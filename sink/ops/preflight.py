@@ -17,7 +17,7 @@ def check(s: MtgaConfig) -> Report:
     k = s.conf.kafka
     preflight.bootstrap(r, s.bootstrap_servers, f, "kafka.bootstrap_servers")
     conf = dict(s.consumer, **{"group.id": k.group_id, "auto.offset.reset": k.auto_offset_reset})
-    preflight.client(r, "consumer", conf, k.consumer, f, "kafka.consumer")
+    preflight.client(r, "consumer", k.connection, conf, k.consumer, f, "kafka.consumer")
     apps, problems = check_folder(s.settings_dir)
     for e in problems:
         r.add(e)

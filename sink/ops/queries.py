@@ -11,6 +11,7 @@ from typing import Optional
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from mulog.connection import Connection
 from mulog.exitcodes import Exit
 
 from sink.pipeline.intake import matching_topics, resume_point
@@ -22,13 +23,13 @@ class QueryError(Exception):
     exit_code = Exit.UNREACHABLE  # also when the daemon asked (sink/ops/control.py passes it on)
 
 
-def admin_client(bootstrap: str) -> AdminClient:
+def admin_client(conn: Connection) -> AdminClient:
     import logging
 
     quiet = logging.getLogger("mtga.query.kafka")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    return AdminClient({"bootstrap.servers": bootstrap, "logger": quiet, "socket.connection.setup.timeout.ms": 5000})
+    return conn.admin({"logger": quiet, "socket.connection.setup.timeout.ms": 5000})
 
 
 def _left(deadline: float) -> float:
@@ -80,7 +81,7 @@ def group_offsets(admin: AdminClient, group: str, tps: list[tuple[str, int]], de
     return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions if tp.offset >= 0}
 
 
-def offset_rows(bootstrap: str, group: str, topics: list[str], pattern: Optional[str], local: dict,
+def offset_rows(conn: Connection, group: str, topics: list[str], pattern: Optional[str], local: dict,
                 timeout: float, admin: Optional[AdminClient] = None) -> list[dict]:
     """One row per partition of the consumed topics.
 
@@ -93,7 +94,7 @@ def offset_rows(bootstrap: str, group: str, topics: list[str], pattern: Optional
     ``high - current`` (``high - low`` when nothing was consumed yet).
     """
     deadline = time.monotonic() + timeout
-    admin = admin or admin_client(bootstrap)
+    admin = admin or admin_client(conn)
     tps = partitions(admin, topics, pattern, deadline)
     # partitions stored locally but no longer in the metadata (deleted topics) are left out
     wm = watermarks(admin, tps, deadline)

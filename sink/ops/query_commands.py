@@ -33,7 +33,7 @@ def _offset_rows(s: config.MtgaConfig) -> tuple[list, str]:
     topics = list(k.topics) or ([] if k.topic_pattern else sorted({t for t, _ in local}))
     note(f"mtga is not running: current offsets read from {s.state_dir / 'db'}, watermarks from Kafka")
     try:
-        rows = queries.offset_rows(s.bootstrap_servers, k.group_id, topics, k.topic_pattern, local,
+        rows = queries.offset_rows(s.connection, k.group_id, topics, k.topic_pattern, local,
                                    s.conf.control.timeout_s)
     except queries.QueryError as e:
         raise UserError(f"{e} (Kafka at {s.bootstrap_servers})", code=EXIT_TIMEOUT) from None

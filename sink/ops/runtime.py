@@ -70,9 +70,9 @@ def control_handlers(svc: Service) -> dict:
 
     def offsets(req):
         if not admin:
-            admin.append(queries.admin_client(s.bootstrap_servers))
+            admin.append(queries.admin_client(s.connection))
         k = s.conf.kafka
-        rows = queries.offset_rows(s.bootstrap_servers, k.group_id, list(k.topics), k.topic_pattern,
+        rows = queries.offset_rows(s.connection, k.group_id, list(k.topics), k.topic_pattern,
                                    svc.snapshot.local_offsets, timeout, admin=admin[0])
         return {"rows": rows, "source": "daemon"}
 
@@ -138,7 +138,7 @@ def run_foreground(s: MtgaConfig, ready=None) -> int:
 
     signals.handle(svc.request_stop, svc.request_recheck)
     server.start()
-    skeleton = Skeleton("mtga", s.bootstrap_servers, host_name(s.conf.host))
+    skeleton = Skeleton("mtga", s.connection, host_name(s.conf.host))
     beat = skeleton.beat(s.conf.fleet, heartbeat_figures(svc), watch=True)
     try:
         skeleton.serve_metrics(s.conf.metrics, lambda: samples(svc, beat), routes(svc))

@@ -97,14 +97,13 @@ class Intake:
         s = self.s
         conf = dict(s.consumer)
         conf.update({
-            "bootstrap.servers": s.bootstrap_servers,
             "group.id": s.conf.kafka.group_id,
             "auto.offset.reset": s.conf.kafka.auto_offset_reset,
             "error_cb": self.error,
             "on_commit": self.checkpoint.on_commit,
         })
         conf.update(self.fold.client_conf(conf))
-        return Consumer(conf)
+        return s.connection.consumer(conf)
 
     def error(self, err: KafkaError) -> None:
         if err.code() in _UNREACHABLE and self.down_since is None:

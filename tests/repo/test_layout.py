@@ -1,7 +1,7 @@
 """The shape of the code, checked on its source, through every sub-package:
 small modules in small folders, no import cycle, wings that depend one way, no
 class spread over several files, the Kafka client only in the shipper's
-publisher, a tailer's state changed in one place, and mtga's batch items read
+publisher, every Kafka client made by mulog/connection.py, a tailer's state changed in one place, and mtga's batch items read
 by name."""
 
 import ast
@@ -198,6 +198,14 @@ def test_no_class_is_spread_over_several_files():
 def test_only_the_publisher_imports_the_kafka_client():
     users = sorted(str(p.relative_to(REPO)) for p in _py_files("shipper") if "confluent_kafka" in p.read_text())
     assert users == ["shipper/delivery/publisher.py"]
+
+
+def test_every_kafka_client_of_the_programs_is_made_by_the_connection():
+    """mulog/connection.py gives each client the connection's settings (TLS, SASL):
+    a client made anywhere else would connect without them."""
+    made = re.compile(r"\b(Producer|Consumer|AdminClient)\(")
+    makers = sorted(str(p.relative_to(REPO)) for top in PACKAGES for p in _py_files(top) if made.search(p.read_text()))
+    assert makers == ["mulog/connection.py"]
 
 
 def test_a_tailers_state_is_assigned_in_one_place():

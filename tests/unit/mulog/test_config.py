@@ -134,3 +134,39 @@ def test_a_yaml_mistake_shows_the_line_it_is_on_and_the_line_found(tmp_path):
     assert r.stderr.strip() == (f"shipper: config error: {f}: YAML syntax error at line 4, column 1: could not find "
                                 f"expected ':' (while scanning a simple key at line 3); line 3: 'state_dir x'; "
                                 f"line 4: 'log:'")
+
+
+def test_references_to_the_environment_and_to_files(tmp_path, monkeypatch):
+    """${VAR}, ${env:VAR} and ${file:PATH} in values; $${ is a literal; an error names
+    the variable or the file, never a value."""
+    from mulog.config import ConfigError, read_yaml
+
+    (tmp_path / "secret").write_text("pa55-from-file\n")
+    monkeypatch.setenv("MULOG_T_BROKERS", "k1:9093,k2:9093")
+    monkeypatch.setenv("MULOG_T_USER", "shipper")
+    f = tmp_path / "shipper.yml"
+    f.write_text("kafka:\n  bootstrap_servers: ${MULOG_T_BROKERS}\n  connection:\n"
+                 "    sasl.username: user-${env:MULOG_T_USER}\n    sasl.password: ${file:secret}\n"
+                 "    note: $${kept}\n")
+    k = read_yaml(f)["kafka"]
+    assert k["bootstrap_servers"] == "k1:9093,k2:9093"
+    assert k["connection"] == {"sasl.username": "user-shipper", "sasl.password": "pa55-from-file",
+                               "note": "${kept}"}
+    f.write_text("kafka:\n  connection:\n    sasl.password: ${MULOG_T_UNSET}\n")
+    with pytest.raises(ConfigError) as e:
+        read_yaml(f)
+    assert str(e.value) == f"{f}: kafka.connection.sasl.password: environment variable MULOG_T_UNSET is not set"
+    f.write_text("kafka:\n  connection:\n    sasl.password: ${file:/nonexistent/pw}\n")
+    with pytest.raises(ConfigError) as e:
+        read_yaml(f)
+    assert str(e.value) == (f"{f}: kafka.connection.sasl.password: cannot read /nonexistent/pw (No such file or "
+                            f"directory)")
+
+
+def test_the_connection_may_not_hold_the_brokers(tmp_path):
+    f = tmp_path / "mtga.yml"
+    (tmp_path / "settings").mkdir()
+    f.write_text("kafka:\n  topics: [t]\n  connection:\n    bootstrap.servers: x:1\n")
+    r = run_cli("mtga", "check-config", "-c", str(f))
+    assert r.returncode == 2
+    assert "kafka.connection: 'bootstrap.servers' has a key of its own (kafka.bootstrap_servers" in r.stderr
