@@ -20,18 +20,23 @@ from mulog.exitcodes import Exit
 
 
 def reach(bootstrap: str, contacted: bool, down_since: Optional[float], errors: int,
-          now: Optional[float] = None) -> dict:
+          now: Optional[float] = None, denied: Optional[str] = None) -> dict:
     """The ``kafka`` object of a status: ``reachable`` is False while unreachable,
-    None while no broker has answered yet (and none failed), else True."""
+    None while no broker has answered yet (and none failed), else True; ``denied``:
+    what to fix while Kafka turns the program away (mulog/access.py)."""
     now = time.time() if now is None else now
     down = down_since is not None
     return {"bootstrap": bootstrap, "reachable": False if down else (True if contacted else None),
             "contacted": contacted, "down_since": down_since,
-            "down_for_s": round(max(0.0, now - down_since), 1) if down else None, "errors": errors if down else 0}
+            "down_for_s": round(max(0.0, now - down_since), 1) if down else None, "errors": errors if down else 0,
+            "denied": denied}
 
 
 def describe(k: dict) -> str:
-    """One phrase for a person: reachable, not answered yet, or unreachable since when."""
+    """One phrase for a person: reachable, not answered yet, unreachable since when, or
+    what to fix while it turns the program away."""
+    if k.get("denied"):
+        return f"Kafka TURNS IT AWAY: {k['denied']}"
     if k.get("reachable") is False:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(k["down_since"]))
         n = k.get("errors", 0)
@@ -43,5 +48,7 @@ def describe(k: dict) -> str:
 
 
 def exit_code(k: dict) -> Exit:
-    """UNREACHABLE while Kafka is, else OK."""
-    return Exit.UNREACHABLE if k.get("reachable") is False else Exit.OK
+    """UNREACHABLE while Kafka is, CONDITION while it turns the program away, else OK."""
+    if k.get("reachable") is False:
+        return Exit.UNREACHABLE
+    return Exit.CONDITION if k.get("denied") else Exit.OK

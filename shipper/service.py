@@ -333,7 +333,7 @@ class Shipper:
         return ShipperSnapshot(taken=time.time(), counters=self.counters.values(), files=views, files_open=n_open,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
                         kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
-                        kafka_down_since=pub.down_at, kafka_down_errors=pub.down_errors,
+                        kafka_down_since=pub.down_at, kafka_down_errors=pub.down_errors, kafka_denied=pub.denied,
                         save_errors=self.checkpoint.errors, stopping=self.stopping)
 
     def log_stats(self) -> None:

@@ -78,6 +78,7 @@ class ShipperSnapshot(msgspec.Struct, frozen=True):
     kafka_contacted: bool = False  # a broker answered once since the start
     kafka_down_since: float | None = None  # time.time() Kafka became unreachable (None while reachable)
     kafka_down_errors: int = 0  # Kafka client errors since then
+    kafka_denied: str | None = None  # what to fix while Kafka turns the shipper away (mulog/access.py)
     save_errors: int = 0  # position saves in a row that failed
     stopping: bool = False
 

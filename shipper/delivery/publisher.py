@@ -29,6 +29,7 @@ from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
+from mulog.access import denial
 from mulog.config import ConfigError
 from mulog.connection import Connection
 from mulog.kafkalog import Fold
@@ -83,6 +84,8 @@ class Publisher:
         self.down_errors = 0  # client errors since (mulog/kafka_state.py)
         self.contacted = False  # a broker answered once (a metadata request or an acknowledgement)
         self.fatal = ""
+        self.conn = conn
+        self.denied: str | None = None  # what to fix while Kafka turns the shipper away (mulog/access.py)
         try:
             self.producer = conn.producer(conf)
         except KafkaException as e:
@@ -195,10 +198,16 @@ class Publisher:
             self.c.lines_acked.value += chunk.n
             acks.acked(chunk)
             self.contacted = True
+            if self.denied is not None:
+                log.info("Kafka accepts the shipper's lines again")
+                self.denied = None
             if self.down_since is not None:
                 self._back()
         elif err.code() in _PURGED:
             acks.dropped(chunk)  # never sent (the stop): read again at the next start
+        elif self._denied(err, acks.owner.topic):  # said once per change, with what to fix
+            acks.refuse(chunk, err.str())
+            self.c.chunk_errors.add(1)
         elif acks.refuse(chunk, err.str()):
             t = acks.owner
             self.c.chunk_errors("Kafka refused lines of %s (%s, offsets up to %d): %s; they will be sent again",
@@ -270,7 +279,18 @@ class Publisher:
     def queued(self) -> int:
         return len(self.producer)
 
+    def _denied(self, err: KafkaError, topic: str | None = None) -> bool:
+        """Keep (and say, once per change) what to fix when Kafka turns the shipper away."""
+        line = denial(err, self.conn, "Write", topic)
+        if line is None:
+            return False
+        if line != self.denied:
+            log.error("%s; the lines wait and are sent again", line)
+            self.denied = line
+        return True
+
     def _on_error(self, err: KafkaError) -> None:
+        self._denied(err)
         if err.fatal():
             self._fatal(err.str())
             return

@@ -49,7 +49,9 @@ def health(snap: ShipperSnapshot) -> list[Check]:
 
 def ready(snap: ShipperSnapshot, bootstrap: str) -> list[Check]:
     """``/ready``: the loop ticks, positions are saved, a broker answered and Kafka is not down."""
-    if not snap.kafka_contacted:
+    if snap.kafka_denied:
+        kafka = (False, snap.kafka_denied)
+    elif not snap.kafka_contacted:
         kafka = (False, f"no broker at {bootstrap} has answered yet")
     elif not snap.kafka_up:
         kafka = (False, f"unreachable ({bootstrap}); {snap.queue_lines} lines waiting")

@@ -120,7 +120,8 @@ def live_of(snap, started: float, host: str, bootstrap: str, stopped: bool = Fal
     """The status file's record, from the loop's snapshot (shipper/stats.py)."""
     c = snap.counters
     return Live(os.getpid(), host, started, time.time(), "stopped" if stopped else "running",
-                reach(bootstrap, snap.kafka_contacted, snap.kafka_down_since, snap.kafka_down_errors),
+                reach(bootstrap, snap.kafka_contacted, snap.kafka_down_since, snap.kafka_down_errors,
+                      denied=snap.kafka_denied),
                 c["lines_sent"], c["lines_acked"], snap.queue_lines, len(snap.files), snap.files_open,
                 snap.bytes_behind, version())
 

@@ -51,7 +51,9 @@ def health(snap: "MtgaSnapshot") -> list[Check]:
 def ready(snap: "MtgaSnapshot", bootstrap: str) -> list[Check]:
     """``/ready``: the loop ticks, the state store is written, a broker answers, partitions
     are assigned, and batches are stored (not stalled)."""
-    if not snap.kafka_contacted:
+    if snap.kafka_denied:
+        kafka = (False, snap.kafka_denied)
+    elif not snap.kafka_contacted:
         kafka = (False, f"the group at {bootstrap} has not answered yet")
     elif snap.kafka_down_since is not None:
         kafka = (False, f"unreachable ({bootstrap}) for {time.time() - snap.kafka_down_since:.0f}s")

@@ -55,7 +55,8 @@ def status(snap: MtgaSnapshot, group: str, bootstrap: str = "") -> dict:
         "workers": snap.workers,
         "worker_restarts": snap.worker_restarts,
         "group": group,
-        "kafka": reach(bootstrap, snap.kafka_contacted, snap.kafka_down_since, snap.kafka_down_errors),
+        "kafka": reach(bootstrap, snap.kafka_contacted, snap.kafka_down_since, snap.kafka_down_errors,
+                       denied=snap.kafka_denied),
         "counters": v,
     }
 

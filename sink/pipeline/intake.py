@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mulog.access import denial
 from mulog.config import ConfigError
 from mulog.kafkalog import Fold
 
@@ -44,6 +45,10 @@ def matching_topics(pattern: str, names) -> list[str]:
     (Kafka's internal ``__`` topics never), sorted."""
     rx = re.compile(topic_regex(pattern))
     return sorted(t for t in names if rx.search(t) and not t.startswith("__"))
+
+
+def _one(topics: list[str]) -> Optional[str]:
+    return topics[0] if len(topics) == 1 else None
 
 
 def subscription(k: "KafkaConf") -> list[str]:
@@ -75,7 +80,8 @@ class Intake:
         self.down_since: Optional[float] = None  # time.time() when every broker became unreachable
         self.down_errors = 0  # client errors since then (mulog/kafka_state.py)
         self.kafka_errors = inst.kafka_errors
-        self.fold = Fold(logging.getLogger("mtga.kafka"))  # repeated client errors said once a minute
+        self.fold = Fold(logging.getLogger("mtga.kafka"))
+        self.denied: Optional[str] = None  # what to fix while Kafka turns mtga away (mulog/access.py)  # repeated client errors said once a minute
 
     @property
     def cooperative(self) -> bool:
@@ -113,6 +119,16 @@ class Intake:
             self.down_errors += 1
         self.kafka_errors.value += 1
         self.fold.error(err)
+        k = self.s.conf.kafka
+        line = denial(err, self.s.connection, "Read", _one(k.topics), group=k.group_id)
+        if line is not None and line != self.denied:
+            log.error("%s", line)
+            self.denied = line
+
+    def _accepted(self) -> None:
+        if self.denied is not None:
+            log.info("Kafka accepts mtga again")
+            self.denied = None
 
     # ------------------------------------------------------------ rebalance
     def _group_offsets(self, consumer: Consumer, parts: list) -> dict:
@@ -127,6 +143,8 @@ class Intake:
 
     def _on_assign(self, consumer: Consumer, parts: list) -> None:
         self.contacted = True
+        if parts:
+            self._accepted()
         self.down_since = None
         self.down_errors = 0
         group = self._group_offsets(consumer, parts)
@@ -169,6 +187,8 @@ class Intake:
         msgs = self.consumer.consume(n, timeout)
         if msgs and self.down_since is not None:
             self._back()
+        if msgs and self.denied is not None and msgs[-1].error() is None:
+            self._accepted()
         return msgs
 
     def _back(self) -> None:

@@ -372,7 +372,7 @@ class Service:
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
             counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by),
             kafka_contacted=self.intake.contacted, kafka_down_since=self.intake.down_since,
-            kafka_down_errors=self.intake.down_errors, stopping=self.stopping)
+            kafka_down_errors=self.intake.down_errors, kafka_denied=self.intake.denied, stopping=self.stopping)
 
     def _stats_line(self) -> None:
         v = self.inst.values()

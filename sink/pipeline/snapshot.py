@@ -33,4 +33,5 @@ class MtgaSnapshot(msgspec.Struct, frozen=True):
     kafka_contacted: bool = False  # the group assigned partitions (maybe none) once: a broker answered
     kafka_down_since: Optional[float] = None  # time.time() of "all brokers down", until one answers again
     kafka_down_errors: int = 0  # Kafka client errors since kafka_down_since
+    kafka_denied: Optional[str] = None  # what to fix while Kafka turns mtga away (mulog/access.py)
     stopping: bool = False
