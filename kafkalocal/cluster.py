@@ -230,6 +230,7 @@ class Cluster:
                     _terminate(n.pid)
         for d in self.home.glob("node-*"):
             shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(sec.secure_dir(self.home), ignore_errors=True)  # a secured cluster's secrets
 
     def _write_properties(self, st: State, n: Node) -> None:
         d = self.node_dir(n.id)
