@@ -15,6 +15,9 @@ folder; topics are created with replication factor min(3, N) and, from three
 nodes on, ``min.insync.replicas=2``. Kafka's own ``kafka-consumer-groups`` and
 ``kafka-topics`` run from the same jars plus ``kafka-tools`` (fetched on first
 use into ``<cache>/tools``).
+
+``start --secure`` runs one broker with TLS from a private CA, SASL users, client
+certificates and deny-by-default ACLs (kafkalocal/secure.py).
 """
 
 from kafkalocal.cluster import Cluster, Node, State

@@ -7,6 +7,7 @@ import argparse
 import subprocess
 import sys
 
+from kafkalocal import secure
 from kafkalocal.cluster import Cluster
 from kafkalocal.common import KafkaLocalError, log
 from kafkalocal.jars import TOOLS, ensure_jars, ensure_tools, tool_command
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("start", help="start (or reuse) the local broker; prints the bootstrap address last")
     s.add_argument("--port", type=int, help="listener port (default: a free one)")
     s.add_argument("--brokers", type=int, default=1, help="number of brokers (default 1)")
+    s.add_argument("--secure", action="store_true",
+                   help="one broker with TLS, SASL users and ACLs; prints the programs' client settings")
     sub.add_parser("stop", help="stop the local broker(s) and remove their data")
     sub.add_parser("status", help="say whether it runs and where, node by node")
     sub.add_parser("fetch", help="only fetch the broker and tools jars from Maven Central")
@@ -33,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     cl = Cluster(args.home)
     try:
         if args.cmd == "start":
-            st = cl.start(brokers=args.brokers, port=args.port)
+            st = cl.start(brokers=args.brokers, port=args.port, secure=args.secure)
+            if st.secure:
+                print(secure.client_settings_text(cl.home))
             print(st.bootstrap)
         elif args.cmd == "stop":
             if cl.stop():
@@ -46,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             if st:
                 pids = ",".join(str(n.pid) for n in st.nodes)
                 print(f"running: {len(st.nodes)} broker(s) at {st.bootstrap} (pids {pids}, Kafka {st.version})")
+                if st.secure:
+                    print(f"secured: SASL_SSL at {st.bootstrap}, mutual TLS at 127.0.0.1:{st.nodes[0].tls_port}, "
+                          f"ACLs deny by default; client settings in {secure.secure_dir(cl.home) / 'clients.json'}")
             elif any(up for _, up in nodes):
                 down = [n.id for n, up in nodes if not up]
                 print(f"partly running: {len(nodes) - len(down)} of {len(nodes)} broker(s); "
@@ -68,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not alive:
                     raise KafkaLocalError(f"no local Kafka runs from {cl.home}")
                 rest = ["--bootstrap-server", ",".join(alive), *rest]
+            st = cl.load()
+            if st and st.secure and "--command-config" not in rest:  # the super user's client settings
+                rest = ["--command-config", str(secure.secure_dir(cl.home) / "admin.properties"), *rest]
             return subprocess.call(tool_command(args.cmd, *rest))
     except KafkaLocalError as e:
         log(str(e))

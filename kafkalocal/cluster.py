@@ -19,6 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kafkalocal import secure as sec
 from kafkalocal.common import KAFKA_VERSION, LOG4J, KafkaLocalError, log
 from kafkalocal.jars import cache_dir, ensure_jars
 from kafkalocal.ports import distinct_ports
@@ -68,6 +69,7 @@ class Node:
     controller_port: int
     pid: int = 0
     started: int = 0  # the process's start time (_start_ticks), which tells it from a later one with its pid
+    tls_port: int = 0  # a secured node's mutual-TLS listener (``port`` is then its SASL_SSL one)
 
     @property
     def address(self) -> str:
@@ -79,6 +81,7 @@ class State:
     version: str
     cluster_id: str
     nodes: list[Node] = field(default_factory=list)
+    secure: bool = False  # TLS, SASL users and ACLs (kafkalocal/secure.py)
 
     @property
     def bootstrap(self) -> str:
@@ -105,7 +108,7 @@ class Cluster:
             raw = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
-        return State(raw["version"], raw["cluster_id"], [Node(**n) for n in raw["nodes"]])
+        return State(raw["version"], raw["cluster_id"], [Node(**n) for n in raw["nodes"]], raw.get("secure", False))
 
     def save(self, st: State) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -143,8 +146,13 @@ class Cluster:
         return st.bootstrap
 
     # start ------------------------------------------------------------------
-    def start(self, brokers: int = 1, port: int | None = None) -> State:
+    def start(self, brokers: int = 1, port: int | None = None, secure: bool = False) -> State:
+        if secure and brokers != 1:
+            raise KafkaLocalError("--secure starts one broker")
         st = self.running()
+        if st and st.secure != secure:
+            raise KafkaLocalError(f"a {'secured' if st.secure else 'plaintext'} cluster already runs at "
+                                  f"{st.bootstrap}; stop it first")
         if st:
             if len(st.nodes) != brokers:
                 raise KafkaLocalError(
@@ -168,9 +176,12 @@ class Cluster:
         libs = ensure_jars()
         nodes = [Node(id=i + 1, port=p, controller_port=cp)
                  for i, (p, cp) in enumerate(distinct_ports(brokers, port))]
+        if secure:
+            sec.prepare(self.home)
+            nodes[0].tls_port = sec.pick_tls_port({nodes[0].port, nodes[0].controller_port})
         # Kafka's own form (base64url of a UUID); it may begin with "-", hence --cluster-id=ID below
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        st = State(KAFKA_VERSION, cluster_id, nodes)
+        st = State(KAFKA_VERSION, cluster_id, nodes, secure)
         t0 = time.monotonic()
         for n in nodes:
             self._write_properties(st, n)
@@ -182,6 +193,12 @@ class Cluster:
             tails = "\n".join(self._log_tail(n) for n in nodes)
             self.stop()
             raise KafkaLocalError(f"the broker did not answer within {START_TIMEOUT_S:.0f}s\n{tails}")
+        if secure:
+            try:
+                sec.after_start(self.home, st.bootstrap, f"127.0.0.1:{nodes[0].tls_port}")
+            except Exception:
+                self.stop()
+                raise
         log(f"{brokers} broker(s) ready at {st.bootstrap} in {time.monotonic() - t0:.1f}s "
             f"(Apache Kafka {KAFKA_VERSION}, jars from {libs})")
         return st
@@ -213,6 +230,7 @@ class Cluster:
                     _terminate(n.pid)
         for d in self.home.glob("node-*"):
             shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(sec.secure_dir(self.home), ignore_errors=True)  # a secured cluster's secrets
 
     def _write_properties(self, st: State, n: Node) -> None:
         d = self.node_dir(n.id)
@@ -248,6 +266,9 @@ class Cluster:
             "replica.fetch.max.bytes": 16 * 1024 * 1024,
             "unclean.leader.election.enable": "false",
         }
+        if st.secure:  # its passwords (PLAIN's users) are in the file: the owner's only
+            props.update(sec.broker_properties(self.home, n.port, n.tls_port, n.controller_port))
+            os.close(os.open(d / "server.properties", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         text = "".join(f"{k}={v}\n" for k, v in props.items())
         (d / "server.properties").write_text(text)
 
@@ -266,9 +287,12 @@ class Cluster:
         d = self.node_dir(n.id)
         cmd = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={st.cluster_id}",
                          "-c", str(d / "server.properties"), "--ignore-formatted", heap="256m", logs=d)
+        if st.secure:
+            cmd += sec.format_args(self.home)  # the SCRAM users
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
-            raise KafkaLocalError(f"formatting KRaft storage of node {n.id} failed:\n{proc.stdout[-2000:]}")
+            out = sec.redact(self.home, proc.stdout) if st.secure else proc.stdout
+            raise KafkaLocalError(f"formatting KRaft storage of node {n.id} failed:\n{out[-2000:]}")
 
     def _spawn(self, libs: Path, n: Node) -> tuple[int, int]:
         """Starts node ``n``'s broker: (pid, start time)."""
@@ -300,8 +324,8 @@ class Cluster:
             ok = True
             for n in st.nodes:
                 try:
-                    admin = AdminClient({"bootstrap.servers": n.address, "log_level": 0,
-                                         "logger": _quiet_logger()})
+                    conf = sec.admin_conf(self.home, n.address) if st.secure else {"bootstrap.servers": n.address}
+                    admin = AdminClient(dict(conf, log_level=0, logger=_quiet_logger()))
                     md = admin.list_topics(timeout=3)
                     if {b for b in md.brokers} != want or md.controller_id < 0:
                         ok = False
@@ -362,6 +386,7 @@ class Cluster:
                     (self.home / f).unlink()
                 except FileNotFoundError:
                     pass
+            shutil.rmtree(sec.secure_dir(self.home), ignore_errors=True)
         return True
 
 

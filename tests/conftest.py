@@ -25,7 +25,7 @@ from support.disks import PrivateExt4, SmallDisk
 EXTERNAL_BOOTSTRAP = os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", "").strip()
 
 
-BROKER_FIXTURES = frozenset(("kafka", "kafka_cluster", "topic_factory"))
+BROKER_FIXTURES = frozenset(("kafka", "kafka_cluster", "topic_factory", "secure_kafka"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -73,6 +73,30 @@ def kafka(kafka_cluster) -> str:
     if kafka_cluster is None:
         return EXTERNAL_BOOTSTRAP
     return kafka_cluster.bootstrap()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(request):
+    """A secured broker of the session's own (``kafka-local start --secure``, in the
+    suite's home + ``-secure``): a kafkalocal.secure.Secured, with ``sasl_bootstrap``,
+    ``tls_bootstrap``, ``ca``, ``password_file(user)``, ``certificate(user)``,
+    ``key(user)``, ``connection(user, via, mechanism)`` (a program's
+    ``kafka.connection``), ``client_conf(...)``, ``admin_conf()``, ``create_topic(name)``,
+    ``grant(...)`` and ``revoke(...)``. Users: admin (super user), shipper, mtga and
+    nobody (no ACL); the ACLs allow topics named ``mulog_*``, groups ``mtga*`` and ``g-*``."""
+    from kafkalocal.secure import Secured
+
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    home = (os.environ.get("KAFKA_LOCAL_HOME") or str(REPO / ".kafka-local" / "pytest")) + "-secure"
+    cl = kafkalocal.Cluster(home)
+    with capman.global_and_fixture_disabled():
+        print()
+        try:
+            cl.start(brokers=1, secure=True)
+        except kafkalocal.KafkaLocalError as e:
+            pytest.exit(f"cannot start the secured local Kafka broker: {e}", returncode=3)
+    yield Secured.load(home)
+    cl.stop()
 
 
 @pytest.fixture
