@@ -69,6 +69,19 @@ def denial(err: Any, conn: Connection, operation: str, resource: Optional[str] =
     return None
 
 
+def writes_refused(conn: Connection, text: str, topics: list[str]) -> Optional[str]:
+    """The line for a producer whose writes are refused as a whole (the idempotent
+    producer's id is refused when no ACL allows the principal to Write), or None
+    when ``text`` is not an authorization failure."""
+    if "authorization failed" not in text.lower():
+        return None
+    who = principal(conn)
+    shown = ", ".join(topics) or "?"
+    return (f"{who} is not allowed to Write topic {shown} at {conn.bootstrap} ({text}); an ACL must allow it: "
+            f"kafka-acls --add --allow-principal {_acl_principal(who)} --operation Write --topic "
+            f"{topics[0] if len(topics) == 1 else '<topic>'}")
+
+
 def _topic_in(text: str) -> Optional[str]:
     m = _TOPIC_IN_TEXT.search(text)
     return m.group(1) if m else None

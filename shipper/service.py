@@ -84,7 +84,7 @@ class Shipper:
         log.info("state in %s: %d file positions stored", config.state_dir, len(self.stored))
         self.checkpoint = PositionCheckpoint(self.db, positions, self.counters)
         self.publisher = Publisher(config.connection, config.producer, self.counters,
-                                   lambda: self.stopping, self._on_fatal)
+                                   lambda: self.stopping, self._on_fatal, [i.topic for i in config.inputs])
         self.watcher = Watcher(self.wake)
         self.prospector = Prospector(positions, self.stored, self.watcher, self.host, self.counters,
                                      new_store=self.db.created)
@@ -99,6 +99,7 @@ class Shipper:
 
     def _configure(self, s: ShipperConfig, added) -> None:
         c = s.conf
+        self.publisher.topics = sorted({i.topic for i in s.inputs})
         self.prospector.configure(list(s.inputs), added, c.rotate_wait_s, c.close_inactive_s, c.max_open_files)
 
     # ------------------------------------------------------------ control

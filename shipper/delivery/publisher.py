@@ -29,7 +29,7 @@ from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
-from mulog.access import denial
+from mulog.access import denial, writes_refused
 from mulog.config import ConfigError
 from mulog.connection import Connection
 from mulog.kafkalog import Fold
@@ -43,6 +43,7 @@ log = logging.getLogger("shipper.publisher")
 kafka_log = logging.getLogger("shipper.kafka")
 
 MSG_OVERHEAD = 256  # bytes librdkafka keeps per message besides the payload (key, headers, bookkeeping)
+REPLACE_S = 5.0  # how long a producer turned away as a whole waits before a new one tries again
 _PURGED = frozenset((KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))
 _UNREACHABLE = frozenset((KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
                           KafkaError._TIMED_OUT))
@@ -64,7 +65,7 @@ class Stopping(Exception):
 
 class Publisher:
     def __init__(self, conn: Connection, producer_conf: dict, counters: Instruments,
-                 should_stop: Callable[[], bool], on_fatal: Callable[[str], None]):
+                 should_stop: Callable[[], bool], on_fatal: Callable[[str], None], topics: list[str] = ()):
         conf = dict(producer_conf)
         conf["error_cb"] = self._on_error
         self.fold = Fold(kafka_log)  # repeated client errors said once a minute, and when Kafka answers again
@@ -86,6 +87,11 @@ class Publisher:
         self.fatal = ""
         self.conn = conn
         self.denied: str | None = None  # what to fix while Kafka turns the shipper away (mulog/access.py)
+        self.topics = sorted(set(topics))  # the inputs' topics (named when Kafka refuses every write)
+        self.conf = conf
+        self.acked_here = 0  # acknowledgements from this producer (a new one after a refusal starts at 0)
+        self.replace_at: float | None = None  # when a producer turned away as a whole is replaced
+        self.replacing = False
         try:
             self.producer = conn.producer(conf)
         except KafkaException as e:
@@ -196,6 +202,7 @@ class Publisher:
         acks = chunk.acks
         if err is None:
             self.c.lines_acked.value += chunk.n
+            self.acked_here += 1
             acks.acked(chunk)
             self.contacted = True
             if self.denied is not None:
@@ -203,7 +210,7 @@ class Publisher:
                 self.denied = None
             if self.down_since is not None:
                 self._back()
-        elif err.code() in _PURGED:
+        elif err.code() in _PURGED and not self.replacing:
             acks.dropped(chunk)  # never sent (the stop): read again at the next start
         elif self._denied(err, acks.owner.topic):  # said once per change, with what to fix
             acks.refuse(chunk, err.str())
@@ -219,6 +226,8 @@ class Publisher:
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery reports and errors (a fatal error may surface here as an
         exception: it is reported through ``on_fatal``)."""
+        if self.replace_at is not None and time.monotonic() >= self.replace_at:
+            self._replace()
         try:
             return self.producer.poll(timeout)
         except (KafkaException, SystemError) as e:
@@ -253,10 +262,36 @@ class Publisher:
             self._fatal(str(e))
 
     def _fatal(self, text: str) -> None:
+        line = writes_refused(self.conn, text, self.topics) if self.acked_here == 0 else None
+        if line is not None:  # no line of this producer was written: a new one, once allowed, sends them all
+            if line != self.denied:
+                log.error("%s; the lines wait and are sent again", line)
+                self.denied = line
+            if self.replace_at is None:
+                self.replace_at = time.monotonic() + REPLACE_S
+            return
         if not self.fatal:
             self.fatal = f"fatal Kafka producer error: {text}"
             log.error("%s", self.fatal)
             self.on_fatal(self.fatal)
+
+    def _replace(self) -> None:
+        """A new producer in place of one that Kafka turned away as a whole; what the
+        old one held is refused (read again from the files and sent by the new one)."""
+        old = self.producer
+        self.replacing = True
+        try:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+            old.flush(5)
+        except (KafkaException, RuntimeError, SystemError):
+            pass
+        finally:
+            self.replacing = False
+        self.producer = self.conn.producer(self.conf)
+        self._produce = self.producer.produce
+        self.replace_at = None
+        self.acked_here = 0
+        log.info("a new Kafka producer: the refused lines are sent again")
 
     def _back(self) -> None:
         log.info("Kafka reachable again after %.1fs (%d client errors meanwhile); %d lines waiting to be "
