@@ -68,6 +68,12 @@ def _ready(port: int) -> bool:
     return _get(port, "/ready")[0] == 200
 
 
+def _ready_says(port: int, said: str) -> None:
+    """/ready answers 503 with ``said`` (within the few seconds its snapshot takes)."""
+    code, body = wait_for(lambda: (r := _get(port, "/ready"))[1].count(said) and r, 10, f"/ready to say {said!r}")
+    assert code == 503, body
+
+
 def _topic(secure_kafka, partitions: int = 3) -> str:
     return secure_kafka.create_topic(f"mulog_sec_{uuid.uuid4().hex[:10]}", partitions)
 
@@ -158,8 +164,7 @@ def test_a_principal_without_acls_and_a_wrong_password_are_told_apart(secure_kaf
     try:
         said = f"User:nobody is not allowed to Write topic {topic} at {sk.sasl_bootstrap}"
         sh.wait_log(said, timeout=30)
-        code, body = wait_for(lambda: (r := _get(port, "/ready"))[1].count(said) and r, 10, "/ready to say it")
-        assert code == 503, body
+        _ready_says(port, said)
         assert sh.log().count(said) == 1, "said once, not for every refused chunk"
         sk.grant("User:nobody", "topic", topic, ["Write", "Describe"])
         sh.wait_log("Kafka accepts the shipper's lines again", timeout=60)
@@ -179,8 +184,7 @@ def test_a_principal_without_acls_and_a_wrong_password_are_told_apart(secure_kaf
     try:
         said = f"Kafka at {sk.sasl_bootstrap} did not accept the credentials of User:shipper: authentication failed"
         sh.wait_log(said, timeout=30)
-        code, body = wait_for(lambda: (r := _get(port, "/ready"))[1].count(said) and r, 10, "/ready to say it")
-        assert code == 503, body
+        _ready_says(port, said)
     finally:
         sh.stop()
     assert "Traceback" not in sh.log() and "not-the-password" not in sh.log()
@@ -194,9 +198,7 @@ def test_a_principal_without_acls_and_a_wrong_password_are_told_apart(secure_kaf
         log = tmp_path / "m" / "mtga.log"
         wait_for(lambda: log.exists() and "User:nobody is not allowed to Read" in log.read_text(), 30,
                  "mtga to say what the ACLs refuse")
-        code, body = wait_for(lambda: (r := _get(mport, "/ready"))[1].count("User:nobody is not allowed to Read")
-                              and r, 10, "/ready to say it")
-        assert code == 503, body
+        _ready_says(mport, "User:nobody is not allowed to Read")
     finally:
         assert m.term() == 0
     assert "Traceback" not in log.read_text()
