@@ -173,11 +173,13 @@ class Watch:
         self.topic = topic
         self.beats: dict[bytes, Beat] = {}
         self.assigned = False
+        self.error = None  # the topic's error in the metadata (missing, or not allowed), while unassigned
 
     def _assign(self, timeout: float) -> bool:
         md = self.consumer.list_topics(self.topic, timeout=timeout)
         t = md.topics.get(self.topic)
         if t is None or t.error is not None or not t.partitions:
+            self.error = t.error if t is not None else None
             return False
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in t.partitions])
         self.assigned = True
@@ -220,10 +222,18 @@ class Watch:
         self.consumer.close()
 
 
+class Refused(Exception):
+    """The fleet topic is missing, or this principal may not read it (the message says what to fix)."""
+
+
 def read(conn: Connection, topic: str, timeout: float = 10.0) -> list[Row]:
     w = Watch(conn, topic)
     try:
         w.read_all(timeout)
+        if not w.assigned and w.error is not None:
+            from mulog.access import denial
+
+            raise Refused(denial(w.error, conn, "Read", topic) or f"fleet topic {topic}: {w.error.str()}")
         return w.rows()
     finally:
         w.close()

@@ -180,11 +180,13 @@ def fleet(cfg: Optional[Path] = ConfigOpt,
 
     import msgspec
 
-    from mulog.fleet import read
+    from mulog.fleet import Refused, read
 
     s = load(cfg, bootstrap_servers=bootstrap_servers)
     try:
         beats = read(s.connection, s.conf.fleet.topic)
+    except Refused as e:
+        raise UserError(str(e), code=Exit.CONDITION) from None
     except Exception as e:
         said = kafka_error(e)
         if said is None:

@@ -23,6 +23,12 @@ class QueryError(Exception):
     exit_code = Exit.UNREACHABLE  # also when the daemon asked (sink/ops/control.py passes it on)
 
 
+class QueryRefused(QueryError):
+    """Kafka answered no: a topic that does not exist, or one the principal may not see."""
+
+    exit_code = Exit.CONDITION
+
+
 def admin_client(conn: Connection) -> AdminClient:
     import logging
 
@@ -36,7 +42,8 @@ def _left(deadline: float) -> float:
     return max(0.1, deadline - time.monotonic())
 
 
-def partitions(admin: AdminClient, topics: list[str], pattern: Optional[str], deadline: float) -> list[tuple[str, int]]:
+def partitions(admin: AdminClient, topics: list[str], pattern: Optional[str], deadline: float,
+               conn: Optional[Connection] = None) -> list[tuple[str, int]]:
     try:
         md = admin.list_topics(timeout=_left(deadline))
     except KafkaException as e:
@@ -45,11 +52,25 @@ def partitions(admin: AdminClient, topics: list[str], pattern: Optional[str], de
         names = matching_topics(pattern, md.topics)
     else:
         names = [t for t in topics if t in md.topics]
+        for t in (t for t in topics if t not in md.topics):  # missing, or hidden from this principal
+            _refused(admin, t, deadline, conn)
     out = []
     for t in names:
         for p in sorted(md.topics[t].partitions):
             out.append((t, p))
     return out
+
+
+def _refused(admin: AdminClient, topic: str, deadline: float, conn: Optional[Connection]) -> None:
+    """Raise QueryRefused saying why ``topic`` is not listed (mulog/access.py)."""
+    from mulog.access import denial
+
+    try:
+        err = admin.list_topics(topic, timeout=_left(deadline)).topics[topic].error
+    except (KafkaException, KeyError) as e:
+        raise QueryError(f"Kafka did not describe topic {topic}: {e}") from None
+    line = denial(err, conn, "Describe", topic) if err is not None and conn is not None else None
+    raise QueryRefused(line or f"topic {topic} is not listed by Kafka ({err.str() if err else 'no error given'})")
 
 
 def watermarks(admin: AdminClient, tps: list[tuple[str, int]], deadline: float) -> dict:
@@ -95,7 +116,7 @@ def offset_rows(conn: Connection, group: str, topics: list[str], pattern: Option
     """
     deadline = time.monotonic() + timeout
     admin = admin or admin_client(conn)
-    tps = partitions(admin, topics, pattern, deadline)
+    tps = partitions(admin, topics, pattern, deadline, conn)
     # partitions stored locally but no longer in the metadata (deleted topics) are left out
     wm = watermarks(admin, tps, deadline)
     group_off = group_offsets(admin, group, tps, deadline)

@@ -36,7 +36,8 @@ def _offset_rows(s: config.MtgaConfig) -> tuple[list, str]:
         rows = queries.offset_rows(s.connection, k.group_id, topics, k.topic_pattern, local,
                                    s.conf.control.timeout_s)
     except queries.QueryError as e:
-        raise UserError(f"{e} (Kafka at {s.bootstrap_servers})", code=EXIT_TIMEOUT) from None
+        raise UserError(f"{e} (Kafka at {s.bootstrap_servers})" if e.exit_code == EXIT_TIMEOUT else str(e),
+                        code=e.exit_code) from None
     return rows, "store"
 
 

@@ -202,6 +202,24 @@ def test_a_principal_without_acls_and_a_wrong_password_are_told_apart(secure_kaf
     finally:
         assert m.term() == 0
     assert "Traceback" not in log.read_text()
+    for command in ("offset-checker", "kafka-lag", "fleet"):  # each one line and exit 1, never a traceback
+        r = run_cli("mtga", command, "-c", str(mconf), timeout=60)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("mtga: User:nobody is not allowed to "), (command, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_a_topic_that_does_not_exist_is_said_as_such(secure_kafka, tmp_path):
+    sk = secure_kafka
+    topic = f"mulog_sec_missing_{uuid.uuid4().hex[:8]}"  # allowed by mtga's ACLs, never created
+    port = free_port()
+    m = Mtga(_mtga_conf(tmp_path, sk.sasl_bootstrap, sk.connection("mtga"), topic, port)).start()
+    try:
+        _ready_says(port, f"topic {topic} does not exist at {sk.sasl_bootstrap}")
+    finally:
+        assert m.term() == 0
+    r = run_cli("mtga", "offset-checker", "-c", str(tmp_path / "mtga.yml"), timeout=60)
+    assert r.returncode == 1 and f"mtga: topic {topic} does not exist at {sk.sasl_bootstrap}" in r.stderr, r.stderr
 
 
 def test_mutual_tls_with_client_certificates(secure_kafka, tmp_path):
