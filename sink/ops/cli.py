@@ -20,6 +20,7 @@ from mulog.exitcodes import Exit
 from sink import config
 from sink.ops import daemon
 from sink.ops import schema_command
+from sink.ops.logbus import logbus_config
 from sink.ops.options import ConfigOpt, StateOpt, abs_path, load
 from sink.ops.query_commands import COMMANDS
 
@@ -229,5 +230,6 @@ def check_output(paths: List[Path] = typer.Argument(..., help="LogBus files, or 
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
 app.add_typer(schema_command.app, name="schema")
+app.command("logbus-config")(logbus_config)
 
 main = run(app, "mtga")
