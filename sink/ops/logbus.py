@@ -153,6 +153,10 @@ def build(s: config.MtgaConfig, push_url: Optional[str], app_map: dict[str, str]
                    f"would read it as a pattern: move the output folder")
 
     found = app_folders(out)
+    for app in found:
+        if _GLOB & set(app):
+            raise _bad(f"folder {out / app} has a glob character (* ? [ ]) in its name; it is no app folder "
+                       f"of mtga's: move it out of the output folder")
     apps = sorted(set(found) | set(app_map), key=_app_key)
     if not apps:
         raise _bad(f"no app folder under {out} and no --app-id-map: nothing for LogBus2 to read (give "

@@ -126,10 +126,14 @@ def test_no_removal_when_asked(tmp_path):
     (("--remove-after", "1"), "two daily periods"),
     (("--remove-unit", "week"), "day or hour"),
     (("--push-url", "receiver:8991"), "http://"),
+    (("--app-id-map", "24=a", "--stray"), "glob character"),  # a folder no pattern can name
 ])
 def test_a_mistake_is_one_line_and_exit_2(tmp_path, args, words):
     if args:
         _write(tmp_path / "out", "", "daily", 0)
+    if "--stray" in args:
+        (tmp_path / "out" / "old[1]").mkdir()
+        args = args[:-1]
     r, _ = _run("-c", _conf(tmp_path), *args)
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
