@@ -14,10 +14,11 @@ def test_the_publisher_sorts_delivery_reports(kafka, tmp_path):
     it and asks for a resend (logged and counted once per file)."""
     from confluent_kafka import KafkaError
 
+    from mulog.connection import Connection
     from shipper.delivery.publisher import Publisher
 
     t = tailer_on(tmp_path, b"a\nb\nc\n")
-    pub = Publisher(kafka, {}, t.counters, lambda: False, lambda msg: None)
+    pub = Publisher(Connection(kafka), {}, t.counters, lambda: False, lambda msg: None)
     try:
         chunks = [t.acks.chunk(end, 1, 2, pub.report) for end in (2, 4, 6)]
         pub.inflight_msgs, pub.inflight_bytes = 3, 6

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 import kafkalocal
 from mulog import sample
+from mulog.connection import Connection
 from sink.ops import queries
 from support.hosts import APPS, Host
 from support.mtga import count_lines, stored_offsets, uuid_counts, uuid_of, wait_for
@@ -100,7 +101,7 @@ _ADMINS: dict[str, AdminClient] = {}
 
 def group_offsets(bootstrap: str, group: str, topic: str, parts: int) -> dict[int, int]:
     """The group's committed offsets from the admin API (ListConsumerGroupOffsets)."""
-    admin = _ADMINS.get(bootstrap) or _ADMINS.setdefault(bootstrap, queries.admin_client(bootstrap))
+    admin = _ADMINS.get(bootstrap) or _ADMINS.setdefault(bootstrap, queries.admin_client(Connection(bootstrap)))
     res = queries.group_offsets(admin, group, [(topic, p) for p in range(parts)], time.monotonic() + 20)
     return {p: o for (_, p), o in res.items()}
 

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from mulog.common_conf import FleetConf, MetricsConf
+from mulog.connection import Connection
 from mulog.runtime import signals
 from mulog.runtime.instrument import Instruments, counter, event
 from mulog.runtime.skeleton import DEFAULT_METRICS_PORTS, Skeleton
@@ -79,7 +80,7 @@ def test_the_skeleton_serves_metrics_and_health_and_stops_them():
     inst.lines.value = 3
     healthy = {"ok": True}
     routes = {"/health": lambda: [("loop", healthy["ok"], "ticks")]}
-    sk = Skeleton("mtga", "127.0.0.1:9", "host-a")
+    sk = Skeleton("mtga", Connection("127.0.0.1:9"), "host-a")
     conf = MetricsConf(enabled=True, host="127.0.0.1", port=_free_port())
     sk.serve_metrics(conf, inst.samples, routes)
     port = sk.metrics.port
@@ -95,7 +96,7 @@ def test_the_skeleton_serves_metrics_and_health_and_stops_them():
 
 
 def test_metrics_off_and_fleet_off_start_nothing():
-    sk = Skeleton("shipper", "127.0.0.1:9", "host-a")
+    sk = Skeleton("shipper", Connection("127.0.0.1:9"), "host-a")
     sk.serve_metrics(MetricsConf(enabled=False), lambda: [], {})
     assert sk.beat(FleetConf(enabled=False), dict) is None
     assert sk.metrics is None and sk.heartbeat is None
@@ -104,8 +105,8 @@ def test_metrics_off_and_fleet_off_start_nothing():
 
 def test_the_default_metrics_ports_are_the_programs_own():
     assert DEFAULT_METRICS_PORTS == {"shipper": 9465, "mtga": 9464}
-    assert Skeleton("shipper", "", "h").metrics_port(MetricsConf()) == 9465
-    assert Skeleton("mtga", "", "h").metrics_port(MetricsConf(port=1234)) == 1234
+    assert Skeleton("shipper", Connection(""), "h").metrics_port(MetricsConf()) == 9465
+    assert Skeleton("mtga", Connection(""), "h").metrics_port(MetricsConf(port=1234)) == 1234
 
 
 def test_a_port_in_use_is_one_line_and_an_error(caplog):
@@ -115,7 +116,7 @@ def test_a_port_in_use_is_one_line_and_an_error(caplog):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        sk = Skeleton("mtga", "", "h")
+        sk = Skeleton("mtga", Connection(""), "h")
         with caplog.at_level(logging.ERROR, logger="mtga"), pytest.raises(OSError):
             sk.serve_metrics(MetricsConf(enabled=True, port=port), lambda: [], {})
     assert [r.getMessage() for r in caplog.records] == [
