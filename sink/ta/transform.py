@@ -301,11 +301,15 @@ class Transformer:
     def _assemble(self, rule, tm, acc, did, ip, props, offset, key) -> bytes:
         """The line; an id or ``#ip`` that is empty (None) is left out, as
         ThinkingData's SDKs do (an empty text would be an id to TA)."""
-        ids = _ACC % acc if acc is not None else b""
-        if did is not None:
-            ids += _DID % did
-        if ip is not None:
-            ids += _IP % ip
+        if did is None:  # the common case: one format
+            if ip is None:
+                ids = _ACC % acc  # not None: one of the ids is there
+            else:
+                ids = _ACC_IP % (acc, ip) if acc is not None else _IP % ip
+        else:
+            ids = _DID % did if acc is None else _ACC_DID % (acc, did)
+            if ip is not None:
+                ids += _IP % ip
         if self.uuid:
             return _LINE_UUID % (rule.event_name_json, tm, ids, uuid_of(key, offset), props)
         return _LINE % (rule.event_name_json, tm, ids, props)
@@ -375,6 +379,7 @@ _PLAIN = frozenset((str, bytes, int))  # app_id / log_name types whose equal val
 _LINE = b'{"#type":"track","#event_name":%s,"#time":"%s",%s"properties":%s}'
 _LINE_UUID = b'{"#type":"track","#event_name":%s,"#time":"%s",%s"#uuid":"%s","properties":%s}'
 _ACC, _DID, _IP = b'"#account_id":%s,', b'"#distinct_id":%s,', b'"#ip":%s,'
+_ACC_IP, _ACC_DID = _ACC + _IP, _ACC + _DID
 
 
 def _fail_app(app: str, reason: str):
