@@ -9,9 +9,9 @@ ThinkingData's SDKs make), deterministic instead of random::
     xxxxxxxx-xxxx-4xxx-vppp-pppppppppppp
     |<- 60 bits of MD5 ->|  |<- position ->|
 
-- bits 0-47 and 52-63: the first 60 bits of an MD5 of the source name, around
-  the version nibble ``4`` (bits 48-51): the *source key*, the first 19
-  characters ``xxxxxxxx-xxxx-4xxx-``;
+- bits 0-47 and 52-63: 60 of the first 64 bits of an MD5 of the source name
+  (its 13th hex digit gives way to the version nibble ``4``, bits 48-51): the
+  *source key*, the first 19 characters ``xxxxxxxx-xxxx-4xxx-``;
 - bits 64-65: the RFC 4122 variant ``10`` (``v`` is 8, 9, a or b);
 - bits 66-127: the 62-bit position.
 
