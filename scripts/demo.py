@@ -185,6 +185,7 @@ def mtga(d: Demo, *args: str, timeout: float = 90) -> subprocess.CompletedProces
 def stage_mtga(d: Demo) -> None:
     from sink import config
 
+    from mulog.connection import Connection
     from sink.ops import queries
 
     conf = config.load(MTGA_CONF)
@@ -192,7 +193,7 @@ def stage_mtga(d: Demo) -> None:
     shutil.rmtree(conf.output_dir, ignore_errors=True)
     # without local state mtga resumes from the group's committed offsets (or the earliest)
     k = conf.conf.kafka
-    admin = queries.admin_client(d.bootstrap)
+    admin = queries.admin_client(Connection(d.bootstrap))
     deadline = time.monotonic() + 30
     tps = queries.partitions(admin, list(k.topics), k.topic_pattern, deadline)
     wm = queries.watermarks(admin, tps, deadline)

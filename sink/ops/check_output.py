@@ -29,6 +29,7 @@ TYPES = frozenset(("track", "track_update", "track_overwrite", "user_set", "user
                    "user_unset", "user_append", "user_uniq_append", "user_del"))
 EXAMPLES = 3
 _ZONE_SLACK_S = 14 * 3600
+_LEFT_OUT_EMPTY = ("#account_id", "#distinct_id", "#ip")  # as ThinkingData's SDKs do
 
 
 class Report:
@@ -110,6 +111,9 @@ def line_problems(raw: bytes, now: float, seen: dict, where: str) -> list[tuple[
             out.append(("id_too_long", f"{k} is {len(v)} characters; ThinkingData takes at most {MAX_ID_CHARS}"))
     if not any(type(v) is str and v for v in ids):
         out.append(("identity", "#account_id and #distinct_id are both empty"))
+    for k in _LEFT_OUT_EMPTY:
+        if d.get(k) == "":
+            out.append(("empty_id", f"{k} is an empty text (a value to ThinkingData): leave it out"))
     props = d.get("properties")
     if type(props) is not dict:
         out.append(("top_level", "properties is missing or not an object"))

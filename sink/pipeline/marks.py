@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from offsets import Batch, SourceMarks, StateDB
+from sink.ta.uuids import current_key
 
 if TYPE_CHECKING:
     from mulog.runtime.instrument import Instruments
@@ -38,10 +39,17 @@ SWEEP_S = 3600.0  # how often marks are looked at for expiry
 class Marks:
     def __init__(self, db: StateDB, forget_after_s: float, inst: "Instruments"):
         self.store = SourceMarks(db)
-        loaded = self.store.all()
-        self.marks: dict[bytes, int] = {k: pos for k, (pos, _seen) in loaded.items()}  # read by the pool
-        self.seen: dict[bytes, float] = {k: seen for k, (_pos, seen) in loaded.items()}
-        self.changed: set[bytes] = set()
+        self.marks: dict[bytes, int] = {}  # read by the pool
+        self.seen: dict[bytes, float] = {}
+        self.old_form: list[bytes] = []  # keys stored in the old form (sink/ta/uuids.py): rewritten, then forgotten
+        for k, (pos, seen) in self.store.all().items():
+            key = current_key(k)
+            if key != k:
+                self.old_form.append(k)
+            if pos > self.marks.get(key, -1):
+                self.marks[key] = pos
+            self.seen[key] = max(seen, self.seen.get(key, seen))
+        self.changed: set[bytes] = {current_key(k) for k in self.old_form}
         self.forget_after_s = forget_after_s
         self.next_sweep = time.monotonic() + SWEEP_S
         self.duplicates = inst.events_duplicate
@@ -71,6 +79,8 @@ class Marks:
         checkpoint's batch; returns what to do once it is written."""
         changed = self.changed
         self.store.put_many(((k, self.marks[k], self.seen[k]) for k in changed), batch)
+        if self.old_form:
+            self.store.forget_many(self.old_form, batch)  # (put again in the current form above)
         gone: list[bytes] = []
         if time.monotonic() >= self.next_sweep:
             self.next_sweep = time.monotonic() + SWEEP_S
@@ -81,6 +91,7 @@ class Marks:
 
         def written() -> None:
             self.changed -= done
+            self.old_form = []
             for k in gone:
                 self.marks.pop(k, None)
                 self.seen.pop(k, None)

@@ -88,6 +88,7 @@ LINE_REASONS = {
     "line_json": "the line is not one JSON object",
     "top_level": "a top-level key ThinkingData does not take, or #type/properties missing",
     "uuid": "#uuid is not a standard UUID",
+    "empty_id": "#account_id, #distinct_id or #ip is an empty text: ThinkingData's SDKs leave it out",
     "file_name": "the file name is not one LogBus reads (log.YYYY-MM-DD[-HH][_N], with an optional prefix)",
     "time": "#time is missing or not a real yyyy-MM-dd HH:mm:ss[.SSS]",
 }

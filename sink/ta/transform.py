@@ -8,8 +8,13 @@ cached.
 Output line, one JSON object::
 
     {"#type":"track","#event_name":"t_log_item","#time":"2020-12-17 13:50:43",
-     "#account_id":"6001310009300","#distinct_id":"","#ip":"","#uuid":"...",
+     "#account_id":"6001310009300","#ip":"10.0.0.1","#uuid":"...",
      "properties":{...the event's fields...}}
+
+``#account_id``, ``#distinct_id`` and ``#ip`` are left out when their field is
+missing, null or empty, as ThinkingData's SDKs leave them out (to TA an empty
+text is a value: one empty ``#distinct_id`` would tie every account to one
+visitor); one of the two ids must be there.
 
 Every line keeps ThinkingData's data rules (sink/ta/rules.py) and the type
 guard (sink/ta/typeguard.py); what breaks them fails, or is fixed where the app's
@@ -270,11 +275,11 @@ class Transformer:
                        f"(field {rule.distinct_field!r}) are both empty")
         a = shp.ip
         ip = None if a is None else getattr(s, a)
-        if ip is None or ip is UNSET:
-            ip = b'""'
-        elif type(ip) is str:
-            ip = _encode(ip)
-        else:
+        if type(ip) is str:
+            ip = _encode(ip) if ip else None
+        elif ip is UNSET:
+            ip = None
+        elif ip is not None:
             raise Fail(f"property_type: ip field {rule.ip_field!r} is a {type(ip).__name__}, expected a string")
         a = shp.time
         sec = None if a is None else getattr(s, a)
@@ -294,9 +299,20 @@ class Transformer:
         return self._assemble(rule, tm, acc, did, ip, props, offset, key)
 
     def _assemble(self, rule, tm, acc, did, ip, props, offset, key) -> bytes:
+        """The line; an id or ``#ip`` that is empty (None) is left out, as
+        ThinkingData's SDKs do (an empty text would be an id to TA)."""
+        if did is None:  # the common case: one format
+            if ip is None:
+                ids = _ACC % acc  # not None: one of the ids is there
+            else:
+                ids = _ACC_IP % (acc, ip) if acc is not None else _IP % ip
+        else:
+            ids = _DID % did if acc is None else _ACC_DID % (acc, did)
+            if ip is not None:
+                ids += _IP % ip
         if self.uuid:
-            return _LINE_UUID % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, uuid_of(key, offset), props)
-        return _LINE % (rule.event_name_json, tm, acc or b'""', did or b'""', ip, props)
+            return _LINE_UUID % (rule.event_name_json, tm, ids, uuid_of(key, offset), props)
+        return _LINE % (rule.event_name_json, tm, ids, props)
 
     def _line(self, app: str, rule: Rule, logs: dict, flat: bool, offset, key, now) -> bytes:
         if type(rule) is FilteredOnly:
@@ -310,11 +326,9 @@ class Transformer:
                        f"(field {rule.distinct_field!r}) are both empty")
         f = rule.ip_field
         ip = None if f is None else logs.get(f)
-        if ip is None:
-            ip = b'""'
-        elif type(ip) is str:
-            ip = _encode(ip)
-        else:
+        if type(ip) is str:
+            ip = _encode(ip) if ip else None
+        elif ip is not None:
             raise Fail(f"property_type: ip field {f!r} is a {type(ip).__name__}, expected a string")
         f = rule.seconds_field  # the common case, inline: a time field in whole seconds
         if f is not None and type(sec := logs.get(f)) is int:
@@ -362,10 +376,10 @@ _PAST_S, _FUTURE_S = PAST_S, FUTURE_S
 
 _DUPLICATE = (DUPLICATE, None, None)
 _PLAIN = frozenset((str, bytes, int))  # app_id / log_name types whose equal values mean the same app / log
-_LINE = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
-         b'"properties":%s}')
-_LINE_UUID = (b'{"#type":"track","#event_name":%s,"#time":"%s","#account_id":%s,"#distinct_id":%s,"#ip":%s,'
-              b'"#uuid":"%s","properties":%s}')
+_LINE = b'{"#type":"track","#event_name":%s,"#time":"%s",%s"properties":%s}'
+_LINE_UUID = b'{"#type":"track","#event_name":%s,"#time":"%s",%s"#uuid":"%s","properties":%s}'
+_ACC, _DID, _IP = b'"#account_id":%s,', b'"#distinct_id":%s,', b'"#ip":%s,'
+_ACC_IP, _ACC_DID = _ACC + _IP, _ACC + _DID
 
 
 def _fail_app(app: str, reason: str):

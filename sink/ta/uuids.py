@@ -3,20 +3,41 @@
 Every event has a source and a position that grow together: for a shipper line
 its file (host and file identity, from the Kafka headers) and its byte offset in
 it; for any other event its Kafka partition and offset. The ``#uuid`` is made
-of both (RFC 9562 version 8, custom): the first 64 bits are an MD5 of the source
-name with the version nibble set (the *source key*, ``xxxxxxxx-xxxx-8xxx-``), the
-last 64 the variant bits and the 62-bit position. So a line the shipper sent
-twice keeps one UUID, and an output line tells its source and position
-(``parse``): what the exactly-once marks are keyed by (sink/pipeline/marks.py).
+of both, in the standard RFC 4122 / RFC 9562 version-4 form (the only one
+ThinkingData's SDKs make), deterministic instead of random::
+
+    xxxxxxxx-xxxx-4xxx-vppp-pppppppppppp
+    |<- 60 bits of MD5 ->|  |<- position ->|
+
+- bits 0-47 and 52-63: 60 of the first 64 bits of an MD5 of the source name
+  (its 13th hex digit gives way to the version nibble ``4``, bits 48-51): the
+  *source key*, the first 19 characters ``xxxxxxxx-xxxx-4xxx-``;
+- bits 64-65: the RFC 4122 variant ``10`` (``v`` is 8, 9, a or b);
+- bits 66-127: the 62-bit position.
+
+So every bit that is not the version or the variant carries the source or the
+position: two events of one source differ in their position (unique up to 2^62),
+two sources in their key (60 bits: a collision is expected after about 2^30
+sources). A line the shipper sent twice keeps one UUID, and an output line tells
+its source and position (``parse``): what the exactly-once marks are keyed by
+(sink/pipeline/marks.py).
+
+Before, the same bits were written with the version nibble ``8`` (RFC 9562
+version 8, custom): ``parse`` reads that old form too and gives its source key in
+the new form (``current_key``), so recovery over files, and marks stored, from
+before the change still find their sources.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Optional
 
 _MASK = 0x3FFFFFFFFFFFFFFF
 _VARIANT = 0x8000000000000000
+VERSION = "4"
+OLD_VERSION = "8"  # the form of #uuids (and marks' source keys) written before
 
 
 def source_key(stream: tuple) -> bytes:
@@ -25,7 +46,12 @@ def source_key(stream: tuple) -> bytes:
     a, b = stream
     name = b"k|%s|%d" % (a.encode(), b) if type(a) is str else b"f|%s|%s" % (a, b)
     x = hashlib.md5(name).hexdigest().encode()
-    return b"%s-%s-8%s-" % (x[:8], x[8:12], x[13:16])
+    return b"%s-%s-4%s-" % (x[:8], x[8:12], x[13:16])
+
+
+def current_key(key: bytes) -> bytes:
+    """A source key in the current form (an old, version-8 one turned to 4)."""
+    return key[:14] + b"4" + key[15:] if key[14:15] == b"8" and len(key) == 19 else key
 
 
 def uuid_of(key: bytes, position: int) -> bytes:
@@ -34,13 +60,14 @@ def uuid_of(key: bytes, position: int) -> bytes:
 
 
 def parse(uuid: str) -> Optional[tuple[bytes, int]]:
-    """(source key, position) of a #uuid mtga made, or None."""
-    if len(uuid) != 36 or uuid[14] != "8" or uuid[19] not in "89ab":
+    """(source key, position) of a #uuid mtga made, in the current form or the
+    old one (its key given in the current form), or None."""
+    if _FORM.match(uuid) is None:
         return None
-    try:
-        return uuid[:19].encode(), int(uuid[19:23] + uuid[24:], 16) & _MASK
-    except ValueError:
-        return None
+    return (uuid[:14] + VERSION + uuid[15:19]).encode(), int(uuid[19:23] + uuid[24:], 16) & _MASK
+
+
+_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[%s%s][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z" % (VERSION, OLD_VERSION))
 
 
 def read_headers(headers) -> tuple:

@@ -56,8 +56,8 @@ def test_check_output_names_each_broken_rule_with_file_and_line(tmp_path):
     t = at8(now - 3600)
 
     def line(props: dict, **top) -> str:
-        d = {"#type": "track", "#event_name": "t_log_item", "#time": t, "#account_id": "a1", "#distinct_id": "",
-             "#ip": "", "#uuid": "0b5b8e1c-5d2b-4b8f-9d55-0c8c2e7c6a10", "properties": props}
+        d = {"#type": "track", "#event_name": "t_log_item", "#time": t, "#account_id": "a1",
+             "#uuid": "0b5b8e1c-5d2b-4b8f-9d55-0c8c2e7c6a10", "properties": props}
         d.update(top)
         return json.dumps(d, ensure_ascii=False)
 
@@ -77,6 +77,10 @@ def test_check_output_names_each_broken_rule_with_file_and_line(tmp_path):
         (line({}, **{"#time": t + "\n"}), "time"),
         (line({}, **{"#event_name": "t_" + "e" * 49}), "event_name"),
         (line({}, extra=1), "top_level"),
+        (line({}, **{"#distinct_id": ""}), "empty_id"),
+        (line({}, **{"#account_id": "", "#distinct_id": "d1"}), "empty_id"),
+        (line({}, **{"#ip": ""}), "empty_id"),
+        (line({}, **{"#distinct_id": "d1", "#ip": "10.0.0.1"}), None),
         ("{not json", "line_json"),
         (line({"lvl": 2}), None),
     ]

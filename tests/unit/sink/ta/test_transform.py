@@ -63,8 +63,7 @@ def test_spec_example(tmp_path):
     assert d["#event_name"] == "t_log_item"
     assert d["#time"] == "2020-12-17 13:50:43"
     assert d["#account_id"] == "6001310009300"
-    assert d["#distinct_id"] == ""
-    assert d["#ip"] == ""
+    assert list(d) == ["#type", "#event_name", "#time", "#account_id", "#uuid", "properties"]  # no empty id, no #ip
     assert d["properties"] == SPEC_LOGS
     assert uuidlib.UUID(d["#uuid"])
     assert violations(line, SPEC_NOW) == []
@@ -94,7 +93,7 @@ def test_uuid_is_deterministic_and_distinct(tmp_path):
     assert event_uuid("t", 0, 5) != event_uuid("t", 1, 5) != event_uuid("u", 0, 5)
     for u in (x, event_uuid("t", 0, 2**40)):
         v = uuidlib.UUID(u)
-        assert str(v) == u and v.version == 8 and v.variant == uuidlib.RFC_4122
+        assert str(v) == u and v.version == 4 and v.variant == uuidlib.RFC_4122
     mk = UuidMaker()
     assert len({mk(("s", 0), n) for n in range(100_000)}) == 100_000
 
@@ -151,7 +150,7 @@ def test_event_name_rules(tmp_path):
     assert name("log_item")["#event_name"] == "ev_log_item"
     assert name("log_pay")["#event_name"] == "payment"
     d = name("log_login")
-    assert d["#event_name"] == "login" and d["#account_id"] == "" and d["#distinct_id"] == "4866014107"
+    assert d["#event_name"] == "login" and "#account_id" not in d and d["#distinct_id"] == "4866014107"
     kind, _, reason = run(tr, SPEC_LOGS, log_name="bad-name")
     assert kind == FAILED and reason.startswith("event_name: 'ev_bad-name'")
 
@@ -164,6 +163,45 @@ def test_identity_rule(tmp_path):
     assert kind == FAILED and reason.startswith("identity: field 'role_id' is a dict")
     kind, _, line = run(tr, {"role_id": "abc"})
     assert kind == OK and json.loads(line)["#account_id"] == "abc"
+
+
+ABSENT = object()
+
+
+def test_empty_ids_and_ip_are_left_out_on_every_path(tmp_path):
+    """#account_id, #distinct_id and #ip missing, null or "" are left out of
+    the line (as ThinkingData's SDKs do), on the typed path (once the kinds are
+    learned) as on the exact path; with both ids empty the event fails."""
+    meta = dict(BASE_META, distinct_id="account_name")
+    tr = Transformer(make_settings(tmp_path, meta).get)
+    paths = {"_typed": 0, "_line": 0}
+    for name in paths:
+        def spy(*a, _f=getattr(tr, name), _n=name):
+            paths[_n] += 1
+            return _f(*a)
+        setattr(tr, name, spy)
+    values = [ABSENT, None, "", "v1"]
+    checked = 0
+    for _ in range(2):  # the first round teaches the guard the kinds: the second takes the typed path
+        for acc in values:
+            for did in values:
+                for ip in values:
+                    logs = {"n": 1, "mtime": int(SPEC_NOW)}
+                    for k, v in (("role_id", acc), ("account_name", did), ("ip", ip)):
+                        if v is not ABSENT:
+                            logs[k] = v
+                    kind, _, line = run(tr, logs, offset=7 + checked)
+                    checked += 1
+                    if acc in values[:3] and did in values[:3]:
+                        assert kind == FAILED and line.startswith("identity: "), (logs, line)
+                        continue
+                    assert kind == OK, (logs, line)
+                    d = json.loads(line)
+                    want = {k: "v1" for k, v in (("#account_id", acc), ("#distinct_id", did), ("#ip", ip))
+                            if v == "v1"}
+                    assert {k: d[k] for k in ("#account_id", "#distinct_id", "#ip") if k in d} == want, line
+                    assert violations(line, SPEC_NOW) == []
+    assert checked == 128 and paths["_typed"] >= 20 and paths["_line"] >= 64, paths
 
 
 def test_coercions_renames_drops(tmp_path):
