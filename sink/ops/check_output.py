@@ -11,6 +11,7 @@ the widest time zone (14 hours).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 import uuid
@@ -93,6 +94,9 @@ def line_problems(raw: bytes, now: float, seen: dict, where: str) -> list[tuple[
         return [("line_json", f"not JSON: {e}")]
     if type(d) is not dict:
         return [("line_json", "not a JSON object")]
+    repeated = repeated_keys(raw)
+    if repeated:
+        out.append(("repeated_key", f"keys written twice in one object: {', '.join(map(repr, repeated))}"))
     extra = sorted(k for k in d if k not in TOP_LEVEL)
     if extra:
         out.append(("top_level", f"keys {extra} are not ThinkingData's top-level keys"))
@@ -144,6 +148,20 @@ def line_problems(raw: bytes, now: float, seen: dict, where: str) -> list[tuple[
     if p is not None:
         out.append(p)
     return out
+
+
+def repeated_keys(raw: bytes) -> list[str]:
+    """The keys written twice in one JSON object of ``raw`` (a decoder keeps only one)."""
+    found: list[str] = []
+
+    def pairs(items):
+        keys = [k for k, _ in items]
+        if len(set(keys)) != len(keys):
+            found.extend(sorted({k for k in keys if keys.count(k) > 1}))
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return found
 
 
 def _time_problems(t, zone, now: float) -> list[tuple[str, str]]:

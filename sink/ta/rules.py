@@ -26,8 +26,10 @@ import math
 import re
 from typing import Optional
 
+# the top-level keys ThinkingData's SDKs write
 TOP_LEVEL = frozenset(("#account_id", "#distinct_id", "#type", "#time", "#event_name", "#ip", "#uuid",
-                       "#first_check_id", "#event_id", "#app_id", "properties"))
+                       "#first_check_id", "#event_id", "#app_id", "#transaction_property", "#import_tool_id",
+                       "properties"))
 NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,49}\Z")  # \Z: "$" would take a name ending in a newline
 NAME_TEXT = "^[a-zA-Z][a-zA-Z0-9_]{0,49}$"
 # TA's preset event properties (the SDKs' and the server's); any other '#' property is dropped by TA
@@ -67,6 +69,7 @@ REASONS = {
     "time": "the time field cannot be read as configured",
     "time_out_of_range": "#time is more than 3 years in the past or 3 days in the future",
     "property_name": "a property name breaks ThinkingData's naming rule",
+    "repeated_key": "a key written twice in one JSON object of a line (a reader keeps one of them)",
     "preset_property": "a property begins with '#' but is none of ThinkingData's preset properties",
     "duplicate_property": "two properties whose names differ only in case (one property to ThinkingData), or an "
                           "event's #zone_offset that differs from the one its app adds",

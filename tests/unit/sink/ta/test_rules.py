@@ -82,6 +82,9 @@ def test_check_output_names_each_broken_rule_with_file_and_line(tmp_path):
         (line({}, **{"#ip": ""}), "empty_id"),
         (line({}, **{"#distinct_id": "d1", "#ip": "10.0.0.1"}), None),
         ("{not json", "line_json"),
+        (line({"lvl": 2}).replace('"lvl": 2', '"lvl": 2, "lvl": 3'), "repeated_key"),
+        (line({"o": {"a": 1}}).replace('"a": 1', '"a": 1, "a": 2'), "repeated_key"),
+        (line({}, **{"#import_tool_id": 1, "#transaction_property": "x"}), None),
         (line({"lvl": 2}), None),
     ]
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
