@@ -110,7 +110,16 @@ def test_the_pipeline_and_every_command_over_scram_with_the_secrets_out_of_sight
     cli("shipper", "check-config", "-c", str(sconf), "--print")
     cli("mtga", "check-config", "-c", str(mconf), "--print")
     shipper = ShipperProc(sconf, tmp_path / "shipper.log").start()
-    mtga = Mtga(mconf, env=env).start()
+    try:
+        _pipeline_and_commands(tmp_path, shipper, Mtga(mconf, env=env).start(), sconf, mconf, cli, seen, sport,
+                               mport, total, env)
+    finally:
+        shipper.kill_if_alive()
+    assert all(s not in text for s in secrets for text in seen), "a secret was printed, logged or served"
+    assert "<redacted>" in seen[0] and "<redacted>" in seen[1]
+
+
+def _pipeline_and_commands(tmp_path, shipper, mtga, sconf, mconf, cli, seen, sport, mport, total, env) -> None:
     try:
         wait_for(lambda: count_lines(tmp_path / "out") >= total or not mtga.alive(), 120,
                  "every line through the secured Kafka into mtga's output")
@@ -149,8 +158,6 @@ def test_the_pipeline_and_every_command_over_scram_with_the_secrets_out_of_sight
     assert rc_ship == 0, shipper.log()[-2000:]
     seen += [shipper.log(), (tmp_path / "mtga.log").read_text(errors="replace")]
     seen += [f.read_text(errors="replace") for f in (tmp_path / "sstate").glob("*.json")]
-    assert all(s not in text for s in secrets for text in seen), "a secret was printed, logged or served"
-    assert "<redacted>" in seen[0] and "<redacted>" in seen[1]
 
 
 def test_a_principal_without_acls_and_a_wrong_password_are_told_apart(secure_kafka, tmp_path):
