@@ -5,6 +5,8 @@ on each such event is worked out once per layout and cached on the rule."""
 
 from __future__ import annotations
 
+import msgspec
+
 from sink.ta.settings import Rule
 from sink.ta.rules import TIME_TEXT, duplicate_names, name_problem
 
@@ -40,6 +42,26 @@ def plan_for(kinds: dict, rule: Rule, keys: tuple, types: tuple):
     return tuple(checks) or True
 
 
+def as_they_are(rule: Rule, logs: dict, kinds: dict, changes: int, first: bytes):
+    """``properties`` of a flat event encoded as they are (``first``: JSON put
+    before them), when the cached plan of its layout lets them be; else None."""
+    keys = tuple(logs)
+    sig = (keys, tuple(map(type, logs.values())))
+    plans = rule.plans
+    if rule.plans_for != changes:
+        plans.clear()
+        rule.plans_for = changes
+    plan = plans.get(sig)
+    if plan is None:
+        plan = plans[sig] = plan_for(kinds, rule, keys, sig[1])
+    if plan is not True and (not plan or not holds(plan, logs)):
+        return None
+    props = _encode(logs)
+    if first:
+        props = b"{" + first + props[1:] if len(props) > 2 else b"{" + first[:-1] + b"}"
+    return props
+
+
 def holds(plan: tuple, logs: dict) -> bool:
     for k, check in plan:
         if not check(logs[k]):
@@ -56,7 +78,8 @@ def _object_ok(v: dict) -> bool:
     return all(name_problem(k, top=False) is None for k in v) and duplicate_names(v) is None
 
 
+_encode = msgspec.json.encode
 _KIND = {int: "number", float: "number", bool: "boolean", list: "list"}
 
 
-__all__ = ["holds", "plan_for"]
+__all__ = ["as_they_are", "holds", "plan_for"]

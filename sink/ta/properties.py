@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Optional
 
 import msgspec
 
-from sink.ta.settings import Rule
 from sink.ta.rules import (FUTURE_S, MAX_ID_CHARS, PAST_S, TIME_TEXT, Fail, duplicate_names, fix_value, name_problem,
                       short, value_problem)
 
 if TYPE_CHECKING:
     from collections import Counter
+
+    from sink.ta.settings import Rule
 
     from sink.ta.typeguard import TypeGuard
 
@@ -102,7 +103,7 @@ def zone_offset(rule: Rule, sec: Optional[float], now: float) -> bytes:
     return b"%d" % h if h.is_integer() else b"%s" % repr(h).encode()
 
 
-def _coerce(v, typ: str, key: str):
+def coerce(v, typ: str, key: str):
     try:
         if typ == "string":
             if type(v) is str:
@@ -163,7 +164,7 @@ def build_properties(rule: Rule, logs: dict, app: str, guard: "TypeGuard", fixed
             continue
         t = types.get(k)
         if t is not None:
-            v = _coerce(v, t, k)
+            v = coerce(v, t, k)
         k2 = rename.get(k, k)
         if first and k2 == "#zone_offset":  # the app adds it (time.zone_offset): the line holds it once
             if type(v) in (int, float) and v == msgspec.json.decode(first[15:-1]):

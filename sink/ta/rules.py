@@ -82,7 +82,12 @@ REASONS = {
     "object_too_large": "an object has more than 100 sub-properties",
     "object_nested": "an object (or a list of them) inside an object",
     "object_group_too_long": "an object group has more than 500 objects",
-    "type_conflict": "a value of another type than the property's first one (ThinkingData would store null)",
+    "type_conflict": "a value of another type than the property's first one (ThinkingData would store null), or "
+                     "a user_add / user_append on a user property of another type",
+    "event_id": "the field of #first_check_id or #event_id is missing or empty",
+    "event_cap": "a new event name beyond the app's cap of event names (caps.events)",
+    "property_cap": "a new event property beyond the app's cap (caps.event_properties)",
+    "user_property_cap": "a new user property beyond the app's cap (caps.user_properties)",
     "sink_write": "the output file could not be written",
     "internal": "an unexpected error while transforming this event (a bug: please report it)",
 }

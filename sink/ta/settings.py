@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Optional, Union
 
 import msgspec
 
@@ -28,78 +28,14 @@ from mulog import cjson
 from mulog.config import ConfigError, convert
 from mulog.files import signature
 
-from sink.ta.rules import FIXES, NAME, NAME_TEXT, name_problem
+from sink.ta.conf import CapsConf, FilterConf, Metadata, Model, PropsConf, TimeConf, compile_model, user_conf_problem
+from sink.ta.rules import NAME, NAME_TEXT, name_problem
 from sink.ta.times import SecondFormatter, parse_zone
 from sink.ta.typeguard import PINNED
 
 log = logging.getLogger("mtga.settings")
 
 APP_ID_RE = re.compile(r"^[0-9]{1,18}$")
-
-CoerceType = Literal["string", "number", "int", "bool"]
-
-
-class EventNameConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    prefix: str = "t_"
-    names: dict[str, str] = {}
-
-
-class TimeConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    field: Optional[str] = None
-    unit: Literal["s", "ms", "string"] = "s"
-    time_zone: str = "+00:00"
-    zone_offset: bool = False  # add the preset property #zone_offset (hours from UTC of #time)
-
-
-class PropsConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    types: dict[str, CoerceType] = {}
-    rename: dict[str, str] = {}
-    drop: list[str] = []
-
-
-class EventOverride(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    account_id: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
-    distinct_id: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
-    ip: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
-    time: Union[TimeConf, msgspec.UnsetType] = msgspec.UNSET
-    properties: Union[PropsConf, msgspec.UnsetType] = msgspec.UNSET
-    event_name: Union[str, msgspec.UnsetType] = msgspec.UNSET
-
-
-class Metadata(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    event_name: EventNameConf = msgspec.field(default_factory=EventNameConf)
-    account_id: Optional[str] = None
-    distinct_id: Optional[str] = None
-    ip: Optional[str] = None
-    time: TimeConf = msgspec.field(default_factory=TimeConf)
-    properties: PropsConf = msgspec.field(default_factory=PropsConf)
-    events: dict[str, EventOverride] = {}
-    fix: dict[str, str] = {}  # rule -> how to fix an event that breaks it (sink.ta.rules.FIXES) instead of refusing it
-
-    def __post_init__(self):
-        for rule, how in self.fix.items():
-            if rule not in FIXES:
-                raise ValueError(f"fix: {rule!r} is not a rule mtga can fix; expected one of {', '.join(FIXES)}")
-            if how not in (FIXES[rule], "refuse"):
-                raise ValueError(f"fix.{rule}: expected {FIXES[rule]!r} or 'refuse', got {how!r}")
-
-
-class Condition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    field: str
-    in_: Optional[list[Any]] = msgspec.field(default=None, name="in")
-    not_in: Optional[list[Any]] = None
-    exists: Optional[bool] = None
-
-    def __post_init__(self):
-        if sum(x is not None for x in (self.in_, self.not_in, self.exists)) != 1:
-            raise ValueError("each condition needs exactly one of in, not_in, exists")
-
-
-class FilterConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    keep: Optional[list[str]] = None
-    drop: list[str] = []
-    where: list[Condition] = []
-
 
 # ----------------------------------------------------------------- compiled rules
 
@@ -132,6 +68,10 @@ class Rule:
     plans_for: int = -1
     shape: object = None  # typed.Shape, valid for ``shape_for``
     shape_for: int = -1
+    event_low: str = ""  # event_name in lower case (TA compares names without case)
+    named_for: int = -1  # the type guard's changes when the event name was last found counted
+    model: Optional[Model] = None  # the lines besides a plain track line (sink/ta/model.py); None: just that
+    caps: CapsConf = field(default_factory=CapsConf)
 
 
 @dataclass
@@ -190,6 +130,9 @@ class AppSettings:
             zone_offset=tconf.zone_offset,
             fix={k: v for k, v in md.fix.items() if v != "refuse"},
             pinned={props.rename.get(k, k).lower(): PINNED[t] for k, t in props.types.items()},
+            event_low=name.lower(),
+            model=compile_model(ov),
+            caps=md.caps,
         )
 
     def filtered(self, log_name: str, logs: dict) -> Optional[str]:
@@ -242,6 +185,13 @@ def load_app(folder: Path, app_id: str) -> AppSettings:
     for key, name in names:
         if not NAME.match(name):
             raise ConfigError(mpath, key, f"expected an event name matching {NAME_TEXT}, got {name!r}")
+    for name, ov in md.events.items():
+        p = user_conf_problem(ov.user)
+        if p is not None:
+            raise ConfigError(mpath, f"events.{name}.{p[0]}", f"expected {p[1]}")
+    for key in ("events", "event_properties", "user_properties"):
+        if getattr(md.caps, key) < 1:
+            raise ConfigError(mpath, f"caps.{key}", f"expected a number of at least 1, got {getattr(md.caps, key)}")
     for k in list(md.properties.rename.values()):
         if name_problem(k):
             raise ConfigError(mpath, "properties.rename", f"expected property names matching {NAME_TEXT} (or one "

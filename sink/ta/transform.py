@@ -5,16 +5,12 @@ each new property's type from the first value it meets (the loop stores what it
 learned, in batch order), the exactly-once marks it was given, and the plans it
 cached.
 
-Output line, one JSON object::
-
-    {"#type":"track","#event_name":"t_log_item","#time":"2020-12-17 13:50:43",
-     "#account_id":"6001310009300","#ip":"10.0.0.1","#uuid":"...",
-     "properties":{...the event's fields...}}
-
-``#account_id``, ``#distinct_id`` and ``#ip`` are left out when their field is
-missing, null or empty, as ThinkingData's SDKs leave them out (to TA an empty
-text is a value: one empty ``#distinct_id`` would tie every account to one
-visitor); one of the two ids must be there.
+Output line, one JSON object: ``{"#type":"track","#event_name":"t_log_item",
+"#time":"2020-12-17 13:50:43","#account_id":"6001310009300","#ip":"10.0.0.1",
+"#uuid":"...","properties":{...the event's fields...}}``; an event whose rule
+says more gives the lines of sink/ta/model.py. ``#account_id``, ``#distinct_id``
+and ``#ip`` are left out when missing, null or empty, as ThinkingData's SDKs do
+(to TA an empty text is a value); one of the two ids must be there.
 
 Every line keeps ThinkingData's data rules (sink/ta/rules.py) and the type
 guard (sink/ta/typeguard.py); what breaks them fails, or is fixed where the app's
@@ -46,14 +42,15 @@ import msgspec
 from sink.ta.batch import DUPLICATE, FAILED, FILTERED, OK, Item, Outcome
 from sink.ta.events import BOM, decode
 from sink.ta.resolve import FilteredOnly, resolve
+from sink.ta.model import NoLine, event_lines, event_table, named
 from sink.ta.properties import build_properties, event_time, id_json, time_window, zone_offset
 from sink.ta.settings import AppSettings, Problem, Rule
-from sink.ta.plans import holds, plan_for
-from sink.ta.rules import FUTURE_S, PAST_S, Fail, short_reason
+from sink.ta.plans import as_they_are
+from sink.ta.rules import FUTURE_S as _FUTURE_S, PAST_S as _PAST_S, Fail, short_reason
 from sink.ta.times import TimeRangeError
 from sink.ta.typed import UNSET, decode_envelope, shape
 from sink.ta.typeguard import TypeGuard
-from sink.ta.uuids import UuidMaker, event_uuid, read_headers, source_key, uuid_of  # noqa: F401 - UuidMaker, event_uuid: for tests
+from sink.ta.uuids import read_headers, source_key, uuid_of
 
 
 _encode = msgspec.json.encode
@@ -225,6 +222,8 @@ class Transformer:
         except Fail as e:
             e.app_id = app
             raise
+        except NoLine as e:
+            return (FILTERED, app, str(e))
         except TimeRangeError as e:
             err = Fail(f"time: field {rule.time_field!r}: {e}")
             err.app_id = app
@@ -239,12 +238,13 @@ class Transformer:
         if hit is None:
             hit = rules[key] = resolve(self.lookup, app_id, log_name)
         app, settings, rule = hit
-        if rule is None or type(rule) is not Rule or (settings is not None and settings.where):
+        if rule is None or type(rule) is not Rule or rule.model is not None or (settings is not None and settings.where):
             return None
         guard = self.guard
         shp = rule.shape
         if rule.shape_for != guard.changes:
-            shp = rule.shape = shape(rule, guard.kinds.get(app) or {}, guard.spelling.get(app) or {}, guard.changes)
+            shp = rule.shape = shape(rule, guard.kinds.get(app) or {}, guard.spelling.get(app) or {}, guard.changes) \
+                if named(guard, app, rule) else None
             rule.shape_for = guard.changes
         if shp is None:
             return None
@@ -340,38 +340,37 @@ class Transformer:
             sec = None  # fixed: #time is the processing time, and #zone_offset is its offset
         first = b'"#zone_offset":%s,' % zone_offset(rule, sec, now) if rule.zone_offset else b""
 
-        guard = self.guard
-        plan = False
-        if flat:
-            keys = tuple(logs)
-            sig = (keys, tuple(map(type, logs.values())))
-            plans = rule.plans
-            if rule.plans_for != guard.changes:
-                plans.clear()
-                rule.plans_for = guard.changes
-            plan = plans.get(sig)
-            if plan is None:
-                plan = plans[sig] = plan_for(guard.kinds.get(app) or {}, rule, keys, sig[1])
-            if plan is not True and plan:
-                plan = holds(plan, logs)
-        if plan:
-            props = _encode(logs)
-            if first:
-                props = b"{" + first + props[1:] if len(props) > 2 else b"{" + first[:-1] + b"}"
+        learn: list = []
+        known = named(self.guard, app, rule)
+        model = rule.model
+        props = self._props(app, rule, logs, flat, first, known, learn) if model is None or model.track else None
+        if model is None:
+            line = self._assemble(rule, tm, acc, did, ip, props, offset, key)
         else:
-            learn: list = []
-            props = build_properties(rule, logs, app, guard, self._fixing, learn, first)
-            if learn:
-                guard.learn(app, learn)
-        return self._assemble(rule, tm, acc, did, ip, props, offset, key)
+            line = event_lines(model, rule, app, logs, self.guard, self._fixing, props, tm, (acc, did, ip),
+                               key if self.uuid else None, offset)
+        if learn:
+            self.guard.learn(app, learn)
+        if not known and (model is None or model.track):
+            self.guard.learn(event_table(app), [(rule.event_name, "event")])
+        return line
+
+    def _props(self, app: str, rule: Rule, logs: dict, flat: bool, first: bytes, known: bool, learn: list) -> bytes:
+        """The track line's properties: as they are when a cached plan says
+        they may be (sink/ta/plans.py), else rebuilt field by field."""
+        if not known:
+            self.guard.new_name(event_table(app), rule.event_name, [], rule.caps.events)
+        guard = self.guard
+        if flat and known:
+            props = as_they_are(rule, logs, guard.kinds.get(app) or {}, guard.changes, first)
+            if props is not None:
+                return props
+        return build_properties(rule, logs, app, guard, self._fixing, learn, first)
 
 
 def _value(s, attr: str):
     v = getattr(s, attr)
     return None if v is UNSET else v
-
-
-_PAST_S, _FUTURE_S = PAST_S, FUTURE_S
 
 
 _DUPLICATE = (DUPLICATE, None, None)

@@ -46,6 +46,13 @@ def kind_of(v) -> str:
 
 
 _NO = object()
+_CAPS = {"": ("property_cap", "event property"), "user": ("user_property_cap", "user property"),
+         "event": ("event_cap", "event name")}
+
+
+def _table(table: str) -> str:
+    app, _, kind = table.partition(".")
+    return f"app {app}'s user table" if kind == "user" else f"app {app}"
 
 
 def convert(v, kind: str):
@@ -92,10 +99,13 @@ class TypeGuard:
         k = self.kinds.get(app)
         return None if k is None else k.get(name.lower())
 
-    def check(self, app: str, name: str, v, learn: list):
-        """``v`` held to the kind learned for ``name`` (converted without loss
-        where it can be); raises Fail(type_conflict). A property not learned yet
-        is added to ``learn`` as (name, kind), learned once the event is written."""
+    def check(self, app: str, name: str, v, learn: list, cap: int = 0):
+        """``v`` held to the kind learned for ``name`` in table ``app`` (converted
+        without loss where it can be); raises Fail(type_conflict). A property not
+        learned yet is added to ``learn`` as (name, kind), learned once the event
+        is written; beyond ``cap`` names (0: no cap) it is refused. An object's
+        sub-properties (and those of an object group's objects) have kinds of
+        their own, learned as ``name.sub``."""
         kinds = self.kinds.get(app)
         low = name.lower()
         want = None if kinds is None else kinds.get(low)
@@ -107,15 +117,38 @@ class TypeGuard:
             self.changes += 1
         have = kind_of(v)
         if want is None:
+            if cap:
+                self.new_name(app, name, learn, cap)
             learn.append((name, have))
-            return v
-        if have == want or (want == "string" and have == "time"):
-            return v
-        c = convert(v, want)
-        if c is not _NO:
+        elif have == want or (want == "string" and have == "time"):
+            pass
+        else:
+            c = convert(v, want)
+            if c is _NO:
+                raise Fail(f"type_conflict: {name!r} is a {want} in {_table(app)} (learned from its first value); "
+                           f"this value is a {have} ({short(v)}), which ThinkingData would store as null")
             return c
-        raise Fail(f"type_conflict: {name!r} is a {want} in app {app} (learned from its first value); this "
-                   f"value is a {have} ({short(v)}), which ThinkingData would store as null")
+        if have == "object":
+            return self._subs(app, name, v, learn)
+        if have == "object_group":
+            return [self._subs(app, name, o, learn) for o in v]
+        return v
+
+    def _subs(self, app: str, name: str, obj: dict, learn: list) -> dict:
+        out = {}
+        for k, x in obj.items():
+            out[k] = x if x is None else self.check(app, f"{name}.{k}", x, learn)
+        return out
+
+    def new_name(self, table: str, name: str, learn: list, cap: int) -> None:
+        """A name not learned yet in ``table``: refused when the table holds
+        ``cap`` names already (those of ``learn``, this event's, counted)."""
+        kinds = self.kinds.get(table)
+        have = sum(1 for k in kinds if "." not in k) if kinds else 0
+        if have + sum(1 for n, _ in learn if "." not in n) >= cap:
+            code, what = _CAPS[table.rpartition(".")[2] if "." in table else ""]
+            raise Fail(f"{code}: {name!r} would be {what} number {have + 1} of app {table.split('.')[0]}; its cap "
+                       f"is {cap} (metadata caps; ThinkingData drops what passes its project's cap)")
 
     def learn(self, app: str, learned: list) -> None:
         """An event was written: what it showed first becomes the rule."""

@@ -13,14 +13,17 @@ ThinkingData's SDKs make), deterministic instead of random::
   (its 13th hex digit gives way to the version nibble ``4``, bits 48-51): the
   *source key*, the first 19 characters ``xxxxxxxx-xxxx-4xxx-``;
 - bits 64-65: the RFC 4122 variant ``10`` (``v`` is 8, 9, a or b);
-- bits 66-127: the 62-bit position.
+- bits 66-127: the line and the position: bits 66-69 the line of the event
+  counted from its last (0 for the last, so the one line of a plain track event),
+  bits 70-127 the 58-bit position.
 
-So every bit that is not the version or the variant carries the source or the
-position: two events of one source differ in their position (unique up to 2^62),
-two sources in their key (60 bits: a collision is expected after about 2^30
-sources). A line the shipper sent twice keeps one UUID, and an output line tells
+So every bit that is not the version or the variant carries the source, the
+line or the position: two events of one source differ in their position (unique
+up to 2^58), two lines of one event in their line, two sources in their key (60
+bits: a collision is expected after about 2^30 sources). A line the shipper sent twice keeps one UUID, and an output line tells
 its source and position (``parse``): what the exactly-once marks are keyed by
-(sink/pipeline/marks.py).
+(sink/pipeline/marks.py). An event's lines are written together, its last one
+last; recovery counts an event written when it finds its last line.
 
 Before, the same bits were written with the version nibble ``8`` (RFC 9562
 version 8, custom): ``parse`` reads that old form too and gives its source key in
@@ -35,6 +38,8 @@ import re
 from typing import Optional
 
 _MASK = 0x3FFFFFFFFFFFFFFF
+_LINE_SHIFT = 58  # bits 58-61 of the 62: the line of the event (up to 16 lines an event gives)
+_POSITION = (1 << _LINE_SHIFT) - 1  # bits 0-57: the position (2^58 bytes or Kafka offsets)
 _VARIANT = 0x8000000000000000
 VERSION = "4"
 OLD_VERSION = "8"  # the form of #uuids (and marks' source keys) written before
@@ -54,17 +59,27 @@ def current_key(key: bytes) -> bytes:
     return key[:14] + b"4" + key[15:] if key[14:15] == b"8" and len(key) == 19 else key
 
 
-def uuid_of(key: bytes, position: int) -> bytes:
-    h = b"%016x" % (_VARIANT | (position & _MASK))
+def uuid_of(key: bytes, position: int, line: int = 0) -> bytes:
+    """The #uuid of line ``line`` of the event at ``position``, counted from the
+    event's last line (0: the one whose #uuid recovery takes as the event's)."""
+    h = b"%016x" % (_VARIANT | (line << _LINE_SHIFT) | (position & _POSITION))
     return b"%s%s-%s" % (key, h[:4], h[4:])
 
 
 def parse(uuid: str) -> Optional[tuple[bytes, int]]:
-    """(source key, position) of a #uuid mtga made, in the current form or the
-    old one (its key given in the current form), or None."""
+    """(source key, position) of a #uuid mtga made for an event's last line, in
+    the current form or the old one (its key given in the current form), or
+    None (another line of an event, or a #uuid mtga did not make)."""
+    p = parse_line(uuid)
+    return None if p is None or p[2] else p[:2]
+
+
+def parse_line(uuid: str) -> Optional[tuple[bytes, int, int]]:
+    """(source key, position, line counted from the event's last) of a #uuid mtga made, or None."""
     if _FORM.match(uuid) is None:
         return None
-    return (uuid[:14] + VERSION + uuid[15:19]).encode(), int(uuid[19:23] + uuid[24:], 16) & _MASK
+    bits = int(uuid[19:23] + uuid[24:], 16)
+    return (uuid[:14] + VERSION + uuid[15:19]).encode(), bits & _POSITION, (bits & _MASK) >> _LINE_SHIFT
 
 
 _FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[%s%s][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z" % (VERSION, OLD_VERSION))

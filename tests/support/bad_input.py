@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from confluent_kafka import Producer
 
-from sink.ta.transform import UuidMaker
+from sink.ta.uuids import UuidMaker
 from support.cli import run_cli
 from support.mtga import failure_entries
 

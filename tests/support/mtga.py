@@ -15,7 +15,7 @@ import yaml
 from confluent_kafka import Producer
 
 from offsets import FailureQueue, PartitionOffsets, StateDB, StateMissing
-from sink.ta.transform import event_uuid
+from sink.ta.uuids import event_uuid
 from support.cli import REPO
 
 MTGA = str(Path(sys.executable).parent / "mtga")

@@ -26,7 +26,7 @@ from collections import Counter
 
 import pytest
 
-from sink.ta.transform import UuidMaker
+from sink.ta.uuids import UuidMaker
 from support.bad_input import (CASES, FAILED, FILLER, FILTERED, MAX_LINE, SKIPPED, TEN_MB_LINE, TRANSFORMED,
                                all_retried, break_app_28, filler, header_path, mtga_status, produce_all,
                                write_app_settings, write_files)

@@ -12,7 +12,7 @@ from sink.ta.batch import Item
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import FAILED, FILTERED, OK
 from sink.ta.transform import Transformer as _Transformer
-from sink.ta.transform import UuidMaker, event_uuid
+from sink.ta.uuids import UuidMaker, event_uuid
 from support.cli import REPO
 from support.ta_rules import violations
 
