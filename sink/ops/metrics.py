@@ -25,6 +25,11 @@ def samples(svc: "Service", beat: "Heartbeat | None" = None):
            [((code,), n) for code, n in sorted(snap.failed_by.items())])
     yield ("mtga_partition_lag", "gauge", "Messages behind the partition's end", ("topic", "partition"),
            [((t, str(p)), v) for (t, p), v in sorted(snap.lags.items())])
+    rows = [(app, cap, n, limit) for app, caps in sorted(snap.schema.items()) for cap, (n, limit) in caps.items()]
+    yield ("mtga_schema_names", "gauge", "Names an app holds against ThinkingData's project caps: events, "
+           "event_properties, user_properties", ("app", "cap"), [((a, c), n) for a, c, n, _ in rows])
+    yield ("mtga_schema_cap", "gauge", "The app's cap of each kind of name (metadata caps)", ("app", "cap"),
+           [((a, c), limit) for a, c, _, limit in rows])
     now = time.time()
     age = now - (snap.last_checkpoint or snap.started)
     yield ("mtga_checkpoint_age_seconds", "gauge", "Seconds since offsets were last stored", (), [((), age)])

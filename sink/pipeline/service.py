@@ -49,6 +49,7 @@ from sink.pipeline.pausing import Pausing
 from sink.pipeline.retry import Retrier
 from sink.pipeline.snapshot import MtgaSnapshot
 from sink.pipeline.intake import Intake
+from sink.ta.model import schema_sizes
 from sink.ta.typeguard import TypeGuard
 from sink.pipeline.workers import Pool
 from sink.pipeline.writer import LogBusWriter, SinkError
@@ -113,6 +114,7 @@ class Service:
         self._hup = False
         self.started = time.time()
         self._rate: collections.deque = collections.deque(maxlen=61)  # (monotonic s, consumed): last minute
+        self._schema_for: tuple = (-1, {})  # (the guard's changes, schema sizes) for the snapshot
         self.lags: dict = {}
         self.notify = Notifier()  # systemd (Type=notify): READY=1, WATCHDOG=1, STOPPING=1
         self.topics: list[str] = []  # the subscription, once open
@@ -372,7 +374,14 @@ class Service:
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
             counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by),
             kafka_contacted=self.intake.contacted, kafka_down_since=self.intake.down_since,
-            kafka_down_errors=self.intake.down_errors, kafka_denied=self.intake.denied, stopping=self.stopping)
+            kafka_down_errors=self.intake.down_errors, kafka_denied=self.intake.denied, stopping=self.stopping,
+            schema=self._schema())
+
+    def _schema(self) -> dict:
+        """The names each app holds against its caps, made again when the guard changed."""
+        if self._schema_for[0] != self.guard.changes:
+            self._schema_for = (self.guard.changes, schema_sizes(self.guard, self.pool.store.get))
+        return self._schema_for[1]
 
     def _stats_line(self) -> None:
         v = self.inst.values()

@@ -35,3 +35,4 @@ class MtgaSnapshot(msgspec.Struct, frozen=True):
     kafka_down_errors: int = 0  # Kafka client errors since kafka_down_since
     kafka_denied: Optional[str] = None  # what to fix while Kafka turns mtga away (mulog/access.py)
     stopping: bool = False
+    schema: dict = {}  # app -> {cap: (names held, the app's cap)}: events, event_properties, user_properties

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 
 import msgspec
 
-from sink.ta.conf import OPS, Model
+from sink.ta.conf import OPS, CapsConf, Model
 from sink.ta.properties import checked, coerce
 from sink.ta.rules import MAX_ID_CHARS, Fail, short
 from sink.ta.uuids import uuid_of
@@ -173,3 +173,14 @@ def _held(guard: "TypeGuard", table: str, prop: str, need: str, typ: str, learn:
     elif have != need:
         raise Fail(f"type_conflict: {typ} on {prop!r}, a {have} in app {table.split('.')[0]}'s user table "
                    f"(learned from its first value); {typ} takes a {need}")
+
+
+def schema_sizes(guard: "TypeGuard", lookup) -> dict[str, dict[str, tuple[int, int]]]:
+    """App -> cap -> (names held, the app's cap) for ``events``,
+    ``event_properties`` and ``user_properties``; ``lookup``: app -> its
+    settings (the caps of its metadata; TA's defaults without)."""
+    out = {}
+    for app, sizes in guard.sizes().items():
+        caps = getattr(getattr(lookup(app), "metadata", None), "caps", None) or CapsConf()
+        out[app] = {k: (n, getattr(caps, k)) for k, n in sizes.items()}
+    return out

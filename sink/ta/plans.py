@@ -9,6 +9,7 @@ import msgspec
 
 from sink.ta.settings import Rule
 from sink.ta.rules import TIME_TEXT, duplicate_names, name_problem
+from sink.ta.typeguard import kind_of
 
 
 def plan_for(kinds: dict, rule: Rule, keys: tuple, types: tuple):
@@ -34,7 +35,7 @@ def plan_for(kinds: dict, rule: Rule, keys: tuple, types: tuple):
         elif t is dict:
             if want != "object":
                 return False
-            checks.append((k, _object_ok))
+            checks.append((k, _object_check(kinds, low)))
         elif _KIND.get(t) != want:
             return False
     if duplicate_names(keys) is not None:
@@ -73,9 +74,21 @@ def _is_time(v: str) -> bool:
     return TIME_TEXT.match(v) is not None
 
 
-def _object_ok(v: dict) -> bool:
-    """Names of an object's sub-properties (types and sizes were checked decoding)."""
-    return all(name_problem(k, top=False) is None for k in v) and duplicate_names(v) is None
+def _object_check(kinds: dict, low: str):
+    """The check of an object property ``low``: its sub-properties' names, and
+    their kinds those the guard learned (types and sizes were checked decoding)."""
+
+    def ok(v: dict) -> bool:
+        for k, x in v.items():
+            want = kinds.get(f"{low}.{k.lower()}")
+            if want is None or name_problem(k, top=False) is not None:
+                return False
+            have = kind_of(x)
+            if have != want and (want != "string" or have != "time"):
+                return False
+        return duplicate_names(v) is None
+
+    return ok
 
 
 _encode = msgspec.json.encode

@@ -178,7 +178,7 @@ def build_properties(rule: Rule, logs: dict, app: str, guard: "TypeGuard", fixed
                 continue
             raise Fail(f"{p[0]}: {p[1]}")
         v = checked(rule, k2, v, fixed)
-        props[k2] = v if k2.lower() in pinned else guard.check(app, k2, v, learn)
+        props[k2] = v if k2.lower() in pinned else guard.check(app, k2, v, learn, rule.caps.event_properties)
     p = duplicate_names(props)
     if p is not None:
         raise Fail(f"{p[0]}: {p[1]}")

@@ -242,23 +242,30 @@ def value_problem(name: str, v) -> Optional[tuple[str, str]]:
 
 def fix_value(code: str, v):
     """``v`` changed so that it no longer breaks rule ``code`` (see FIXES), or the
-    value unchanged when the fix does not apply to it."""
-    if code == "string_too_long" and type(v) is str:
-        return cut_text(v, MAX_TEXT_BYTES)
-    if code == "number_out_of_range" and type(v) in (int, float):
-        return str(v) if type(v) is int else repr(v)
-    if code == "list_too_long" and type(v) is list:
-        return v[:MAX_LIST]
-    if code == "list_item_too_long" and type(v) is list:
-        return [cut_text(x, MAX_LIST_ITEM_BYTES) if type(x) is str else x for x in v]
+    value unchanged when the fix does not apply to it. The fixes of values reach
+    into an object's sub-properties and an object group's objects."""
+    t = type(v)
     if code == "object_nested":
         import msgspec
 
-        if type(v) is dict:
+        if t is dict:
             return {k: msgspec.json.encode(x).decode() if type(x) is dict or (
                 type(x) is list and any(type(y) is dict for y in x)) else x for k, x in v.items()}
-        if type(v) is list:
+        if t is list:
             return [fix_value(code, o) if type(o) is dict else o for o in v]
+        return v
+    if t is dict:
+        return {k: fix_value(code, x) for k, x in v.items()}
+    if t is list and v and all(type(o) is dict for o in v):
+        return [fix_value(code, o) for o in v]
+    if code == "string_too_long" and t is str:
+        return cut_text(v, MAX_TEXT_BYTES)
+    if code == "number_out_of_range" and t in (int, float):
+        return str(v) if t is int else repr(v)
+    if code == "list_too_long" and t is list:
+        return v[:MAX_LIST]
+    if code == "list_item_too_long" and t is list:
+        return [cut_text(x, MAX_LIST_ITEM_BYTES) if type(x) is str else x for x in v]
     return v
 
 

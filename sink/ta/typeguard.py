@@ -145,7 +145,8 @@ class TypeGuard:
         ``cap`` names already (those of ``learn``, this event's, counted)."""
         kinds = self.kinds.get(table)
         have = sum(1 for k in kinds if "." not in k) if kinds else 0
-        if have + sum(1 for n, _ in learn if "." not in n) >= cap:
+        have += sum(1 for n, _ in learn if "." not in n)
+        if have >= cap:
             code, what = _CAPS[table.rpartition(".")[2] if "." in table else ""]
             raise Fail(f"{code}: {name!r} would be {what} number {have + 1} of app {table.split('.')[0]}; its cap "
                        f"is {cap} (metadata caps; ThinkingData drops what passes its project's cap)")
@@ -160,6 +161,19 @@ class TypeGuard:
                 self.learned.append((app, low, kind))
                 self.version += 1
                 self.changes += 1
+
+    def sizes(self) -> dict[str, dict[str, int]]:
+        """App -> the names it holds against each project cap: ``events``,
+        ``event_properties``, ``user_properties`` (an object's sub-properties
+        are not counted)."""
+        out: dict[str, dict[str, int]] = {}
+        for table, kinds in self.kinds.items():
+            app, _, kind = table.partition(".")
+            key = {"": "event_properties", "user": "user_properties", "event": "events"}.get(kind)
+            if key is not None:
+                row = out.setdefault(app, {"events": 0, "event_properties": 0, "user_properties": 0})
+                row[key] = sum(1 for k in kinds if "." not in k)
+        return out
 
     def take_learned(self) -> list:
         out, self.learned = self.learned, []

@@ -220,9 +220,12 @@ FILLER = 150  # plain events before and after the corpus: batches big enough for
 
 def schema_rows(conf: Path, app: str) -> tuple[dict, str]:
     """``mtga schema --json --app APP`` -> ({property: type}, stderr); all rows learned."""
-    rc, rows, err = mtga_json("schema", "-c", str(conf), "--app", app)
-    assert rc == 0 and isinstance(rows, list), err
-    assert all(r["app"] == app and r["source"] == "learned" for r in rows), rows
+    rc, res, err = mtga_json("schema", "-c", str(conf), "--app", app)
+    assert rc == 0 and isinstance(res, dict), err
+    rows = res["properties"]
+    assert all(r["app"] == app and r["table"] == "event" and r["source"] == "learned" for r in rows), rows
+    assert res["caps"] == [{"app": app, "events": [1 if rows else 0, 500], "event_properties": [len(rows), 1000],
+                            "user_properties": [0, 500]}], res["caps"]
     return {r["property"]: r["type"] for r in rows}, err
 
 
