@@ -23,6 +23,7 @@ import msgspec
 
 from sink.ta.rules import (FUTURE_S, LINE_REASONS, MAX_ID_CHARS, NAME, NAME_TEXT, PAST_S, REASONS, TIME_TEXT, TOP_LEVEL,
                       duplicate_names, name_problem, short, value_problem)
+from sink.ta.model import USER_TYPES
 from sink.ta.typeguard import kind_of
 
 FILE_NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+\.)?log\.\d{4}-\d{2}-\d{2}(?:-\d{2})?(?:_\d+)?$")
@@ -103,7 +104,8 @@ def line_problems(raw: bytes, now: float, seen: dict, where: str) -> list[tuple[
     typ = d.get("#type")
     if typ not in TYPES:
         out.append(("top_level", f"#type {short(typ)} is none of {', '.join(sorted(TYPES))}"))
-    if typ is None or str(typ).startswith("track"):
+    track = typ is None or str(typ).startswith("track")
+    if track:
         en = d.get("#event_name")
         if type(en) is not str or not NAME.match(en):
             out.append(("event_name", f"#event_name {short(en)} breaks {NAME_TEXT}"))
@@ -130,14 +132,16 @@ def line_problems(raw: bytes, now: float, seen: dict, where: str) -> list[tuple[
                 raise ValueError
         except ValueError:
             out.append(("uuid", f"#uuid {short(u)} is not a standard UUID"))
+    out += type_problems(d, typ, props)
+    table = "" if track else "user:"  # TA's user table keeps types of its own
     for k, v in props.items():
-        p = name_problem(k) or (None if v is None else value_problem(k, v))
+        p = name_problem(k, top=track) or (None if v is None else value_problem(k, v))
         if p is not None:
             out.append(p)
             continue
-        if v is None:
+        if v is None or typ == "user_unset":
             continue
-        low, kind = k.lower(), kind_of(v)
+        low, kind = table + k.lower(), kind_of(v)
         first = seen.get(low)
         if first is None:
             seen[low] = (kind, where)
@@ -148,6 +152,28 @@ def line_problems(raw: bytes, now: float, seen: dict, where: str) -> list[tuple[
     if p is not None:
         out.append(p)
     return out
+
+
+def type_problems(d: dict, typ, props: dict) -> list[tuple[str, str]]:
+    """(type_rule, detail) of the rules of the line's own ``#type``."""
+    out = []
+    if typ in ("track_update", "track_overwrite"):
+        if type(d.get("#event_id")) is not str or not d["#event_id"]:
+            out.append(f"{typ} without an #event_id (the event it updates)")
+    elif "#event_id" in d:
+        out.append(f"#event_id on a {typ} line (only track_update and track_overwrite take it)")
+    if "#first_check_id" in d and (typ != "track" or type(d["#first_check_id"]) is not str or not d["#first_check_id"]):
+        out.append(f"#first_check_id {short(d['#first_check_id'])} on a {typ} line (a track line's non-empty text)")
+    if typ in USER_TYPES:
+        if "#event_name" in d:
+            out.append(f"#event_name on a {typ} line (user operations have none)")
+        need = {"user_add": (int, float), "user_append": (list,), "user_uniq_append": (list,)}.get(typ)
+        for k, v in props.items():
+            if need is not None and (type(v) not in need):
+                out.append(f"{typ} {k!r} is {short(v)}, expected a {'number' if typ == 'user_add' else 'list'}")
+        if typ == "user_del" and props:
+            out.append(f"user_del with properties {sorted(props)[:5]} (it takes none)")
+    return [("type_rule", x) for x in out]
 
 
 def repeated_keys(raw: bytes) -> list[str]:

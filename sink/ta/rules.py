@@ -96,6 +96,8 @@ LINE_REASONS = {
     "line_json": "the line is not one JSON object",
     "top_level": "a top-level key ThinkingData does not take, or #type/properties missing",
     "uuid": "#uuid is not a standard UUID",
+    "type_rule": "a rule of the line's #type broken (user_add of a non-number, #event_name on a user operation, "
+                 "track_update without #event_id, ...)",
     "empty_id": "#account_id, #distinct_id or #ip is an empty text: ThinkingData's SDKs leave it out",
     "file_name": "the file name is not one LogBus reads (log.YYYY-MM-DD[-HH][_N], with an optional prefix)",
     "time": "#time is missing or not a real yyyy-MM-dd HH:mm:ss[.SSS]",

@@ -19,6 +19,7 @@ import pytest
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import FAILED, FILTERED, OK, Transformer
 from sink.ta.uuids import parse_line
+from support.ta_rules import violations
 
 tgasdk = pytest.importorskip("tgasdk")  # the dev extra's thinkingdatasdk
 
@@ -126,6 +127,7 @@ def test_every_type_mtga_writes_is_the_official_sdks(tmp_path):
                 payload = json.dumps({"headers": {"app_id": 24, "log_name": log_name}, "logs": logs}).encode()
                 kind, app, out = tr(payload, None, "t", 0, n)
                 assert (kind, app) == (OK, "24"), (log_name, logs, out)
+                assert [v for x in out.split(b"\n") for v in violations(x, NOW)] == [], out
                 mine = [json.loads(x) for x in out.split(b"\n")]
                 sdk = sdk_lines(log_name, logs, [m["#uuid"] for m in mine])
                 assert len(mine) == len(sdk), (log_name, logs)
@@ -176,3 +178,29 @@ def test_what_the_sdk_refuses_mtga_refuses_too(tmp_path):
     (d / "metadata.24.json").write_text(json.dumps(meta))
     kind, _, why = run("log_level", other=1)
     assert kind == FILTERED and "none of the fields of its user operations" in why, why
+
+
+def test_check_output_knows_each_types_rules():
+    """What breaks a #type's own rules is named (type_rule); the SDK's lines pass."""
+    base = '"#time":"2020-12-17 12:00:00","#account_id":"r1"'
+    bad = {
+        '{"#type":"user_add",%s,"properties":{"gold":"5"}}': "user_add 'gold' is '5', expected a number",
+        '{"#type":"user_append",%s,"properties":{"tags":"a"}}': "user_append 'tags' is 'a', expected a list",
+        '{"#type":"user_set","#event_name":"e",%s,"properties":{"a":1}}': "#event_name on a user_set line",
+        '{"#type":"user_del",%s,"properties":{"a":1}}': "user_del with properties ['a']",
+        '{"#type":"track_update","#event_name":"e",%s,"properties":{}}': "track_update without an #event_id",
+        '{"#type":"track","#event_name":"e","#event_id":"x",%s,"properties":{}}': "#event_id on a track line",
+        '{"#type":"user_set","#first_check_id":"x",%s,"properties":{}}': "#first_check_id 'x' on a user_set line",
+    }
+    for line, want in bad.items():
+        got = violations(line % base, NOW)
+        assert got == [f"type_rule: {want}"] or (got and got[0].startswith(f"type_rule: {want}")), (line, got)
+    cap = Capture()
+    ta = tgasdk.TDAnalytics(cap, strict=True)
+    when = {"#time": dt.datetime(2020, 12, 17, 12)}
+    ta.user_add(None, "r1", dict(when, gold=5))
+    ta.user_append(None, "r1", dict(when, tags=["a"]))
+    ta.user_unset(None, "r1", dict(when, gold=0))
+    ta.track_first(None, "r1", "e", "f1", dict(when, x=1))
+    ta.track_update(None, "r1", "e", "o1", dict(when, x=2))
+    assert [violations(x, NOW) for x in cap.lines] == [[]] * 5
