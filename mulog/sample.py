@@ -10,6 +10,9 @@ from typing import Iterator
 import msgspec
 
 LOG_NAMES = ("log_item", "log_login", "log_logout", "log_pay", "log_role_up", "log_battle")
+# log_names the shipped settings give more lines of ThinkingData's data model:
+# a first event with user_setOnce, and user_add / user_set beside the track line
+MODEL_LOG_NAMES = ("log_role_create", "log_recharge")
 CHANNELS = ("appstore", "googleplay", "taptap", "huawei", "official")
 OSES = ("ios", "android")
 LANGS = ("zh-CN", "en-US", "ja-JP", "ko-KR")

@@ -58,7 +58,7 @@ def write_logs(folder: Path, per_file: int = 2000) -> dict[str, int]:
     for old in folder.glob("*.log"):
         old.unlink()
     counts = {}
-    for i, ln in enumerate(sample.LOG_NAMES):
+    for i, ln in enumerate(sample.LOG_NAMES + sample.MODEL_LOG_NAMES):
         path = folder / f"{ln}.log"
         with open(path, "wb") as f:
             for line in sample.bare_lines(per_file, seed=i + 1, log_name=ln):
@@ -187,6 +187,7 @@ def stage_mtga(d: Demo) -> None:
 
     from mulog.connection import Connection
     from sink.ops import queries
+    from sink.ta.uuids import parse
 
     conf = config.load(MTGA_CONF)
     shutil.rmtree(conf.state_dir, ignore_errors=True)
@@ -221,12 +222,17 @@ def stage_mtga(d: Demo) -> None:
         r = mtga(d, "stop")
         say(r.stdout.strip() or r.stderr.strip())
     written = 0
+    types: Counter = Counter()
     say(f"output folder {conf.output_dir.relative_to(REPO)} (read by ThinkingData's LogBus):")
     for f in sorted(conf.output_dir.rglob("*")):
         if f.is_file():
-            n = f.read_bytes().count(b"\n")
-            written += n
-            print(f"  {f.relative_to(conf.output_dir)}  {n} lines, {f.stat().st_size:,} bytes")
+            lines = f.read_bytes().splitlines()
+            for line in lines:
+                d_ = json.loads(line)
+                types[d_["#type"] + (" (first event)" if "#first_check_id" in d_ else "")] += 1
+                written += parse(d_["#uuid"]) is not None  # an event's last line: one per event
+            print(f"  {f.relative_to(conf.output_dir)}  {len(lines)} lines, {f.stat().st_size:,} bytes")
+    say("lines by #type: " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())))
     first = next(f for f in sorted(conf.output_dir.rglob("log.*")) if f.is_file())
     say(f"the first two lines of {first.relative_to(REPO)}:")
     with open(first, "rb") as fh:
@@ -234,10 +240,10 @@ def stage_mtga(d: Demo) -> None:
             line = fh.readline()
             print("  " + json.dumps(json.loads(line), ensure_ascii=False)[:400] + " ...")
     fq = mtga(d, "failure-queue-count").stdout.strip()
-    say(f"{written} track lines written (this run's {sum(d.written.values())} lines plus "
+    say(f"{written} events written in {sum(types.values())} lines (this run's {sum(d.written.values())} events plus "
         f"{expected - sum(d.written.values())} left unconsumed in the topic by earlier runs); failure queue: {fq}")
     if written != expected or fq != "0":
-        raise DemoError(f"{expected} events to consume but {written} track lines written, failure queue {fq}")
+        raise DemoError(f"{expected} events to consume but {written} written, failure queue {fq}")
     d.output_dir = conf.output_dir
 
 
