@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mulog import sample
 from support.cli import REPO, SCRIPTS
+from sink.ta.uuids import parse_line
 from support.mtga import (Mtga, count_lines, failure_count, output_lines, produce, uuid_of, wait_for, write_conf,
                           write_settings)
 
@@ -140,9 +141,12 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
     the last kill, however long the starts take): one renamed away every 6 s,
     one copy-truncated every 6 s with its copies in the glob. The shipper and
     mtga are each SIGKILLed 4 times at random moments and started again at once.
-    Every line is in the output exactly once, counted by the writer and line
-    number each line carries."""
-    from support.shipper import ShipperProc, Writer, all_delivered
+    Each event gives a track line and two user-table operations (user_set, and
+    user_add of its pay and a count). Every line is in the output exactly once,
+    counted by the writer and line number each track line carries and by each
+    line's #uuid (its event and its line in it); the user_add sums per account
+    are the game's pays and event counts per role."""
+    from support.shipper import ShipperProc, Writer, all_delivered, line
     from support.shipper import write_conf as shipper_conf
 
     app = 31
@@ -154,8 +158,11 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
         {"paths": [str(logs / "a.log"), str(logs / "b.log")], "topic": topic, "app_id": app, "log_name": "log_item"},
         {"paths": [str(logs / "c.log*")], "topic": topic, "app_id": app, "log_name": "log_item"}])
     mdir = tmp_path / "mtga"
-    mdir.mkdir()
-    write_settings(mdir / "settings", apps=(app,))
+    (mdir / "settings").mkdir(parents=True)
+    (mdir / "settings" / f"metadata.{app}.json").write_text(json.dumps({
+        "account_id": "role_id", "ip": "ip", "time": {"field": "mtime", "unit": "s", "time_zone": "+08:00"},
+        "events": {"log_item": {"user": {"set": {"vip": "vip_level"},
+                                         "add": {"total_pay": "pay_amount", "pay_count": 1}}}}}))
     mconf = write_conf(mdir, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 2},
                        kafka={"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}})
     out = mdir / "out"
@@ -197,7 +204,8 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
         wait_for(lambda: all_delivered(state, [w.path for w in writers]), 120, "every line in Kafka")
         assert all(w.count >= per for w in writers)
         want = {(w.tag, n) for w in writers for n in range(w.count)}
-        wait_for(lambda: len(output_lines(out, running=True)) >= len(want), 180, "every line in the output", every=1)
+        wait_for(lambda: len(output_lines(out, running=True)) >= 3 * len(want), 180, "every line in the output",
+                 every=1)
         assert sh.stop() == 0
         assert m.term() == 0
     finally:
@@ -205,12 +213,27 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
         sh.kill_if_alive()
         if m.alive():
             m.kill()
-    rows = [json.loads(x)["properties"] for x in output_lines(out)]
+    lines = [json.loads(x) for x in output_lines(out)]
+    rows = [d["properties"] for d in lines if d["#type"] == "track"]
     seen = Counter((r["w"], r["n"]) for r in rows)
     twice = {k: c for k, c in seen.items() if c > 1}
     lost = want - set(seen)
-    print(f"\nshipper and mtga SIGKILLed 4 times each under load: {len(want)} lines written, {len(rows)} in the "
-          f"output, {len(lost)} lost, {len(twice)} written twice; failure queue {failure_count(mdir / 'state')}")
+    per_line = Counter(parse_line(d["#uuid"]) for d in lines)  # (source, position, line of the event)
+    events = Counter(p[:2] for p in per_line)
+    types = Counter(d["#type"] for d in lines)
+    paid: Counter = Counter()  # role -> cents and events, as the game wrote them
+    for tag, n in want:
+        ev = json.loads(line(tag, n))
+        paid[(str(ev["role_id"]), "cents")] += round(ev["pay_amount"] * 100)
+        paid[(str(ev["role_id"]), "count")] += 1
+    added: Counter = Counter()  # account -> cents and count, as the user_add lines add them up
+    for d in lines:
+        if d["#type"] == "user_add":
+            added[(d["#account_id"], "cents")] += round(d["properties"]["total_pay"] * 100)
+            added[(d["#account_id"], "count")] += d["properties"]["pay_count"]
+    print(f"\nshipper and mtga SIGKILLed 4 times each under load: {len(want)} lines written, {len(rows)} track "
+          f"lines in the output, {len(lost)} lost, {len(twice)} written twice; {dict(types)}; failure queue "
+          f"{failure_count(mdir / 'state')}")
     mlog = (mdir / "mtga.log").read_text(errors="replace")
     found = [int(x) for x in re.findall(r"unclean stop before: (\d+) line", mlog)]
     print(f"mtga's starts after its kills found {found} line(s) written after the last checkpoint")
@@ -218,3 +241,7 @@ def test_shipper_and_mtga_killed_at_random_under_load_every_line_once_in_the_out
     assert not lost, f"{len(lost)} lines lost, e.g. {sorted(lost)[:5]}"
     assert not twice, f"{len(twice)} lines written more than once, e.g. {sorted(twice.items())[:5]}"
     assert len(rows) == len(want) and set(seen) == want
+    assert types == {"track": len(want), "user_set": len(want), "user_add": len(want)}, types
+    assert max(per_line.values()) == 1 and set(events.values()) == {3} and len(events) == len(want)
+    assert {i for (_k, _p, i) in per_line} == {0, 1, 2}
+    assert added == paid, "the user_add sums per account differ from the game's pays per role"
