@@ -9,7 +9,7 @@ one worker); for ``pool``, ``Pool(DIR, N)`` on batches of 5,000 with two in
 flight, as mtga's loop drives it (the results come back grouped per app, ready
 to write); for ``naive``, ``naive.naive_line``. Prints one JSON object:
 ``{"items": N, "seconds": S, "cpu_seconds": C, "ok": N, "failed": N,
-"first_failure": ...}`` (seconds: wall time of the calls; cpu_seconds: process
+"lines": N, "first_failure": ...}`` (lines: the lines the events gave; seconds: wall time of the calls; cpu_seconds: process
 time of the calls).
 
 The project's code is this tree's, or that of the tree in BENCH_CODE (bench/run.py
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         def make_item(*fields):
             return fields
 
-    n = ok = failed = 0
+    n = ok = failed = lines = 0
     first_failure = None
     spent = cpu = 0.0
     perf, ptime = time.perf_counter, time.process_time
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
                 for r in res:
                     if r[0] == OK:
                         ok += 1
+                        lines += r[2].count(b"\n") + 1
                     else:
                         failed += 1
                         first_failure = first_failure or r[2]
@@ -117,7 +118,8 @@ def main(argv=None) -> int:
         spent += perf() - t0
         pool.close()
         cpu = None  # spread over the worker processes: the caller measures the process tree
-    print(json.dumps({"items": n, "seconds": spent, "cpu_seconds": cpu, "ok": ok, "failed": failed, "first_failure": first_failure}))
+    print(json.dumps({"items": n, "seconds": spent, "cpu_seconds": cpu, "ok": ok, "failed": failed, "lines": lines or None,
+                      "first_failure": first_failure}))
     return 0
 
 

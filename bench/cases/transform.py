@@ -9,16 +9,17 @@ import sys
 
 from ..harness.bench import Bench
 from ..harness.common import BENCH, BenchError
+from ..harness.data import user_ops_settings
 from ..harness.procs import Proc
 from ..harness.registry import case
 from ..project import where
 
 
-def _transform(b: Bench, mode: str, name: str) -> dict:
+def _transform(b: Bench, mode: str, name: str, settings=None) -> dict:
     n = b.n_events
-    d = b.tmp("transform_" + mode)
+    d = b.tmp(name)
     cmd = [sys.executable, BENCH / "transform_loop.py", "--mode", mode, "--data", b.envelopes,
-           "--count", str(n), "--settings", b.settings]
+           "--count", str(n), "--settings", settings or b.settings]
     cmd = b.profiled(name, cmd)
     with open(d / "result.json", "wb") as f:
         p = Proc(cmd, stdout=f, env=b.code_env)
@@ -33,7 +34,7 @@ def _transform(b: Bench, mode: str, name: str) -> dict:
     except (ValueError, IndexError):
         raise BenchError(f"the transform loop exited with {rc}: {text[-500:]}") from None
     check = "ok" if r["ok"] == n else f"{r['ok']} of {n} ok; first failure: {r['first_failure']}"
-    return {"items": r["items"], "seconds": r["seconds"], "peak_rss_mb": p.peak_rss_mb,
+    return {"items": r["items"], "seconds": r["seconds"], "peak_rss_mb": p.peak_rss_mb, "lines": r.get("lines"),
             "cpu_s": round(r["cpu_seconds"], 3) if r["cpu_seconds"] is not None else p.cpu_s,
             "cpu_s_process": p.cpu_s, "check": check}
 
@@ -57,3 +58,11 @@ def transform(b: Bench) -> dict:
             "without the broker sharing the cores)")
 def transform_2_workers(b: Bench) -> dict:
     return _transform(b, "pool", "transform_2_workers")
+
+
+@case("transform_user_ops", order=13, reference="transform",
+      about=f"as transform, with settings whose log_pay, log_login and log_role_up events also give user-table "
+            f"lines (user_add, user_set, user_setOnce: bench/harness/data.py USER_OPS; half the events, "
+            f"about 1.8 lines an event); items are events")
+def transform_user_ops(b: Bench) -> dict:
+    return _transform(b, "transform", "transform_user_ops", user_ops_settings(b.run_dir / "settings-user-ops"))

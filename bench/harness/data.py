@@ -4,7 +4,9 @@ settings folder of a tree."""
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -68,4 +70,29 @@ def settings_dir(dst: Path, root: Path = REPO) -> Path:
                 shutil.copyfile(f, dst / f"{kind}.{app}.json")
     if not (dst / "metadata.24.json").exists():
         raise BenchError(f"{src}/metadata.24.json is missing")
+    return dst
+
+
+# the user-table operations of transform_user_ops: three of the sample's six log_names
+USER_OPS = {
+    "log_pay": {"user": {"add": {"total_pay": "pay_amount", "pay_count": 1}, "set": {"vip_level": "vip_level"}}},
+    "log_login": {"account_id": "role_id", "distinct_id": "account_name",
+                  "user": {"set_once": {"first_server": "server_id"}, "set": {"last_login_ip": "ip"}}},
+    "log_role_up": {"user": {"set": {"role_level": "role_level"}}},
+}
+
+
+def user_ops_settings(dst: Path, root: Path = REPO) -> Path:
+    """settings_dir's, with USER_OPS added to each app's events."""
+    sys.path.insert(0, str(root))
+    try:
+        from mulog import cjson
+    finally:
+        sys.path.pop(0)
+    settings_dir(dst, root)
+    for app in (24, 25, 26):
+        f = dst / f"metadata.{app}.json"
+        meta = cjson.loads(f.read_bytes())
+        meta.setdefault("events", {}).update(USER_OPS)
+        f.write_text(json.dumps(meta))
     return dst
