@@ -6,7 +6,8 @@ due-time index: nothing else is read), writes the lines, makes them durable
 (fsync) and only then removes the entries; one that fails again is put back
 with its attempts counted and its next try ``initial_backoff_s`` doubled per
 attempt, up to ``max_backoff_s``. A store that cannot be read or written now
-(a full disk) skips the round; it never stops the daemon.
+(a full disk) skips the round; it never stops the daemon. An entry refused for a
+type conflict teaches the type guard nothing when it is retried.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from mulog.backoff import delay
-from offsets import FailureQueue, StateError
+from offsets import FailureQueue, StateError, reason_code
 
 from sink.ta.batch import FILTERED, OK, Item
 from sink.pipeline.writer import SinkError
@@ -65,8 +66,19 @@ class Retrier:
         due = self.fq.due(now, self.conf.batch)
         if not due:
             return 0
-        results = self.pool.run([Item(e.payload, e.headers, e.topic, e.partition, e.offset) for e in due],
-                                recheck=True, again=True)
+        # an event refused for a type conflict teaches no type: after `mtga schema forget`, a new
+        # event teaches the property's type, not the old value that conflicted with the one forgotten
+        conflicts = [reason_code(e.reason) == "type_conflict" for e in due]
+        results: list = [None] * len(due)
+        recheck = True
+        for teach in (True, False):
+            idx = [i for i, c in enumerate(conflicts) if c != teach]
+            if idx:
+                items = [Item(due[i].payload, due[i].headers, due[i].topic, due[i].partition, due[i].offset)
+                         for i in idx]
+                for i, r in zip(idx, self.pool.run(items, recheck=recheck, again=True, teach=teach)):
+                    results[i] = r
+                recheck = False
         self.store_types()
         per_app: dict[str, tuple[list, list]] = {}
         done, again = [], []

@@ -239,18 +239,20 @@ class Pool:
                             "waits at least %.0fs", i, w.dead, self._backoff[i].current)
             self._restart_at[i] = nw.started_at + self._backoff[i].next()  # counted from its start
 
-    def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False) -> list:
+    def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False, teach: bool = True) -> list:
         """Transform ``items`` here and now; one result per item. ``again``: events
-        handled before (failure-queue retries), taken whatever their marks say."""
+        handled before (failure-queue retries), taken whatever their marks say;
+        ``teach`` False: they teach the type guard no type (a name it does not
+        know fails them)."""
         if recheck:
             self.store.invalidate()
-        if not again:
-            return self.local.run_batch(items)
-        self.local.dedupe = False
+        self.local.dedupe = not again
+        self.guard.frozen = not teach
         try:
             return self.local.run_batch(items)
         finally:
             self.local.dedupe = True
+            self.guard.frozen = False
 
     def submit(self, items: Sequence[Item], recheck: bool = False) -> "Pending":
         """Start transforming a batch; ``Pending.get()`` gives its Outcome."""

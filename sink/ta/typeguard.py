@@ -87,6 +87,7 @@ class TypeGuard:
         # (app, name, kind) learned here: since take_learned() in the loop, since replace() in a worker
         self.learned: list[tuple[str, str, str]] = []
         self.spelling: dict[str, dict[str, str]] = {}  # app -> lower name -> the name as events spell it
+        self.frozen = False  # True: no name is learned (a name not known fails the event: see unknown())
 
     def replace(self, kinds: dict, version: int) -> None:
         """The kinds as the loop knows them (in a worker process)."""
@@ -117,6 +118,8 @@ class TypeGuard:
             self.changes += 1
         have = kind_of(v)
         if want is None:
+            if self.frozen:
+                self.unknown(app, name)
             if cap:
                 self.new_name(app, name, learn, cap)
             learn.append((name, have))
@@ -139,6 +142,11 @@ class TypeGuard:
         for k, x in obj.items():
             out[k] = x if x is None else self.check(app, f"{name}.{k}", x, learn)
         return out
+
+    def unknown(self, app: str, name: str) -> None:
+        """A name not known while ``frozen``: the event fails (it waits for a live one to teach it)."""
+        raise Fail(f"type_conflict: {name!r} has no type in {_table(app)} now (forgotten?); this event was refused "
+                   f"for its type before, so it teaches none: it waits until a new event teaches one")
 
     def new_name(self, table: str, name: str, learn: list, cap: int) -> None:
         """A name not learned yet in ``table``: refused when the table holds
