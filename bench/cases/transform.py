@@ -61,8 +61,8 @@ def transform_2_workers(b: Bench) -> dict:
 
 
 @case("transform_user_ops", order=13, reference="transform",
-      about=f"as transform, with settings whose log_pay, log_login and log_role_up events also give user-table "
-            f"lines (user_add, user_set, user_setOnce: bench/harness/data.py USER_OPS; half the events, "
-            f"about 1.8 lines an event); items are events")
+      about="as transform, with settings whose log_pay, log_login and log_role_up events also give user-table "
+            "lines (user_add, user_set, user_setOnce: bench/harness/data.py USER_OPS; half the events, "
+            "about 1.8 lines an event); items are events")
 def transform_user_ops(b: Bench) -> dict:
     return _transform(b, "transform", "transform_user_ops", user_ops_settings(b.run_dir / "settings-user-ops"))
