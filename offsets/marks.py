@@ -3,8 +3,10 @@ queued), with when it last moved; and the recovery record of the last
 checkpoint: the length of every output file then, the failure queue's next
 sequence then, and whether the last stop was clean.
 
-Keys: ``mk/s/<source key>`` -> (position, last moved) and ``mk/r/...``. All are
-written in the checkpoint's batch, with the partition offsets they go with.
+Keys: ``mk/s/<source key>`` -> (position, last moved), ``mk/d/<source key>`` ->
+the positions above its mark handled after the checkpoint before an unclean stop
+(found by the recovery), and ``mk/r/...``. All are written in the checkpoint's
+batch, with the partition offsets they go with.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import msgspec
 from .db import Batch, StateDB
 
 _MARK = b"mk/s/"
+_DONE = b"mk/d/"
 _LENGTHS = b"mk/r/lengths"
 _FQ_NEXT = b"mk/r/fq-next"
 _TAKEN = b"mk/r/taken"  # when the checkpoint was taken (ns)
@@ -45,6 +48,15 @@ class SourceMarks:
     def forget_many(self, keys: Iterable[bytes], batch: Batch) -> None:
         for key in keys:
             batch.delete(_MARK + key)
+
+    def done(self) -> dict[bytes, set[int]]:
+        return {k[len(_DONE):]: set(msgspec.msgpack.decode(v, type=list[int])) for k, v in self.db.scan(_DONE)}
+
+    def put_done(self, key: bytes, positions: set, batch: Batch) -> None:
+        if positions:
+            batch.put(_DONE + key, msgspec.msgpack.encode(sorted(positions)))
+        else:
+            batch.delete(_DONE + key)
 
     # -- the recovery record ---------------------------------------------------------
     def recovery(self) -> Optional[Recovery]:

@@ -15,6 +15,13 @@ offsets, together with the recovery record (offsets.SourceMarks): after an
 unclean stop, sink/pipeline/recovery.py raises the marks from what the output files and
 the failure queue got after that checkpoint, before anything is consumed.
 
+The recovery finds exactly which events were handled after the checkpoint:
+their positions above their source's mark are kept as ``done`` (and stored)
+until the mark passes them, and only those are skipped when they come again. A
+batch's events are not handled in position order (the failures are queued
+first, then one write per app), so an event below one handled after the
+checkpoint may still be to write.
+
 Marks of sources unseen for ``exactly_once.forget_after_s`` are forgotten, so
 the state stays bounded (about 40 bytes a source).
 """
@@ -50,6 +57,9 @@ class Marks:
                 self.marks[key] = pos
             self.seen[key] = max(seen, self.seen.get(key, seen))
         self.changed: set[bytes] = {current_key(k) for k in self.old_form}
+        # source key -> positions above its mark handled before an unclean stop (read by the pool; changed in place)
+        self.done: dict[bytes, set[int]] = self.store.done()
+        self.done_changed: set[bytes] = set()
         self.forget_after_s = forget_after_s
         self.next_sweep = time.monotonic() + SWEEP_S
         self.duplicates = inst.events_duplicate
@@ -60,25 +70,39 @@ class Marks:
         last) position it handled."""
         now = time.time() if now is None else now
         marks, seen, changed = self.marks, self.seen, self.changed
+        done = self.done
         for key, (_first, last) in sources.items():
             if last > marks.get(key, -1):
                 marks[key] = last
                 seen[key] = now
                 changed.add(key)
+                if done and key in done:
+                    d = done[key]
+                    d.difference_update([p for p in d if p <= last])
+                    self.done_changed.add(key)
+                    if not d:
+                        del done[key]
 
-    def raise_to(self, key: bytes, pos: int, now: Optional[float] = None) -> bool:
-        if pos > self.marks.get(key, -1):
-            self.marks[key] = pos
-            self.seen[key] = time.time() if now is None else now
-            self.changed.add(key)
-            return True
-        return False
+    def handled(self, key: bytes, pos: int, now: Optional[float] = None) -> bool:
+        """The recovery found the event at ``pos`` handled after the checkpoint."""
+        if pos <= self.marks.get(key, -1):
+            return False
+        d = self.done.setdefault(key, set())
+        if pos in d:
+            return False
+        d.add(pos)
+        self.seen[key] = time.time() if now is None else now
+        self.done_changed.add(key)
+        return True
 
     def write(self, batch: Batch) -> Callable[[], None]:
         """Put the changed marks (and the expired ones' deletion) into the
         checkpoint's batch; returns what to do once it is written."""
         changed = self.changed
-        self.store.put_many(((k, self.marks[k], self.seen[k]) for k in changed), batch)
+        self.store.put_many(((k, self.marks[k], self.seen[k]) for k in changed if k in self.marks), batch)
+        done_changed = set(self.done_changed)
+        for k in done_changed:
+            self.store.put_done(k, self.done.get(k, ()), batch)
         if self.old_form:
             self.store.forget_many(self.old_form, batch)  # (put again in the current form above)
         gone: list[bytes] = []
@@ -87,14 +111,19 @@ class Marks:
             cutoff = time.time() - self.forget_after_s
             gone = [k for k, t in self.seen.items() if t < cutoff and k not in changed]
             self.store.forget_many(gone, batch)
+            for k in gone:
+                if k in self.done:
+                    self.store.put_done(k, (), batch)
         done = set(changed)
 
         def written() -> None:
             self.changed -= done
+            self.done_changed -= done_changed
             self.old_form = []
             for k in gone:
                 self.marks.pop(k, None)
                 self.seen.pop(k, None)
+                self.done.pop(k, None)
             if gone:
                 self.expired.add(len(gone))
                 log.info("forgot the marks of %d source(s) unseen for %.0fs", len(gone), self.forget_after_s)

@@ -4,9 +4,10 @@ consumed: what mtga did after its last checkpoint, found again.
 The checkpoint stored, in one RocksDB batch with the partition offsets and the
 marks, the length of every output file and the failure queue's next sequence.
 What the files hold past those lengths (and files begun since) was written after
-it, and the queue's entries from that sequence on were queued after it: their
-sources' marks are raised to them, so that the events consumed again from the
-stored offsets are skipped instead of written twice. A failure-queue entry whose
+it, and the queue's entries from that sequence on were queued after it: exactly
+those events are marked handled (sink/pipeline/marks.py ``done``), so that when
+they are consumed again from the stored offsets they are skipped instead of
+written twice, and the others of the same batches are written. A failure-queue entry whose
 line is among those written lines was written by a retry that did not get to
 remove it: it is removed now, not written again.
 """
@@ -75,7 +76,7 @@ def recover(marks: Marks, fq: FailureQueue, output_dir: Path, r: Recovery) -> di
     written, lines, files = written_since(output_dir, r)
     raised = 0
     for key, pos in written:
-        raised += marks.raise_to(key, pos)
+        raised += marks.handled(key, pos)
     queued = 0
     done = []
     for e in fq:
@@ -85,13 +86,13 @@ def recover(marks: Marks, fq: FailureQueue, output_dir: Path, r: Recovery) -> di
             done.append(e.seq)  # a retry wrote it, then did not get to remove it
         elif e.seq >= r.fq_next:
             queued += 1
-            raised += marks.raise_to(key, pos)
+            raised += marks.handled(key, pos)
     if done:
         fq.ack(done, sync=True)
-    out = {"lines": lines, "files": files, "queued": queued, "retried": len(done), "marks_raised": raised,
+    out = {"lines": lines, "files": files, "queued": queued, "retried": len(done), "handled": raised,
            "seconds": round(time.monotonic() - t0, 3)}
     log.warning("unclean stop before: %d line(s) in %d file(s) were written and %d event(s) queued after the "
-                "last checkpoint; %d mark(s) raised so they are not written again; %d failure-queue entr%s "
+                "last checkpoint; %d event(s) marked handled so they are not written again; %d failure-queue entr%s "
                 "written by a retry removed (%.1fs)", lines, files, queued, raised, len(done),
                 "y" if len(done) == 1 else "ies", out["seconds"])
     return out

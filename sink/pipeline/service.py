@@ -98,7 +98,7 @@ class Service:
         starting_point(self.db, self.marks, self.fq, s.output_dir)
         self.marks.store.set_clean(False)  # until a stop's last checkpoint says otherwise
         self.pool = Pool(s.settings_dir, s.workers, uuid=c.transform.uuid, keep_dir=s.state_dir / "settings-kept",
-                         guard=self.guard, marks=self.marks.marks)
+                         guard=self.guard, marks=self.marks.marks, done=self.marks.done)
         self.checkpoint = OffsetCheckpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
         self.checkpoint.extras += [self.marks.write, self._recovery_record]
         self.intake = Intake(s, self.checkpoint, inst, self._give_up)

@@ -13,9 +13,8 @@ not fit its block travels inline over the pipe instead. With one worker (or a
 small batch) the same work runs in the calling process. A worker that dies
 costs speed, not events: its part is transformed in the calling process, and
 a new worker takes its place (at most once per backoff: 1 s, doubling up to
-60 s while workers keep dying within a minute of their start).
-
-This module is the parent's side; sink/pipeline/worker_process.py runs in the workers.
+60 s while workers keep dying within a minute of their start). This module is
+the parent's side; sink/pipeline/worker_process.py runs in the workers.
 """
 
 from __future__ import annotations
@@ -203,12 +202,13 @@ class _Worker:
 
 class Pool:
     def __init__(self, settings_dir, workers: int, uuid: bool = True, keep_dir=None,
-                 guard: Optional[TypeGuard] = None, marks: Optional[dict] = None):
+                 guard: Optional[TypeGuard] = None, marks: Optional[dict] = None, done: Optional[dict] = None):
         self.workers = max(1, workers)
         self.store = SettingsStore(settings_dir, keep_dir=keep_dir)
         self.guard = guard if guard is not None else TypeGuard()  # the loop's: the one that counts
         self.marks = marks if marks is not None else {}  # the loop's exactly-once marks (sink/pipeline/marks.py)
         self.local = Transformer(self.store.get, uuid=uuid, guard=self.guard, dedupe=True)
+        self.done = self.local.done = done if done is not None else {}  # and the positions handled above them
         self._procs: list[_Worker] = []
         self._logs: Optional[logs.Relay] = None
         if self.workers > 1:
@@ -240,10 +240,8 @@ class Pool:
             self._restart_at[i] = nw.started_at + self._backoff[i].next()  # counted from its start
 
     def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False, teach: bool = True) -> list:
-        """Transform ``items`` here and now; one result per item. ``again``: events
-        handled before (failure-queue retries), taken whatever their marks say;
-        ``teach`` False: they teach the type guard no type (a name it does not
-        know fails them)."""
+        """Transform ``items`` here and now; one result per item. ``again``: retries, taken whatever
+        their marks say; ``teach`` False: they teach the guard no type (an unknown name fails them)."""
         if recheck:
             self.store.invalidate()
         self.local.dedupe = not again
@@ -286,12 +284,14 @@ class Pool:
     def repeats(self, sources: dict, seen: dict) -> bool:
         """Whether a chunk handled a position at or below its source's mark (the
         loop's, or one of an earlier chunk of the batch): it may hold a duplicate."""
-        marks = self.marks
-        for key, (first, _last) in sources.items():
+        marks, done = self.marks, self.done
+        for key, (first, last) in sources.items():
             cur = seen.get(key)
             if cur is None:
                 cur = marks.get(key)
             if cur is not None and first <= cur:
+                return True
+            if done and key in done and any(first <= p <= last for p in done[key]):
                 return True
         return False
 

@@ -70,6 +70,7 @@ class Transformer:
         # stream -> [source key, highest position handled, first and last handled since take_sources()]
         self.sources: dict[tuple, list] = {}
         self.preset: dict[bytes, int] = {}  # source key -> the loop's mark, for a stream not in ``sources`` yet
+        self.done: dict = {}  # source key -> positions above its mark handled before an unclean stop (the loop's)
         self.touched: list = []
         self.guard = guard if guard is not None else TypeGuard()
         self.fixed: Counter = Counter()  # rule code -> events fixed as their app's settings say
@@ -176,6 +177,8 @@ class Transformer:
         if st is None:
             st = self._source(stream)
         if offset > st[1]:
+            if self.done and self.dedupe and offset in self.done.get(st[0], ()):
+                return _DUPLICATE  # handled after the last checkpoint before an unclean stop
             st[1] = offset
             if st[2] < 0:
                 st[2] = offset

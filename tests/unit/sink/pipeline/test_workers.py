@@ -253,3 +253,22 @@ def test_outcome_is_run_batch_grouped_in_one_pass(settings):
     assert got.filtered == want.filtered and got.fixed == want.fixed
     assert got.sources == want.sources and len(got.sources) == 3
     assert two.take_sources() == {} and two.take_fixed() == {}
+
+
+def test_positions_handled_before_an_unclean_stop_are_skipped_in_any_worker(settings):
+    """The recovery's ``done`` positions (above the marks) are skipped whichever
+    worker's chunk holds them, and only they: the pool checks each chunk."""
+    from sink.ta.uuids import source_key
+
+    items = batch(4000, 0)
+    done = {source_key(("t", 1)): {4, 3001, 3004}, source_key(("t", 2)): {3998}}
+    pool = Pool(settings, 2, marks={}, done=done)
+    try:
+        p = pool.submit(items)
+        out = p.get()
+        written = sorted(i for _, (_, _, idx) in out.apps.items() for i in idx)
+        p.release()
+    finally:
+        pool.close()
+    skipped = {(it.partition, it.offset) for it in items} - {(items[i].partition, items[i].offset) for i in written}
+    assert skipped == {(1, 4), (1, 3001), (1, 3004), (2, 3998)} and out.duplicates == 4
