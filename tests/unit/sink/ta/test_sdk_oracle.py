@@ -18,6 +18,7 @@ import datetime as dt
 import json
 
 import pytest
+from support.ta_sdk import Capture
 
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import FAILED, OK, Transformer
@@ -50,22 +51,6 @@ PROPS = [  # properties of every kind ThinkingData takes, preset ones mtga lets 
     {"#os": "Android", "#device_id": "dev-1", "#country": "China", "#app_version": "1.2.3"},
     {"s_text": "", "l_list": [], "n_null": None},
 ]
-
-
-class Capture:
-    """An SDK consumer that keeps the lines it is given."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def add(self, msg: str) -> None:
-        self.lines.append(msg)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def corpus() -> list[tuple[str, dict]]:

@@ -15,11 +15,12 @@ import datetime as dt
 import json
 
 import pytest
+from support.ta_rules import violations
+from support.ta_sdk import Capture
 
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import FAILED, FILTERED, OK, Transformer
 from sink.ta.uuids import parse_line
-from support.ta_rules import violations
 
 tgasdk = pytest.importorskip("tgasdk")  # the dev extra's thinkingdatasdk
 
@@ -50,20 +51,6 @@ EVENTS = [  # (log_name, fields), each given with every pair of IDS
     ("log_level", {"titles": ["duke", "earl"]}),
     ("log_delete", {"reason": "gdpr"}),
 ]
-
-
-class Capture:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def add(self, msg: str) -> None:
-        self.lines.append(msg)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def sdk_lines(log_name: str, logs: dict, uuids: list) -> list[dict]:
