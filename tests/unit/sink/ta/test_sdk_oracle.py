@@ -18,12 +18,11 @@ import datetime as dt
 import json
 
 import pytest
+import tgasdk  # the dev extra's thinkingdatasdk: the oracle (the programs never import it)
 from support.ta_sdk import Capture
 
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import FAILED, OK, Transformer
-
-tgasdk = pytest.importorskip("tgasdk")  # the dev extra's thinkingdatasdk
 
 NOW = 1608184243  # 2020-12-17 05:50:43 UTC
 ZONE = dt.timezone(dt.timedelta(hours=8))

@@ -15,14 +15,13 @@ import datetime as dt
 import json
 
 import pytest
+import tgasdk  # the dev extra's thinkingdatasdk: the oracle (the programs never import it)
 from support.ta_rules import violations
 from support.ta_sdk import Capture
 
 from sink.ta.settings import SettingsStore
 from sink.ta.transform import FAILED, FILTERED, OK, Transformer
 from sink.ta.uuids import parse_line
-
-tgasdk = pytest.importorskip("tgasdk")  # the dev extra's thinkingdatasdk
 
 NOW = 1608184243
 ZONE = dt.timezone(dt.timedelta(hours=8))
