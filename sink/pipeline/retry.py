@@ -7,12 +7,13 @@ due-time index: nothing else is read), writes the lines, makes them durable
 with its attempts counted and its next try ``initial_backoff_s`` doubled per
 attempt, up to ``max_backoff_s``. A store that cannot be read or written now
 (a full disk) skips the round; it never stops the daemon. An entry refused for a
-type conflict teaches the type guard nothing when it is retried.
+type conflict teaches the type guard nothing of that property when it is retried.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from sink.pipeline.writer import LogBusWriter
 
 log = logging.getLogger("mtga")
+
+_CONFLICT = re.compile(r"type_conflict: (?:\w+ on )?'([^']+)'")  # the property a type conflict names
 
 
 class Retrier:
@@ -66,19 +69,19 @@ class Retrier:
         due = self.fq.due(now, self.conf.batch)
         if not due:
             return 0
-        # an event refused for a type conflict teaches no type: after `mtga schema forget`, a new
-        # event teaches the property's type, not the old value that conflicted with the one forgotten
-        conflicts = [reason_code(e.reason) == "type_conflict" for e in due]
+        # an event refused for a type conflict teaches no type to the property it conflicted on: after
+        # `mtga schema forget`, a new event teaches its type, not the old value that conflicted with it
+        groups: dict = {}
+        for i, e in enumerate(due):
+            m = _CONFLICT.match(e.reason)
+            groups.setdefault(m.group(1).lower() if m else None, []).append(i)
         results: list = [None] * len(due)
         recheck = True
-        for teach in (True, False):
-            idx = [i for i, c in enumerate(conflicts) if c != teach]
-            if idx:
-                items = [Item(due[i].payload, due[i].headers, due[i].topic, due[i].partition, due[i].offset)
-                         for i in idx]
-                for i, r in zip(idx, self.pool.run(items, recheck=recheck, again=True, teach=teach)):
-                    results[i] = r
-                recheck = False
+        for name, idx in groups.items():
+            items = [Item(due[i].payload, due[i].headers, due[i].topic, due[i].partition, due[i].offset) for i in idx]
+            for i, r in zip(idx, self.pool.run(items, recheck=recheck, again=True, frozen={name} if name else ())):
+                results[i] = r
+            recheck = False
         self.store_types()
         per_app: dict[str, tuple[list, list]] = {}
         done, again = [], []

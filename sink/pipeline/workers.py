@@ -239,18 +239,18 @@ class Pool:
                             "waits at least %.0fs", i, w.dead, self._backoff[i].current)
             self._restart_at[i] = nw.started_at + self._backoff[i].next()  # counted from its start
 
-    def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False, teach: bool = True) -> list:
+    def run(self, items: Sequence[Item], recheck: bool = False, again: bool = False, frozen=frozenset()) -> list:
         """Transform ``items`` here and now; one result per item. ``again``: retries, taken whatever
-        their marks say; ``teach`` False: they teach the guard no type (an unknown name fails them)."""
+        their marks say; ``frozen``: names they teach the guard no type of (unknown, they fail)."""
         if recheck:
             self.store.invalidate()
         self.local.dedupe = not again
-        self.guard.frozen = not teach
+        self.guard.frozen = frozenset(frozen)
         try:
             return self.local.run_batch(items)
         finally:
             self.local.dedupe = True
-            self.guard.frozen = False
+            self.guard.frozen = frozenset()
 
     def submit(self, items: Sequence[Item], recheck: bool = False) -> "Pending":
         """Start transforming a batch; ``Pending.get()`` gives its Outcome."""

@@ -168,7 +168,7 @@ def _held(guard: "TypeGuard", table: str, prop: str, need: str, typ: str, learn:
     """A user_add or append: the property is (or becomes) of the kind it takes."""
     have = guard.kind(table, prop)
     if have is None:
-        if guard.frozen:
+        if guard.frozen and prop.lower() in guard.frozen:
             guard.unknown(table, prop)
         guard.new_name(table, prop, learn, cap)
         learn.append((prop, need))

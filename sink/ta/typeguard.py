@@ -87,7 +87,7 @@ class TypeGuard:
         # (app, name, kind) learned here: since take_learned() in the loop, since replace() in a worker
         self.learned: list[tuple[str, str, str]] = []
         self.spelling: dict[str, dict[str, str]] = {}  # app -> lower name -> the name as events spell it
-        self.frozen = False  # True: no name is learned (a name not known fails the event: see unknown())
+        self.frozen: frozenset = frozenset()  # lower names not learned now (unknown, they fail the event: unknown())
 
     def replace(self, kinds: dict, version: int) -> None:
         """The kinds as the loop knows them (in a worker process)."""
@@ -118,7 +118,7 @@ class TypeGuard:
             self.changes += 1
         have = kind_of(v)
         if want is None:
-            if self.frozen:
+            if self.frozen and low in self.frozen:
                 self.unknown(app, name)
             if cap:
                 self.new_name(app, name, learn, cap)
@@ -144,7 +144,7 @@ class TypeGuard:
         return out
 
     def unknown(self, app: str, name: str) -> None:
-        """A name not known while ``frozen``: the event fails (it waits for a live one to teach it)."""
+        """A ``frozen`` name not known: the event fails (it waits for a new one to teach it)."""
         raise Fail(f"type_conflict: {name!r} has no type in {_table(app)} now (forgotten?); this event was refused "
                    f"for its type before, so it teaches none: it waits until a new event teaches one")
 

@@ -1,7 +1,7 @@
 """sink/pipeline/retry.py on a real RocksDB failure queue and real output files
-(no broker): an entry refused for a type conflict teaches no type when it is
-retried, so after ``mtga schema forget`` the property's type comes from a new
-event, and the old value is then held to it."""
+(no broker): an entry refused for a type conflict teaches no type of that
+property when it is retried, so after ``mtga schema forget`` the property's
+type comes from a new event, and the old value is then held to it."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def test_a_type_conflict_retried_after_a_forget_teaches_nothing(tmp_path):
         pool = Pool(tmp_path / "settings", 1)
         try:
             assert pool.run([Item(event(score=5), None, "t", 0, 0)])[0][0] == 0  # score: a number
-            kind, _, why = pool.run([Item(event(score="high"), None, "t", 0, 1)])[0]
+            kind, _, why = pool.run([Item(event(score="high", extra=1), None, "t", 0, 1)])[0]
             assert why.startswith("type_conflict: 'score' is a number")
-            fq.push(FailedEvent(event(score="high"), why, "t", 0, 1), sync=True)
+            fq.push(FailedEvent(event(score="high", extra=1), why, "t", 0, 1), sync=True)
             fq.push(FailedEvent(event(level=3), "sink_write: cannot write (ENOSPC)", "t", 0, 2), sync=True)
             assert pool.guard.forget("24", "score")
             r = Retrier(fq, pool, LogBusWriter(out), RetryConf(initial_backoff_s=1, max_backoff_s=1, batch=10),
@@ -48,6 +48,7 @@ def test_a_type_conflict_retried_after_a_forget_teaches_nothing(tmp_path):
             assert pool.run([Item(event(score="low"), None, "t", 0, 3)])[0][0] == 0
             assert pool.guard.kind("24", "score") == "string"
             assert r.round(now + 10) == 1 and fq.count() == 0
+            assert pool.guard.kind("24", "extra") == "number"  # its other new property taught as usual
         finally:
             pool.close()
     lines = [json.loads(x) for f in out.rglob("log.*") for x in f.read_bytes().splitlines()]
