@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from mulog.backoff import delay
-from offsets import FailureQueue, StateError, reason_code
+from offsets import FailureQueue, StateError
 
 from sink.ta.batch import FILTERED, OK, Item
 from sink.pipeline.writer import SinkError
