@@ -6,8 +6,9 @@ The stages, each the one owner of its state:
     intake      sink/pipeline/intake.py      the consumer, the partitions assigned, rebalance callbacks
     transform   sink/pipeline/workers.py     worker processes, batches in order (sink/ta/transform.py:
                                              no I/O; its type guard learns from the batches)
-    deliver     this module                  one write per app to the writer (sink/pipeline/writer.py);
-                                             events that fail, to the failure queue (offsets.FailureQueue)
+    deliver     sink/pipeline/delivery.py    one write per app to the files (sink/pipeline/writer.py) or one
+                                             transaction (sink/pipeline/topic_writer.py); failures to the
+                                             failure queue (offsets.FailureQueue)
     checkpoint  sink/pipeline/checkpoint.py  next / stored / committed offsets: flush -> store -> commit
     pausing     sink/pipeline/pausing.py     partitions held back after a batch nobody could take
     retry       sink/pipeline/retry.py       failure-queue entries due again
@@ -37,10 +38,11 @@ from confluent_kafka import KafkaError
 
 from mulog.runtime.sdnotify import Notifier
 from mulog.runtime.timers import Every
-from offsets import Batch, FailedEvent, FailureQueue, PropertyTypes, Recovery, StateDB, StateError, reason_code
+from offsets import Batch, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
 
 from sink.ta.batch import Item, first_offsets
 from sink.pipeline.checkpoint import OffsetCheckpoint
+from sink.pipeline.delivery import Delivery
 from sink.pipeline.marks import Marks
 from sink.pipeline.recovery import recover, starting_point
 from sink.config import MtgaConfig
@@ -80,11 +82,6 @@ class Service:
                 c.kafka.auto_offset_reset)
         self.inst = inst = counters()
         self.consumed = inst.events_consumed
-        self.written = inst.events_written
-        self.filtered = inst.events_filtered
-        self.failed = inst.events_failed
-        self.fixed: collections.Counter = collections.Counter()  # rule -> events fixed as their app's settings say
-        self.failed_by: collections.Counter = collections.Counter()  # reason code -> events queued
         self.fq = FailureQueue(self.db)
         self.types = PropertyTypes(self.db)
         self.guard = TypeGuard(self.types.all())
@@ -102,9 +99,11 @@ class Service:
         self.checkpoint = OffsetCheckpoint(self.db, self.writer.flush, c.checkpoint.sync, inst)
         self.checkpoint.extras += [self.marks.write, self._recovery_record]
         self.intake = Intake(s, self.checkpoint, inst, self._give_up)
+        self.delivery = Delivery(self.writer, self.fq, self.guard, self.types, self.marks, inst,
+                                 self.checkpoint.failures_queued, lambda: self.intake.consumer.consumer_group_metadata())
         self.pausing = Pausing(self.intake, inst)
         self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued,
-                             self.store_types)
+                             self.delivery.store_types)
         self.inflight: collections.deque = collections.deque()  # (items, workers.Pending), in consumed order
         self.commands: queue.Queue = queue.Queue()
         self.stop_event = threading.Event()
@@ -268,7 +267,7 @@ class Service:
     def _apply(self, items, pending) -> None:
         try:
             out = pending.get()
-            self._deliver(items, out)
+            self.delivery.deliver(items, out)
         except STORAGE_ERRORS as e:  # neither the files nor the failure queue took the batch
             later = self._drop_inflight()  # their events come again after the rewind
             self.stalled = f"cannot store a batch anywhere durable: {e}"
@@ -282,51 +281,6 @@ class Service:
         if self.pausing.backoffs:
             self.pausing.stored(first_offsets(items))
         self.consumed.value += len(items)
-
-    def _deliver(self, items, out) -> None:
-        """Write a transformed batch (a batch.Outcome): one write per app; events
-        the transform failed, or whose app's write failed, go to the failure queue.
-
-        The property types the batch taught the guard are stored first, and the
-        transform's failures are queued before any line is written, so a store
-        or a failure queue that cannot take them stalls the batch with nothing
-        written (a rewind then repeats nothing)."""
-        self.store_types()
-        for code, n in out.fixed.items():
-            self.fixed[code] += n
-        failures = [_failed(items[i], reason) for i, _app, reason in out.failures]
-        if failures:
-            self.fq.push_many(failures)
-            self.checkpoint.failures_queued()
-        written = 0
-        unwritten = []
-        for app, (blob, n, idx) in out.apps.items():
-            try:
-                self.writer.write_blob(app, blob, n)
-                written += n
-            except SinkError as e:
-                log.error("%s; %d event(s) go to the failure queue", e.reason, n)
-                unwritten += [_failed(items[i], e.reason) for i in idx]
-        if unwritten:
-            self.fq.push_many(unwritten)
-            self.checkpoint.failures_queued()
-        self.written.value += written
-        self.filtered.value += out.filtered
-        self.failed.value += len(failures) + len(unwritten)
-        self.failed_by.update(reason_code(f.reason) for f in failures)
-        self.failed_by.update(reason_code(f.reason) for f in unwritten)
-
-    def store_types(self) -> None:
-        """Keep what the type guard learned (in the same store as the offsets)."""
-        learned = self.guard.take_learned()
-        if learned:
-            try:
-                self.types.put_many(learned)
-            except StateError:
-                self.guard.learned[:0] = learned  # stored with the next batch
-                raise
-            log.info("learned the type of %d propert%s: %s", len(learned), "y" if len(learned) == 1 else "ies",
-                     ", ".join(f"app {a} {n}: {k}" for a, n, k in learned[:5]) + (", ..." if len(learned) > 5 else ""))
 
     # ------------------------------------------------------------------ other threads
     def call(self, fn, timeout: float):
@@ -372,7 +326,7 @@ class Service:
             failure_queue=self.fq.size, stalled=self.stalled, checkpoint_error=ck.error,
             retry_error=self.retry.error, sink_error=self.writer.last_error, sink_bytes=self.writer.bytes_written,
             sink_errors=self.writer.errors, workers=self.pool.live, worker_restarts=self.pool.restarts,
-            counters=self.inst.values(), fixed=dict(self.fixed), failed_by=dict(self.failed_by),
+            counters=self.inst.values(), fixed=dict(self.delivery.fixed), failed_by=dict(self.delivery.failed_by),
             kafka_contacted=self.intake.contacted, kafka_down_since=self.intake.down_since,
             kafka_down_errors=self.intake.down_errors, kafka_denied=self.intake.denied, stopping=self.stopping,
             schema=self._schema())
@@ -391,7 +345,3 @@ class Service:
         log.info("events: consumed %d (%.0f/s last minute), written %d, filtered %d, failed %d, "
                  "failure queue %d, partitions %d%s", *list(fields.values())[:7],
                  f", STALLED: {self.stalled}" if self.stalled else "", extra=fields)
-
-
-def _failed(it, reason: str) -> FailedEvent:
-    return FailedEvent(it.payload, reason, it.topic, it.partition, it.offset, it.headers)
