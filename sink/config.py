@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Optional
 
 import msgspec
 
@@ -86,8 +86,27 @@ class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"consumer: {k!r} is managed by mtga and cannot be set here")
 
 
+class OutputKafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The Kafka output: ThinkingData lines into a topic, in transactions (sink/pipeline/topic_writer.py)."""
+
+    topic: Optional[str] = None  # set: lines go to this topic, not to files; "{app_id}" gives a topic per app
+    producer: dict[str, Any] = {}  # librdkafka producer settings (kafka.connection's apply as well)
+    transactional_id: Optional[str] = None  # default: mtga-<group>-<host>-<state folder's hash>
+    timeout_s: float = 30.0  # for each transaction call (begin, offsets, commit, abort)
+
+    def __post_init__(self):
+        if self.topic is not None:
+            name = self.topic.replace("{app_id}", "0")
+            if not re.match(r"^[A-Za-z0-9._-]{1,249}$", name) or "{" in name:
+                raise ValueError(f"topic: expected a Kafka topic name (letters, digits, '.', '_', '-'), with "
+                                 f"{{app_id}} where the app's id goes; got {self.topic!r}")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s: expected more than 0")
+
+
 class OutputConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dir: str = "output"
+    kafka: OutputKafkaConf = msgspec.field(default_factory=OutputKafkaConf)
     prefix: str = ""
     rotation: Literal["daily", "hourly"] = "daily"
     max_bytes: int = 0

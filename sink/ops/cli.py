@@ -69,6 +69,8 @@ def start(
     group_id: Optional[str] = typer.Option(None, "--group-id", help="consumer group"),
     settings_dir: Optional[Path] = typer.Option(None, "--settings-dir", help="folder of per-app settings"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="output folder (LogBus reads it)"),
+    output_topic: Optional[str] = typer.Option(None, "--output-topic", help="write the lines to this Kafka topic, "
+                                               "in transactions, instead of files ({app_id}: a topic per app)"),
     state_dir: Optional[Path] = StateOpt,
     bootstrap_servers: Optional[str] = typer.Option(None, "--bootstrap-servers", help="Kafka brokers"),
     from_beginning: bool = typer.Option(False, "--from-beginning",

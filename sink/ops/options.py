@@ -48,6 +48,8 @@ def load(cfg: Optional[Path], state_dir: Optional[Path] = None, require_topics: 
         o["settings_dir"] = abs_path(flags["settings_dir"])
     if flags.get("output_dir") is not None:
         o["output"] = {"dir": abs_path(flags["output_dir"])}
+    if flags.get("output_topic"):
+        o.setdefault("output", {})["kafka"] = {"topic": flags["output_topic"]}
     if flags.get("workers") is not None:
         o["workers"] = flags["workers"]
     if flags.get("host"):

@@ -57,6 +57,9 @@ class Retrier:
         try:
             n = self._round(time.time() if now is None else now)
         except (StateError, SinkError, OSError) as e:
+            abort = getattr(self.writer, "abort", None)  # the Kafka output: its open transaction goes
+            if abort is not None:
+                abort()
             self.error = str(e)
             self.errors("retry round skipped: %s", e)
             return 0

@@ -26,6 +26,7 @@ and the process ends non-zero.
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import os
 import queue
@@ -36,6 +37,7 @@ from typing import Optional
 
 from confluent_kafka import KafkaError
 
+from mulog.fleet import host_name
 from mulog.runtime.sdnotify import Notifier
 from mulog.runtime.timers import Every
 from offsets import Batch, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
@@ -85,8 +87,7 @@ class Service:
         self.fq = FailureQueue(self.db)
         self.types = PropertyTypes(self.db)
         self.guard = TypeGuard(self.types.all())
-        self.writer = LogBusWriter(s.output_dir, c.output.prefix, c.output.rotation, c.output.max_bytes,
-                                   fsync=c.output.fsync == "checkpoint")
+        self.writer = output_writer(s)
         self.recovered: dict = {}  # what recover() found after an unclean stop
         self.marks = Marks(self.db, c.exactly_once.forget_after_s, inst)
         rec = self.marks.store.recovery()
@@ -212,9 +213,10 @@ class Service:
         self.marks.store.put_recovery(Recovery(self.writer.lengths(), self.fq.next_seq, time.time_ns()), batch)
 
     def save(self, sync_commit: bool = False, commit: bool = True) -> bool:
-        """A checkpoint (see sink/pipeline/checkpoint.py)."""
-        return self.checkpoint.save(self.intake.commit if commit and self.intake.consumer is not None else None,
-                                    sync_commit)
+        """A checkpoint (see sink/pipeline/checkpoint.py); with the Kafka output the
+        offsets went to the group in each batch's transaction."""
+        commit = commit and self.intake.consumer is not None and not getattr(self.writer, "transactional", False)
+        return self.checkpoint.save(self.intake.commit if commit else None, sync_commit)
 
     def _give_up(self, keys: list, lost: bool) -> None:
         """Partitions revoked (or lost): everything consumed of them is delivered
@@ -345,3 +347,15 @@ class Service:
         log.info("events: consumed %d (%.0f/s last minute), written %d, filtered %d, failed %d, "
                  "failure queue %d, partitions %d%s", *list(fields.values())[:7],
                  f", STALLED: {self.stalled}" if self.stalled else "", extra=fields)
+
+
+def output_writer(s: MtgaConfig):
+    """The LogBus files, or the Kafka output (``output.kafka.topic``)."""
+    o = s.conf.output
+    if o.kafka.topic is None:
+        return LogBusWriter(s.output_dir, o.prefix, o.rotation, o.max_bytes, fsync=o.fsync == "checkpoint")
+    from sink.pipeline.topic_writer import TopicWriter
+
+    tid = o.kafka.transactional_id or "mtga-%s-%s-%s" % (
+        s.conf.kafka.group_id, host_name(s.conf.host), hashlib.sha1(str(s.state_dir).encode()).hexdigest()[:8])
+    return TopicWriter(s.connection, o.kafka.topic, dict(o.kafka.producer), tid, o.kafka.timeout_s)

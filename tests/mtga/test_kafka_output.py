@@ -1,0 +1,89 @@
+"""The Kafka output (``output.kafka.topic``): ThinkingData lines into topics in
+transactions that also commit the consumer offsets, read back as LogBus2's
+Kafka source reads them (``isolation.level=read_committed``), counted line by
+line."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from mulog import sample
+from support.mtga import Mtga, produce, uuid_of, wait_for, write_conf, write_settings
+
+pytestmark = pytest.mark.kafka
+
+APPS = (24, 25, 26)
+
+
+def committed_lines(bootstrap: str, topics: list[str]) -> list:
+    """Every message a read_committed reader sees in ``topics``: (topic, key, value)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        md = c.list_topics(timeout=10).topics
+        parts = [TopicPartition(t, p, 0) for t in topics if t in md for p in md[t].partitions]
+        if not parts:
+            return []
+        ends = {}
+        for tp in parts:
+            _low, high = c.get_watermark_offsets(tp, timeout=10)
+            ends[(tp.topic, tp.partition)] = high
+        c.assign(parts)
+        out = []
+        pos = {k: 0 for k in ends}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            # the last stable offset can stop short of the high watermark (control records, open transactions)
+            ms = c.consume(1000, 0.5)
+            for m in ms:
+                if m.error() is None:
+                    out.append((m.topic(), m.key(), m.value()))
+                    pos[(m.topic(), m.partition())] = m.offset() + 1
+            if not ms:
+                lso = {k: c.position([TopicPartition(k[0], k[1])])[0].offset for k in ends}
+                if all(lso[k] >= ends[k] - 1 or lso[k] >= ends[k] for k in ends):
+                    break
+        return out
+    finally:
+        c.close()
+
+
+def out_topics(prefix: str) -> list[str]:
+    return [f"{prefix}-{a}" for a in APPS]
+
+
+def test_every_event_once_in_its_apps_topic_keyed_by_its_user(kafka, topic_factory, tmp_path):
+    """3,000 envelopes of three apps, ``--output-topic out-{app_id}``: each line
+    once in its app's topic, keyed by its #account_id; no file written; the
+    group's committed offsets (committed in the transactions) are the ends."""
+    topic = topic_factory(partitions=3)
+    prefix = f"o{topic}"
+    write_settings(tmp_path / "settings", APPS)
+    conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1},
+                      output={"dir": str(tmp_path / "out"), "kafka": {"topic": prefix + "-{app_id}"}})
+    events = list(sample.envelopes(3000, app_ids=APPS))
+    where = produce(kafka, topic, events)
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: len(committed_lines(kafka, out_topics(prefix))) >= 3000, 90, "3,000 lines in the topics",
+                 every=1)
+    finally:
+        assert m.term() == 0, m.output()
+    got = committed_lines(kafka, out_topics(prefix))
+    app_of = {uuid_of(topic, p, o): json.loads(e)["headers"]["app_id"] for e, (p, o) in zip(events, where)}
+    uuids = Counter(json.loads(v)["#uuid"] for _t, _k, v in got)
+    assert set(uuids) == set(app_of) and max(uuids.values()) == 1 and len(got) == 3000
+    for t, k, v in got:
+        d = json.loads(v)
+        assert (t, k.decode()) == (f"{prefix}-{app_of[d['#uuid']]}", d["#account_id"]), (t, k, d)
+    assert not any((tmp_path / "out").rglob("log.*"))
+    offs = AdminClient({"bootstrap.servers": kafka}).list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(f"g-{topic}")])[f"g-{topic}"].result(timeout=30)
+    assert {(tp.topic, tp.partition): tp.offset for tp in offs.topic_partitions} == \
+        {(topic, p): n for p, n in Counter(p for p, _o in where).items()}
