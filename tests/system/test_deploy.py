@@ -33,7 +33,7 @@ def promtool(*args):
 
 def test_alert_rules_pass_promtool_and_fire_as_their_tests_say():
     r = promtool("check", "rules", RULES.name)
-    assert r.returncode == 0 and "SUCCESS: 9 rules found" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "SUCCESS: 10 rules found" in r.stdout, r.stdout + r.stderr
     r = promtool("test", "rules", RULE_TESTS.name)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
 
