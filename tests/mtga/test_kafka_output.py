@@ -6,6 +6,8 @@ line."""
 from __future__ import annotations
 
 import json
+import random
+import threading
 import time
 from collections import Counter
 
@@ -87,3 +89,61 @@ def test_every_event_once_in_its_apps_topic_keyed_by_its_user(kafka, topic_facto
         [ConsumerGroupTopicPartitions(f"g-{topic}")])[f"g-{topic}"].result(timeout=30)
     assert {(tp.topic, tp.partition): tp.offset for tp in offs.topic_partitions} == \
         {(topic, p): n for p, n in Counter(p for p, _o in where).items()}
+
+
+def test_two_hosts_killed_six_times_every_event_once(kafka, topic_factory, tmp_path):
+    """30,000 events streamed at about 4,000/s through two mtga hosts of one
+    group into one output topic; the hosts are SIGKILLed 6 times at random
+    moments, each started again at once, one kill while the other host is
+    taking over the partitions of the one killed before. A read_committed
+    reader sees every event once, keyed by its user."""
+    topic = topic_factory(partitions=6)
+    out = f"o{topic}"
+    group = f"g-{topic}"
+    write_settings(tmp_path / "settings", (24,))
+    confs = []
+    for h in ("a", "b"):
+        d = tmp_path / h
+        d.mkdir()
+        confs.append(write_conf(d, kafka, topic, group, settings_dir=str(tmp_path / "settings"), host=f"host-{h}",
+                                checkpoint={"interval_s": 1}, output={"kafka": {"topic": out}},
+                                kafka={"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}}))
+    events = list(sample.envelopes(30_000, app_ids=(24,)))
+    where: list = []
+    done = threading.Event()
+
+    def stream():
+        for i in range(0, len(events), 400):  # about 4,000 events a second
+            where.extend(produce(kafka, topic, events[i:i + 400]))
+            time.sleep(0.1)
+        done.set()
+
+    rnd = random.Random(26)
+    hosts = [Mtga(c).start() for c in confs]
+    feeder = threading.Thread(target=stream, daemon=True)
+    try:
+        wait_for(lambda: all(h.answers() for h in hosts), 60, "both hosts up")
+        feeder.start()
+        for k in range(6):
+            i = k % 2
+            time.sleep(rnd.uniform(0.5, 1.5) if k != 3 else 0.2)  # the 4th: the other host is taking over
+            hosts[i].kill()
+            hosts[i] = Mtga(confs[i]).start()
+        feeder.join(120)
+        assert done.is_set(), "the events were not all produced"
+        wait_for(lambda: len(committed_lines(kafka, [out])) >= len(events), 180, "every event in the output topic",
+                 every=2)
+        for h in hosts:
+            assert h.term() == 0, h.output()
+    finally:
+        for h in hosts:
+            if h.alive():
+                h.kill()
+    got = committed_lines(kafka, [out])
+    uuids = Counter(json.loads(v)["#uuid"] for _t, _k, v in got)
+    want = {uuid_of(topic, p, o) for p, o in where}
+    lost, twice = want - set(uuids), {u: n for u, n in uuids.items() if n > 1}
+    print(f"\ntwo hosts, 6 SIGKILLs: {len(want)} events, {len(got)} lines read committed, {len(lost)} lost, "
+          f"{len(twice)} twice")
+    assert not lost and not twice and set(uuids) == want
+    assert all(k.decode() == json.loads(v)["#account_id"] for _t, k, v in got)
