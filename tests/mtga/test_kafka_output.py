@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -147,3 +148,100 @@ def test_two_hosts_killed_six_times_every_event_once(kafka, topic_factory, tmp_p
           f"{len(twice)} twice")
     assert not lost and not twice and set(uuids) == want
     assert all(k.decode() == json.loads(v)["#account_id"] for _t, k, v in got)
+
+
+def test_a_frozen_host_loses_its_partitions_and_nothing_is_doubled(kafka, topic_factory, tmp_path):
+    """Host a is SIGSTOPped in mid-stream until host b has its partitions, then
+    SIGCONTinued: it finds them lost and goes on with what the group gives it; a
+    read_committed reader sees every event once (what a zombie offers is fenced:
+    test_a_transaction_with_a_stale_group_generation_is_fenced)."""
+    from support.hosts import Host
+
+    topic = topic_factory(partitions=6)
+    out = f"o{topic}"
+    group = f"g-{topic}"
+    over = {"output": {"kafka": {"topic": out}}, "checkpoint": {"interval_s": 1}}
+    a = Host(tmp_path / "host-a", kafka, topic, group, **over)
+    b = Host(tmp_path / "host-b", kafka, topic, group, **over)
+    events = list(sample.envelopes(24_000, app_ids=(24,)))
+    where: list = []
+    stop_feeding = threading.Event()
+
+    def stream():
+        for i in range(0, len(events), 300):
+            where.extend(produce(kafka, topic, events[i:i + 300]))
+            time.sleep(0.1)
+        stop_feeding.set()
+
+    feeder = threading.Thread(target=stream, daemon=True)
+    try:
+        a.start()
+        b.start()
+        wait_for(lambda: (a.partitions() or set()) and (b.partitions() or set()), 60, "both hosts with partitions",
+                 every=0.5)
+        feeder.start()
+        wait_for(lambda: len(where) > 3000, 60, "events streaming")
+        a.m.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: b.partitions() == set(range(6)), 60, "host b to take the frozen host's partitions",
+                     every=0.5)
+        finally:
+            a.m.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: "without revocation" in a.log(), 60, "host a to find its partitions lost")
+        feeder.join(120)
+        assert stop_feeding.is_set()
+        wait_for(lambda: len(committed_lines(kafka, [out])) >= len(events), 180, "every event in the output topic",
+                 every=2)
+        assert a.term() == 0, a.m.output()
+        assert b.term() == 0, b.m.output()
+    finally:
+        a.stop_if_alive()
+        b.stop_if_alive()
+    got = committed_lines(kafka, [out])
+    uuids = Counter(json.loads(v)["#uuid"] for _t, _k, v in got)
+    want = {uuid_of(topic, p, o) for p, o in where}
+    print(f"\nfrozen host: {len(want)} events, {len(got)} lines read committed")
+    assert set(uuids) == want and max(uuids.values()) == 1
+
+
+def test_a_transaction_with_a_stale_group_generation_is_fenced(kafka, topic_factory):
+    """The zombie case at its root: a consumer that left the group (its
+    partitions moved on) offers a transaction with the group metadata it had:
+    the broker refuses its offsets, the writer aborts, and a read_committed
+    reader sees none of its lines; the same writer goes on once it has the
+    current metadata."""
+    from mulog.connection import Connection
+    from sink.pipeline.topic_writer import TopicWriter
+    from sink.pipeline.writer import SinkError
+
+    src, out = topic_factory(partitions=2), topic_factory(partitions=1)
+    group = f"g-{src}"
+    produce(kafka, src, [b"x"] * 4)
+
+    def member():
+        c = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False,
+                      "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        c.subscribe([src])
+        wait_for(lambda: c.poll(0.2) is not None or c.assignment(), 30, "an assignment")
+        return c
+
+    old = member()
+    stale = old.consumer_group_metadata()
+    w = TopicWriter(Connection(kafka), out, {}, f"tx-{src}", timeout_s=10)
+    w.begin()
+    w.write("24", [b'{"#type":"track","#account_id":"a1","n":1}'])
+    w.commit({(src, 0): 1}, stale)  # a member of the current generation: committed
+    old.close()  # it leaves; the group goes on without it
+    new = member()
+    w.begin()
+    w.write("24", [b'{"#type":"track","#account_id":"a1","zombie":1}'])
+    with pytest.raises(SinkError):
+        w.commit({(src, 0): 2}, stale)
+    w.abort()
+    w.begin()
+    w.write("24", [b'{"#type":"track","#account_id":"a1","n":2}'])
+    w.commit({(src, 0): 2}, new.consumer_group_metadata())
+    new.close()
+    w.close()
+    seen = [v for _t, _k, v in committed_lines(kafka, [out])]
+    assert seen == [b'{"#type":"track","#account_id":"a1","n":1}', b'{"#type":"track","#account_id":"a1","n":2}']
