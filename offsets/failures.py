@@ -32,6 +32,7 @@ _DUE = b"fq/d/"  # + due time (ms) + sequence: b""
 _COUNT = b"fq/m/count"
 _NEXT = b"fq/m/next"
 _INDEXED = b"fq/m/due-index"
+_ROUND = b"fq/m/round"  # a retry round to a Kafka output: its entries and the output's ends before it
 _Q = struct.Struct(">Q")
 _QQ = struct.Struct(">QQ")
 
@@ -134,6 +135,30 @@ class FailureQueue:
                 self.db.write(b, sync=sync)
         return n
 
+    # -- a retry round whose lines go into a Kafka transaction -----------------------
+    def put_round(self, seqs: list[int], ends: list) -> None:
+        """Before the round's transaction commits: its entries, and where the
+        output's partitions ended before it ([topic, partition, offset], ...)."""
+        b = Batch()
+        b.put(_ROUND, msgspec.msgpack.encode({"seqs": list(seqs), "ends": [list(e) for e in ends]}))
+        self.db.write(b, sync=True)
+
+    def round(self) -> Optional[tuple[list[int], list]]:
+        """The round a crash interrupted (its entries, the output's ends before it), or None."""
+        v = self.db.get(_ROUND)
+        if v is None:
+            return None
+        d = msgspec.msgpack.decode(v)
+        return d["seqs"], [tuple(e) for e in d["ends"]]
+
+    def end_round(self, seqs: Iterable[int] = (), sync: bool = True) -> int:
+        """The round is over: remove its entries written (``seqs``) and forget it, in one write."""
+        b = Batch()
+        n = self._ack_into(b, seqs)
+        b.delete(_ROUND)
+        self.db.write(b, sync=sync)
+        return n
+
     def push(self, ev: FailedEvent, sync: bool = False) -> int:
         """Append one event; returns its sequence number once it is durable."""
         seq = self._next
@@ -143,6 +168,12 @@ class FailureQueue:
     def ack(self, seqs: Iterable[int], sync: bool = False) -> int:
         """Remove entries (processed successfully). Unknown sequences are ignored."""
         b = Batch()
+        n = self._ack_into(b, seqs)
+        if n:
+            self.db.write(b, sync=sync)
+        return n
+
+    def _ack_into(self, b: Batch, seqs: Iterable[int]) -> int:
         n = 0
         for s in seqs:
             k = _key(s)
@@ -153,7 +184,6 @@ class FailureQueue:
                 n += 1
         if n:
             self._set_counters(b, self._count - n, self._next)
-            self.db.write(b, sync=sync)
         return n
 
     def requeue(self, entry: Entry, reason: str, not_before: float, sync: bool = False,

@@ -22,6 +22,7 @@ from offsets import FailureQueue, StateError
 
 from sink.ta.batch import FILTERED, OK, Item
 from sink.pipeline.writer import SinkError
+from sink.ta.uuids import source_key, source_of
 
 if TYPE_CHECKING:
     from mulog.runtime.instrument import Instruments
@@ -67,6 +68,8 @@ class Retrier:
         return n
 
     def _round(self, now: float) -> int:
+        if getattr(self.writer, "transactional", False) and self.fq.round() is not None:
+            finish_round(self.fq, self.writer)  # before any other round (raises while Kafka is away)
         if self.fq.size == 0:
             return 0
         due = self.fq.due(now, self.conf.batch)
@@ -97,14 +100,23 @@ class Retrier:
                 done.append(e)
             else:
                 again.append((e, value))
+        txn = getattr(self.writer, "transactional", False) and bool(per_app)
+        if txn:  # what a restart reads back if a crash comes between the commit and the removal
+            self.fq.put_round([e.seq for _lines, es in per_app.values() for e in es],
+                              self.writer.ends([self.writer.topic(a) for a in per_app]))
         for app, (lines, entries) in per_app.items():
             try:
                 self.writer.write(app, lines)
                 done.extend(entries)
             except SinkError as err:
+                if txn:
+                    raise  # one transaction: none of it
                 again.extend((e, err.reason) for e in entries)
-        self.writer.flush()  # durable before the entries leave the queue
-        self.fq.ack([e.seq for e in done])
+        self.writer.flush()  # durable (committed) before the entries leave the queue
+        if txn:
+            self.fq.end_round([e.seq for e in done])
+        else:
+            self.fq.ack([e.seq for e in done])
         for e, reason in again:
             self.fq.requeue(e, reason, not_before=now + self.backoff(e.attempts + 1))
         self.changed()
@@ -113,3 +125,26 @@ class Retrier:
         log.info("retry: %d event(s) processed from the failure queue, %d still failing (%d queued)",
                  len(done), len(again), self.fq.size)
         return len(done)
+
+
+def finish_round(fq: FailureQueue, writer) -> int:
+    """At a start, with the Kafka output: a retry round a crash interrupted is
+    looked up in the output (read_committed, past where it ended before the
+    round): its entries found written are removed, not written again."""
+    r = fq.round()
+    if r is None:
+        return 0
+    seqs, ends = r
+    writer.prepare()  # a transaction the previous run left open is aborted first
+    found = writer.written_since(ends)
+    want = set(seqs)
+    written = []
+    for e in fq:
+        if e.seq in want:
+            stream, pos = source_of(e.headers, e.topic, e.partition, e.offset)
+            if (source_key(stream), pos) in found:
+                written.append(e.seq)
+    n = fq.end_round(written)
+    log.warning("a failure-queue retry round was interrupted: %d of its %d entries were written to the output "
+                "(read back) and are removed; the others are retried", n, len(seqs))
+    return n

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Optional
 
 import msgspec
@@ -32,6 +33,7 @@ from sink.pipeline.writer import SinkError
 
 log = logging.getLogger("mtga.output")
 
+_UUID = re.compile(rb'"#uuid":"([0-9a-f-]{36})"')
 _ID = re.compile(rb'"#(account_id|distinct_id)":("(?:[^"\\]|\\.)*")')
 _ROOM_S = 0.05  # a full producer queue: poll this long, then produce again
 
@@ -65,6 +67,7 @@ class TopicWriter:
         self.timeout_s = timeout_s
         self._topics: dict[str, str] = {}
         self.producer = None
+        self._consumer = None  # reads the output back (written_since)
         self.in_txn = False
         self.failed: Optional[str] = None  # a delivery report's error in the open transaction
         self.bytes_written = 0
@@ -95,6 +98,10 @@ class TopicWriter:
         if t is None:
             t = self._topics[app] = self.template.replace("{app_id}", app)
         return t
+
+    def prepare(self) -> None:
+        """Make the producer now: ``init_transactions`` aborts what a previous run left open."""
+        self._producer()
 
     # ------------------------------------------------------------ transactions
     def begin(self) -> None:
@@ -166,6 +173,60 @@ class TopicWriter:
         if self.in_txn:
             self.commit()
 
+    # ------------------------------------------------------------ reading back
+    def _reader(self):
+        if self._consumer is None:
+            self._consumer = self.connection.consumer({"group.id": f"{self.transactional_id}-reader",
+                                                       "isolation.level": "read_committed",
+                                                       "enable.auto.commit": False})
+        return self._consumer
+
+    def ends(self, topics) -> list[tuple[str, int, int]]:
+        """(topic, partition, end offset) of every partition of ``topics`` now."""
+        c = self._reader()
+        out = []
+        try:
+            md = c.list_topics(timeout=self.timeout_s).topics
+            for t in sorted(set(topics)):
+                if t in md and md[t].error is None:
+                    for p in sorted(md[t].partitions):
+                        out.append((t, p, c.get_watermark_offsets(TopicPartition(t, p), timeout=self.timeout_s)[1]))
+        except KafkaException as e:
+            self._error("cannot read where the output topics end", e)
+        return out
+
+    def written_since(self, ends: list) -> set:
+        """(source key, position) of every event whose last line a read_committed
+        reader sees in the output past ``ends`` (what a retry round committed)."""
+        from sink.ta.uuids import parse
+
+        c = self._reader()
+        found: set = set()
+        try:
+            his = {(t, p): c.get_watermark_offsets(TopicPartition(t, p), timeout=self.timeout_s)[1]
+                   for t, p, _o in ends}
+            parts = [TopicPartition(t, p, o) for t, p, o in ends if his[(t, p)] > o]
+            if not parts:
+                return found
+            c.assign(parts)
+            deadline = time.monotonic() + 4 * self.timeout_s
+            while time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is None:
+                    pos = c.position(parts)
+                    if all(tp.offset >= his[(tp.topic, tp.partition)] - 1 for tp in pos):
+                        break  # (the last offset may be a transaction's marker)
+                    continue
+                if m.error() is None:
+                    u = _UUID.search(m.value() or b"")
+                    p = parse(u.group(1).decode()) if u else None
+                    if p is not None:
+                        found.add(p)
+            c.unassign()
+        except KafkaException as e:
+            self._error("cannot read the output topics back", e)
+        return found
+
     def lengths(self) -> dict:
         return {}  # (no files: the recovery record has none)
 
@@ -175,6 +236,9 @@ class TopicWriter:
         if self.producer is not None:
             self.producer.flush(self.timeout_s)
             self.producer = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
     # ------------------------------------------------------------ errors
     def _error(self, what: str, e: Optional[KafkaException]):
