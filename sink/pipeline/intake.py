@@ -208,6 +208,14 @@ class Intake:
             return
         self._back()
 
+    def committed(self, keys, timeout: float = 10) -> dict:
+        """The group's committed offsets of ``keys`` (raises KafkaException)."""
+        out = {}
+        for tp in self.consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=timeout):
+            if tp.error is None and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = tp.offset
+        return out
+
     def seek(self, key: TP, offset: int) -> None:
         """Raises KafkaException when the consumer cannot seek the partition now."""
         self.consumer.seek(TopicPartition(key[0], key[1], offset))

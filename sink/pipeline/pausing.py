@@ -14,6 +14,11 @@ stays paused and the seek is tried again at every ``tick``. Until it works,
 a message of that partition at or past the rewind point that was fetched
 before the pause is skipped on arrival (counted); it comes again after the seek.
 Nothing below the rewind point is ever skipped.
+
+With the Kafka output a batch's commit can fail without saying whether it took
+(a timeout): ``resolve`` then gives, once any transaction left pending has
+ended, the offsets the group holds, and a partition goes back there rather
+than to the batch's first offset (a batch that did commit is not written again).
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ FIRST_WAIT_S, MAX_WAIT_S = 1.0, 30.0
 
 
 class Pausing:
-    def __init__(self, intake: "Intake", inst: "Instruments"):
+    def __init__(self, intake: "Intake", inst: "Instruments", resolve=None):
         self.intake = intake
+        self.resolve = resolve  # keys -> {key: the group's offset} (the Kafka output), or None
         self.rewind: dict[TP, int] = {}  # seeks still to make (a failed seek is tried again)
         self.paused: dict[TP, float] = {}  # held partitions -> monotonic time to resume them
         self.backoffs: dict[TP, Backoff] = {}
@@ -118,10 +124,23 @@ class Pausing:
 
     def _seek(self) -> None:
         assigned = self.intake.assigned
+        group: dict = {}
+        if self.resolve is not None and self.rewind:
+            try:
+                group = self.resolve([k for k in self.rewind if k in assigned])
+            except Exception as e:  # noqa: BLE001 - Kafka away: every seek waits, as a failed seek does
+                for key in self.rewind:
+                    if key not in self.paused:
+                        self.paused[key] = time.monotonic()
+                        self._pause([key])
+                self.seek_failures("where the group is cannot be read (%s); %d partition(s) stay paused", e,
+                                   len(self.rewind))
+                return
         for key, off in list(self.rewind.items()):
             if key not in assigned:
                 del self.rewind[key]
                 continue
+            off = group.get(key, off)
             try:
                 self.intake.seek(key, off)
             except KafkaException as e:

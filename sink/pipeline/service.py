@@ -102,7 +102,8 @@ class Service:
         self.intake = Intake(s, self.checkpoint, inst, self._give_up)
         self.delivery = Delivery(self.writer, self.fq, self.guard, self.types, self.marks, inst,
                                  self.checkpoint.failures_queued, lambda: self.intake.consumer.consumer_group_metadata())
-        self.pausing = Pausing(self.intake, inst)
+        self.pausing = Pausing(self.intake, inst, self._resolve if getattr(self.writer, "transactional", False)
+                               else None)
         self.retry = Retrier(self.fq, self.pool, self.writer, c.retry, inst, self.checkpoint.failures_queued,
                              self.delivery.store_types)
         self.inflight: collections.deque = collections.deque()  # (items, workers.Pending), in consumed order
@@ -217,6 +218,12 @@ class Service:
         offsets went to the group in each batch's transaction."""
         commit = commit and self.intake.consumer is not None and not getattr(self.writer, "transactional", False)
         return self.checkpoint.save(self.intake.commit if commit else None, sync_commit)
+
+    def _resolve(self, keys) -> dict:
+        """The Kafka output after a batch's transaction failed: once the one it may
+        have left pending has ended (a new producer), where the group is."""
+        self.writer.prepare()
+        return self.intake.committed(keys)
 
     def _give_up(self, keys: list, lost: bool) -> None:
         """Partitions revoked (or lost): everything consumed of them is delivered

@@ -100,7 +100,10 @@ class TopicWriter:
         return t
 
     def prepare(self) -> None:
-        """Make the producer now: ``init_transactions`` aborts what a previous run left open."""
+        """Make the producer now: ``init_transactions`` ends what a previous one
+        (of this run, dropped, or of the run before) left pending."""
+        if self.in_txn:
+            self.abort()
         self._producer()
 
     # ------------------------------------------------------------ transactions

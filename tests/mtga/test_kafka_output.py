@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from mulog import sample
 from support.mtga import Mtga, produce, uuid_of, wait_for, write_conf, write_settings
@@ -288,3 +288,67 @@ def test_a_retry_killed_between_its_commit_and_its_removal_is_not_written_again(
         assert m.term() == 0
     uuids = [json.loads(v)["#uuid"] for _t, _k, v in committed_lines(kafka, [out])]
     assert sorted(uuids) == sorted(uuid_of(topic, p, o) for p, o in where)
+
+
+@pytest.mark.slow
+def test_the_output_topic_deleted_and_the_broker_down_nothing_lost_or_doubled(tmp_path):
+    """A private one-broker cluster. The output topic is deleted while mtga runs
+    (the broker creates it again on the next write): the events consumed after
+    are all in the new topic, once. Then the broker is SIGKILLed in mid-stream,
+    down 10 s, and started again: every event once, read committed."""
+    import kafkalocal
+
+    cl = kafkalocal.Cluster(tmp_path / "k")
+    bootstrap = cl.start(brokers=1).bootstrap
+    m = None
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic, out = "mulog_clean_24", "ta_lines"
+        for t in (topic, out):
+            admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)])[t].result(timeout=30)
+        write_settings(tmp_path / "settings", (24,))
+        conf = write_conf(tmp_path, bootstrap, topic, f"g-{topic}", checkpoint={"interval_s": 1},
+                          output={"kafka": {"topic": out, "timeout_s": 5}})
+        m = Mtga(conf, "--bootstrap-servers", bootstrap).start()
+        first = produce(bootstrap, topic, list(sample.envelopes(3000, app_ids=(24,), seed=1)))
+        wait_for(lambda: len(committed_lines(bootstrap, [out])) >= 3000, 90, "the first 3,000 in the output")
+        admin.delete_topics([out])[out].result(timeout=30)
+        wait_for(lambda: out not in admin.list_topics(timeout=10).topics, 30, "the output topic gone")
+        second = produce(bootstrap, topic, list(sample.envelopes(3000, app_ids=(24,), seed=2, start=3000)))
+        wait_for(lambda: len(committed_lines(bootstrap, [out])) >= 3000, 120, "3,000 in the new output topic",
+                 every=1)
+        after_delete = Counter(json.loads(v)["#uuid"] for _t, _k, v in committed_lines(bootstrap, [out]))
+        assert set(after_delete) == {uuid_of(topic, p, o) for p, o in second} and max(after_delete.values()) == 1
+        assert not set(after_delete) & {uuid_of(topic, p, o) for p, o in first}
+
+        events = list(sample.envelopes(15_000, app_ids=(24,), seed=3, start=6000))
+        third: list = []
+
+        def stream():  # on through the outage: a produce waits for the broker to come back
+            for i in range(0, len(events), 300):
+                third.extend(produce(bootstrap, topic, events[i:i + 300]))
+                time.sleep(0.1)
+
+        feeder = threading.Thread(target=stream, daemon=True)
+        feeder.start()
+        wait_for(lambda: len(third) >= 3000, 60, "the stream under way")
+        wait_for(lambda: len(committed_lines(bootstrap, [out])) > 3000, 60, "its lines in the output")
+        cl.stop_node(1, signal.SIGKILL)
+        time.sleep(10)  # the outage itself: mtga must live through it
+        assert m.alive(), (tmp_path / "mtga.log").read_text()[-3000:]
+        cl.start_node(1)
+        feeder.join(300)
+        assert len(third) == len(events)
+        want = {uuid_of(topic, p, o) for p, o in second + third}
+        wait_for(lambda: len(committed_lines(bootstrap, [out])) >= len(want), 180, "every event after the outage",
+                 every=2)
+        assert m.term() == 0, m.output()
+        got = Counter(json.loads(v)["#uuid"] for _t, _k, v in committed_lines(bootstrap, [out]))
+        lost, twice = want - set(got), [u for u, n in got.items() if n > 1]
+        print(f"\noutput topic deleted, then the broker down 10 s: {len(want)} events after the deletion, "
+              f"{sum(got.values())} lines read committed, {len(lost)} lost, {len(twice)} twice")
+        assert not lost and not twice and set(got) == want
+    finally:
+        if m is not None and m.alive():
+            m.kill()
+        cl.stop()
