@@ -29,7 +29,7 @@ def _shipped_topic(b: Bench) -> str:
     return b.shipped_topic
 
 
-def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False) -> dict:
+def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False, kafka_output: bool = False) -> dict:
     if shipped:
         topic, n = _shipped_topic(b), b.n_lines
         highs = b.kafka.highs(topic)
@@ -49,6 +49,9 @@ def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False) -> d
         "workers": workers,
         "log": {"file": str(d / "mtga.log"), "level": "info"},
     }
+    out_topic = b.kafka.topic("ta_lines") if kafka_output else None
+    if out_topic is not None:
+        conf["output"]["kafka"] = {"topic": out_topic}
     for path, value in b.args.mtga_set:
         node = conf
         for k in path[:-1]:
@@ -59,7 +62,12 @@ def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False) -> d
     p = Proc(cmd, log=d / "stdout.log", env=b.code_env)
     deadline = time.monotonic() + b.timeout(n)
     try:
-        t_first = first_output(b, p, d / "out", deadline, "mtga")
+        if out_topic is None:
+            t_first = first_output(b, p, d / "out", deadline, "mtga")
+        else:
+            t_first = poll(p, deadline, lambda: b.kafka.total(out_topic) > 0,
+                           died=lambda: f"mtga exited with {p.rc}:\n{tail(d / 'mtga.log')}",
+                           late=lambda: "mtga wrote nothing to its output topic", every=0.02)
         wall_first = time.time() - (time.monotonic() - t_first)
 
         def stored_all() -> bool:
@@ -73,7 +81,7 @@ def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False) -> d
         p.stop(signal.SIGTERM, 60)
     # after it stopped: the last write (max mtime), what was written, what failed
     last_write = max((f.stat().st_mtime for f in (d / "out").rglob("log.*")), default=wall_first)
-    got = count_lines(d / "out")
+    got = count_lines(d / "out") if out_topic is None else b.kafka.committed(out_topic)
     failed = mtga_failures(d / "state" / "db")
     check = "ok"
     if got != n or failed:
@@ -108,6 +116,14 @@ def mtga_2_workers(b: Bench) -> dict:
             "that format against envelopes)")
 def mtga_shipped(b: Bench) -> dict:
     return _mtga(b, 1, "mtga_shipped", shipped=True)
+
+
+@case("mtga_kafka_output", order=38, reference="mtga",
+      about="as mtga with output.kafka.topic (this tree's code only: a baseline may not have it): each batch's lines and offsets in one Kafka transaction (fresh "
+            "3-partition output topic), from the first message in it until every offset is stored; the check "
+            "reads the output back with isolation.level=read_committed")
+def mtga_kafka_output(b: Bench) -> dict:
+    return _mtga(b, 1, "mtga_kafka_output", kafka_output=True)
 
 
 @case("mtga_naive", order=34, reference="mtga_kcat_consume",

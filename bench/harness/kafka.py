@@ -69,6 +69,28 @@ class Kafka:
     def total(self, topic: str) -> int:
         return sum(self.highs(topic).values())
 
+    def committed(self, topic: str, timeout: float = 120) -> int:
+        """Messages a read_committed reader sees in ``topic`` (transactions' markers and
+        aborted messages aside)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        highs = self.highs(topic)
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-count-{uuid.uuid4().hex[:8]}",
+                      "isolation.level": "read_committed", "enable.auto.commit": False, "logger": quiet_logger()})
+        try:
+            parts = [TopicPartition(topic, p, 0) for p, hi in highs.items() if hi > 0]
+            c.assign(parts)
+            n = 0
+            deadline = time.monotonic() + timeout
+            while parts and time.monotonic() < deadline:
+                ms = c.consume(10_000, 0.5)
+                n += sum(1 for m in ms if m.error() is None)
+                if not ms and all(tp.offset >= highs[tp.partition] - 1 for tp in c.position(parts)):
+                    break
+            return n
+        finally:
+            c.close()
+
     def produce_file(self, topic: str, path: Path, count: int) -> None:
         from confluent_kafka import Producer
 

@@ -24,6 +24,11 @@ def check(s: MtgaConfig) -> Report:
     if not apps and not problems:
         r.warn(f, "settings_dir", f"{s.settings_dir} holds no metadata.<app id>.json: every event will go to "
                                   f"the failure queue (no_settings)")
-    preflight.writable_folder(r, s.output_dir, f, "output.dir")
+    o = s.conf.output.kafka
+    if o.topic is not None:
+        conf = dict(o.producer, **{"transactional.id": "mtga-check", "enable.idempotence": True, "acks": "all"})
+        preflight.client(r, "producer", k.connection, conf, o.producer, f, "output.kafka.producer")
+    else:
+        preflight.writable_folder(r, s.output_dir, f, "output.dir")
     preflight.writable_folder(r, s.state_dir, f, "state_dir")
     return r
