@@ -230,12 +230,19 @@ def test_two_hosts_split_partitions_views_agree_and_sigterm_hands_over_exactly_o
 
 
 
-def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window(kafka, topic_factory, tmp_path):
+@pytest.mark.parametrize("interval_s", [2, 10])
+def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window(kafka, topic_factory, tmp_path,
+                                                                                  interval_s):
+    """Host a SIGKILLed in mid-stream (3,000 events/s over 6 partitions): host b
+    resumes a's partitions from the offsets a last committed, so what a wrote
+    since is written twice, and nothing else: the file output's bound, at most
+    a's share of the rate for one checkpoint interval (and the commit after it),
+    measured for two intervals."""
     topic = topic_factory(partitions=6)
     group = f"g-{topic}"
-    a = Host(tmp_path / "host-a", kafka, topic, group)
-    b = Host(tmp_path / "host-b", kafka, topic, group)
-    payloads = events(24_000, seed=31)
+    a = Host(tmp_path / "host-a", kafka, topic, group, checkpoint={"interval_s": interval_s})
+    b = Host(tmp_path / "host-b", kafka, topic, group, checkpoint={"interval_s": interval_s})
+    payloads = events(3000 * (3 * interval_s + 8), seed=31)
     t0 = time.monotonic()
     try:
         a.start()
@@ -246,7 +253,12 @@ def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window
         feed.start()
         # kill a after it stored and mirrored at least one checkpoint of its own partitions
         wait_for(lambda: feed.sent > 8000 and len({p for (t, p) in stored_offsets(a.state)} & pa) == len(pa),
-                 60, "host a in mid-stream with its offsets stored")
+                 60 + interval_s, "host a in mid-stream with its offsets stored")
+        # then just after one of its checkpoints, and most of an interval later: near the bound
+        seen = stored_offsets(a.state)
+        wait_for(lambda: stored_offsets(a.state) != seen, 30 + interval_s, "host a's next checkpoint")
+        time.sleep(0.8 * interval_s)
+        assert feed.is_alive(), "the stream ended before the kill"
         a.kill()
         t_kill = time.monotonic()
         killed_stored = {p: o for (t, p), o in stored_offsets(a.state).items() if p in pa}
@@ -275,6 +287,10 @@ def test_sigkilled_host_partitions_move_duplicates_only_in_its_checkpoint_window
     window = {index[u] for u in ca if index[u][0] in pa and index[u][1] >= killed_group[index[u][0]]}
     assert dups == window
     assert max(both.values()) <= 2
+    a_rate = 3000 * len(pa) / 6
+    print(f"checkpoint every {interval_s}s, host a's share {a_rate:.0f} events/s: {len(dups)} written twice "
+          f"(bound {a_rate * interval_s:.0f} for one interval)")
+    assert len(dups) <= a_rate * (interval_s + 3)  # one interval, and the commit that follows a checkpoint
     print(f"SIGKILL of host a: {len(payloads)} events in; a wrote {sum(ca.values())}, b {sum(cb.values())}; "
           f"{len(lost)} lost; {len(dups)} duplicated, all in a's partitions at/after the group offsets "
           f"{killed_group} (a's local store: {killed_stored}); a's partitions moved {moved_s:.1f}s after the kill; "
