@@ -60,6 +60,9 @@ def denial(err: Any, conn: Connection, operation: str, resource: Optional[str] =
             what, op, flag = f"group {group or '?'}", "Read", f"--group {group or '<group>'}"
         elif kind == "topic":
             what, op, flag = f"topic {topic or '?'}", operation, f"--topic {topic or '<topic>'}"
+        elif kind == "transactional-id":  # ``resource``: the id
+            what, op = f"transactional id {resource or '?'}", "Write"
+            flag = f"--operation Describe --transactional-id {resource or '<id>'}"
         else:
             what, op, flag = kind, operation, f"--{kind}"
         return (f"{who} is not allowed to {op} {what} at {conn.bootstrap} ({text}); an ACL must allow it: "

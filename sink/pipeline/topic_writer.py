@@ -28,6 +28,7 @@ from typing import Optional
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from mulog.access import denial
 from mulog.connection import Connection
 from sink.pipeline.writer import SinkError
 
@@ -73,6 +74,7 @@ class TopicWriter:
         self.bytes_written = 0
         self.errors = 0
         self.last_error: Optional[str] = None
+        self.refused: Optional[str] = None  # what Kafka refuses (mulog/access.py), said once
         self.transactions = 0
 
     # ------------------------------------------------------------ the producer
@@ -158,6 +160,9 @@ class TopicWriter:
         self.in_txn = False
         self.transactions += 1
         self.last_error = None
+        if self.refused is not None:
+            log.info("the output: Kafka accepts mtga's transactions again")
+            self.refused = None
 
     def abort(self) -> None:
         """Abort the open transaction (nothing of it is visible to a read_committed reader)."""
@@ -249,8 +254,20 @@ class TopicWriter:
         detail = self.failed if e is None else _describe(e)
         self.last_error = f"{what}: {detail}"
         err = e.args[0] if e is not None and e.args and isinstance(e.args[0], KafkaError) else None
-        if err is not None and (err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                                                              KafkaError.INVALID_PRODUCER_EPOCH)):
+        refused = None
+        if err is not None:
+            txn = err.name() == "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+            refused = denial(err, self.connection, "Write", self.transactional_id if txn else None)
+        if refused is not None:
+            if refused != self.refused:
+                log.error("the output: %s", refused)
+                self.refused = refused
+            detail = refused
+            self.last_error = f"{what}: {detail}"
+            if err.fatal():
+                self._drop()
+        elif err is not None and (err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                                                KafkaError.INVALID_PRODUCER_EPOCH)):
             log.error("the output's producer is fenced or failed (%s); a new one is made", detail)
             self._drop()
         raise SinkError(f"sink_write: {self.last_error}")

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from kafkalocal.ports import free_port
 from support.cli import run_cli
 from support.installed import write_sample_logs
 from support.mtga import Mtga, count_lines, uuid_counts, wait_for, write_settings
 from support.shipper import ShipperProc
+
+from kafkalocal.ports import free_port
+from mulog import sample
 
 pytestmark = pytest.mark.kafka
 
@@ -266,3 +267,54 @@ def _read_all(sk, topic: str) -> list[tuple[str, str]]:
         return out
     finally:
         c.close()
+
+
+def test_the_kafka_output_over_scram_with_least_privilege(secure_kafka, tmp_path):
+    """The Kafka output's producer over SASL_SSL/SCRAM: without Write on its
+    transactional id mtga says what is denied and writes nothing; once granted
+    (Write on the output topic, Write and Describe on the ids ``mtga-``), every
+    event once, read committed."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    sk = secure_kafka
+    topic, out = _topic(sk), sk.create_topic(f"ta_sec_{uuid.uuid4().hex[:10]}", 3)
+    conf = _mtga_conf(tmp_path, sk.sasl_bootstrap, sk.connection("mtga"), topic, free_port())
+    doc = yaml.safe_load(conf.read_text())
+    doc["output"]["kafka"] = {"topic": out, "timeout_s": 5}
+    conf.write_text(yaml.safe_dump(doc))
+    p = Producer(sk.admin_conf())
+    for e in sample.envelopes(600, app_ids=(24,)):
+        p.produce(topic, e)
+    assert p.flush(30) == 0
+    sk.grant("mtga", "topic", out, ["WRITE", "DESCRIBE"])
+    m = Mtga(conf).start()
+    try:
+        log = tmp_path / "mtga.log"
+        said = wait_for(lambda: log.exists() and next((ln for ln in log.read_text().splitlines()
+                                                       if "transactional id authorization failed" in ln.lower()), None),
+                        60, "mtga to say the transactional id is denied")
+        assert "User:mtga is not allowed to Write transactional id mtga-" in said and \
+               "kafka-acls --add --allow-principal User:mtga --operation Write --operation Describe " \
+               "--transactional-id mtga-" in said, said
+        sk.grant("mtga", "transactional_id", "mtga-", ["WRITE", "DESCRIBE"], "PREFIXED")
+
+        def committed() -> int:
+            c = Consumer(dict(sk.admin_conf(), **{"group.id": f"r-{uuid.uuid4().hex[:6]}",
+                                                  "isolation.level": "read_committed", "enable.auto.commit": False}))
+            try:
+                c.assign([TopicPartition(out, i, 0) for i in range(3)])
+                n, quiet = 0, 0
+                while quiet < 3:
+                    ms = c.consume(1000, 0.5)
+                    n += sum(1 for x in ms if x.error() is None)
+                    quiet = 0 if ms else quiet + 1
+                return n
+            finally:
+                c.close()
+
+        wait_for(lambda: committed() >= 600, 120, "the 600 events in the output topic", every=2)
+        assert m.term() == 0, m.output()
+    finally:
+        if m.alive():
+            m.kill()
+    assert committed() == 600
