@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from mulog import sample
-from support.mtga import Mtga, produce, uuid_of, wait_for, write_conf, write_settings
+from support.mtga import Mtga, produce, stored_offsets, uuid_of, wait_for, write_conf, write_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -62,14 +62,17 @@ def out_topics(prefix: str) -> list[str]:
 
 
 def test_every_event_once_in_its_apps_topic_keyed_by_its_user(kafka, topic_factory, tmp_path):
-    """3,000 envelopes of three apps, ``--output-topic out-{app_id}``: each line
-    once in its app's topic, keyed by its #account_id; no file written; the
-    group's committed offsets (committed in the transactions) are the ends."""
+    """3,000 envelopes of three apps, ``out-{app_id}``: each line once in its
+    app's topic, keyed by its #account_id; no file written. The producer's queue
+    holds 50 messages, so it is full again and again (BufferError): mtga waits
+    for room. The group's committed offsets (committed in the transactions) and
+    the local store's are both the ends."""
     topic = topic_factory(partitions=3)
     prefix = f"o{topic}"
     write_settings(tmp_path / "settings", APPS)
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1},
-                      output={"dir": str(tmp_path / "out"), "kafka": {"topic": prefix + "-{app_id}"}})
+                      output={"dir": str(tmp_path / "out"), "kafka": {
+                          "topic": prefix + "-{app_id}", "producer": {"queue.buffering.max.messages": 50}}})
     events = list(sample.envelopes(3000, app_ids=APPS))
     where = produce(kafka, topic, events)
     m = Mtga(conf).start()
@@ -86,10 +89,12 @@ def test_every_event_once_in_its_apps_topic_keyed_by_its_user(kafka, topic_facto
         d = json.loads(v)
         assert (t, k.decode()) == (f"{prefix}-{app_of[d['#uuid']]}", d["#account_id"]), (t, k, d)
     assert not any((tmp_path / "out").rglob("log.*"))
-    offs = AdminClient({"bootstrap.servers": kafka}).list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(f"g-{topic}")])[f"g-{topic}"].result(timeout=30)
-    assert {(tp.topic, tp.partition): tp.offset for tp in offs.topic_partitions} == \
-        {(topic, p): n for p, n in Counter(p for p, _o in where).items()}
+    admin = AdminClient({"bootstrap.servers": kafka})  # kept until the answer: a dropped handle fails the future
+    offs = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(f"g-{topic}")])[f"g-{topic}"].result(
+        timeout=30)
+    ends = {(topic, p): n for p, n in Counter(p for p, _o in where).items()}
+    assert {(tp.topic, tp.partition): tp.offset for tp in offs.topic_partitions} == ends
+    assert stored_offsets(tmp_path / "state") == ends
 
 
 def test_two_hosts_killed_six_times_every_event_once(kafka, topic_factory, tmp_path):
