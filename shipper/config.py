@@ -51,6 +51,9 @@ class KafkaConf(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
     connection: dict[str, Scalar] = {}  # what every client receives: TLS, SASL (docs/security.md)
     producer: dict[str, Scalar] = {}
+    # where a line comes from: in its key ("key", version 2) or in six headers ("headers", version 1,
+    # for consumers that read them); docs/wire-format.md
+    wire_format: Literal["key", "headers"] = "key"
 
     def __post_init__(self):
         problem = connection_problem(self.connection)

@@ -84,7 +84,8 @@ class Shipper:
         log.info("state in %s: %d file positions stored", config.state_dir, len(self.stored))
         self.checkpoint = PositionCheckpoint(self.db, positions, self.counters)
         self.publisher = Publisher(config.connection, config.producer, self.counters,
-                                   lambda: self.stopping, self._on_fatal, [i.topic for i in config.inputs])
+                                   lambda: self.stopping, self._on_fatal, [i.topic for i in config.inputs],
+                                   wire_format=config.conf.kafka.wire_format)
         self.watcher = Watcher(self.wake)
         self.prospector = Prospector(positions, self.stored, self.watcher, self.host, self.counters,
                                      new_store=self.db.created)

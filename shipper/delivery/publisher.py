@@ -1,9 +1,11 @@
 """Publisher: framed lines -> Kafka, one message per line.
 
-Each line is produced as is (no newline), keyed by the file identity so that a
-file's lines stay in order in one partition, with headers ``host``, ``path``,
-``file`` (the file identity), ``offset`` (byte offset of the line in the file),
-``app_id`` and ``log_name``.
+Each line is produced as is (no newline). Where it comes from (host, path, file
+identity, byte offset, app_id, log_name) travels in its key, and the partition
+is picked from the file identity, so a file's lines stay in order in one
+partition (the key form, mulog/wire.py); with ``kafka.wire_format: headers``,
+or while a topic's partitions are unknown, the key is the file identity and the
+six fields are headers (the headers form, placed in the same partition).
 
 Speed: ``produce()`` is called with positional arguments and, for every line but
 the last of a read chunk, without a delivery callback; the last line carries the
@@ -29,11 +31,13 @@ from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
+from mulog import wire
 from mulog.access import denial, writes_refused
 from mulog.config import ConfigError
 from mulog.connection import Connection
 from mulog.kafkalog import Fold
 
+from shipper.delivery import forms
 from shipper.files.acks import Chunk
 from shipper.files.framing import Frame
 from mulog.runtime.instrument import Instruments
@@ -43,6 +47,7 @@ log = logging.getLogger("shipper.publisher")
 kafka_log = logging.getLogger("shipper.kafka")
 
 MSG_OVERHEAD = 256  # bytes librdkafka keeps per message besides the payload (key, headers, bookkeeping)
+PARTITIONS_S = 60.0  # how often a topic's partition count is looked up again (the key form)
 REPLACE_S = 5.0  # how long a producer turned away as a whole waits before a new one tries again
 _PURGED = frozenset((KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))
 _UNREACHABLE = frozenset((KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
@@ -65,8 +70,11 @@ class Stopping(Exception):
 
 class Publisher:
     def __init__(self, conn: Connection, producer_conf: dict, counters: Instruments,
-                 should_stop: Callable[[], bool], on_fatal: Callable[[str], None], topics: list[str] = ()):
+                 should_stop: Callable[[], bool], on_fatal: Callable[[str], None], topics: list[str] = (),
+                 wire_format: str = "key"):
         conf = dict(producer_conf)
+        self.key_form = wire_format == "key"
+        self.nparts: dict[str, tuple[int, float]] = {}  # topic -> (partitions, when looked up)
         conf["error_cb"] = self._on_error
         self.fold = Fold(kafka_log)  # repeated client errors said once a minute, and when Kafka answers again
         conf.update(self.fold.client_conf(conf))
@@ -127,63 +135,47 @@ class Publisher:
                 self._fatal(err.str())
             self.report(chunk, err)  # the chunk counts as refused: the tailer goes back and sends it again
             return
+        self._cuts(t, frame)
         c.lines_sent.value += n
         c.lines_read.value += n + frame.empty
         c.bytes_sent.value += frame.end - frame.start
 
+    def _partition(self, t: Tailer):
+        """The partition of the tailer's file in the key form, or None (the headers
+        form then: the topic's partitions unknown for now)."""
+        got = self.nparts.get(t.topic)
+        now = time.monotonic()
+        if got is None or now - got[1] > PARTITIONS_S:
+            try:
+                md = self.producer.list_topics(t.topic, timeout=1).topics.get(t.topic)
+                n = len(md.partitions) if md is not None and md.error is None else 0
+            except KafkaException:
+                n = 0
+            if n:
+                got = self.nparts[t.topic] = (n, now)
+            elif got is None:
+                return None
+            else:
+                self.nparts[t.topic] = (got[0], now)  # kept, looked up again later
+        p = t.partition
+        if p is None or p[0] != t.topic or p[1] != got[0]:
+            p = t.partition = (t.topic, got[0], wire.partition(t.key, got[0]))
+        return p[2]
+
     def _send(self, t: Tailer, frame: Frame, chunk: Chunk) -> None:
-        lines = frame.lines
-        produce = self._produce
-        topic = t.topic
-        key = t.key
-        hdrs = t.headers
-        offs = frame.offsets
-        if offs is None:
-            # fast path: offsets follow from the line lengths
-            off = frame.start
-            it = iter(lines[:-1])
-            line = None
-            while True:
-                try:
-                    if line is not None:  # the one that met a full queue
-                        produce(topic, line, key, -1, None, None, 0, hdrs)
-                        off += len(line) + 1
-                        line = None
-                    for line in it:
-                        hdrs["offset"] = str(off)
-                        produce(topic, line, key, -1, None, None, 0, hdrs)
-                        off += len(line) + 1
-                    break
-                except BufferError:
-                    self._wait_room()
-            last_off = off
-        else:
-            it = iter(zip(lines[:-1], offs))
-            item = None
-            while True:
-                try:
-                    if item is not None:
-                        produce(topic, item[0], key, -1, None, None, 0, hdrs)
-                        item = None
-                    for item in it:
-                        hdrs["offset"] = str(item[1])
-                        produce(topic, item[0], key, -1, None, None, 0, hdrs)
-                    break
-                except BufferError:
-                    self._wait_room()
-            last_off = offs[-1]
+        if self.key_form and t.key_prefix is not None:
+            part = self._partition(t)
+            if part is not None:
+                return forms.send_keyed(self._produce, self._wait_room, t, frame, chunk, part)
+        forms.send_headers(self._produce, self._wait_room, t, frame, chunk)
+
+    def _cuts(self, t: Tailer, frame: Frame) -> None:
+        if frame.offsets is not None:
             mx = t.input.max_line_bytes
             for off, full in frame.cuts:
                 self.c.lines_cut("line cut: %s at offset %d is %d bytes, longer than max_line_bytes=%d; "
                                  "sent its first %d bytes", t.path, off, full, mx, mx)
             self.c.lines_empty.value += frame.empty
-        hdrs["offset"] = str(last_off)
-        while True:
-            try:
-                produce(topic, lines[-1], key, -1, chunk, None, 0, hdrs)
-                break
-            except BufferError:
-                self._wait_room()
 
     def _wait_room(self) -> None:
         self.c.producer_queue_full("producer queue full (%d lines, %d bytes waiting for Kafka): waiting for room",

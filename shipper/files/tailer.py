@@ -46,6 +46,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
+from mulog import wire
 from offsets import FilePosition, CopiedFrom
 
 from shipper.files.acks import FileAcks
@@ -105,6 +106,7 @@ class Tailer:
         self.topic = inp.topic
         self.key = b""
         self.headers: dict = {}
+        self.key_prefix, self.partition = None, None  # the key form's (mulog/wire.py; the publisher's pick)
         self.last_data = time.monotonic()
         self.size_seen = size
         self.changed = False  # a read found the first bytes changed: a truncation
@@ -176,6 +178,8 @@ class Tailer:
         path = self.path if self.src is None else self.src.path  # a copy's lines were written under its original's
         self.headers = {"host": utf8_text(self.host), "path": utf8_text(path), "file": ident, "offset": "0",
                         "app_id": str(self.input.app_id), "log_name": utf8_text(self.log_name)}
+        self.key_prefix = wire.prefix(self.host, ident, self.input.app_id, self.log_name, path)
+        self.partition = None  # (topic, partitions, partition), picked again by the publisher
 
     def set_input(self, inp: "Input", log_name: str | None) -> None:
         if self.src is not None or log_name is None:

@@ -38,6 +38,7 @@ from typing import Optional
 from confluent_kafka import KafkaError
 
 from mulog.fleet import host_name
+from mulog.wire import CARRIER
 from mulog.runtime.sdnotify import Notifier
 from mulog.runtime.timers import Every
 from offsets import Batch, FailureQueue, PropertyTypes, Recovery, StateDB, StateError
@@ -60,6 +61,7 @@ from sink.pipeline.writer import LogBusWriter, SinkError
 
 log = logging.getLogger("mtga")
 
+KEY_FORM = b"2\x1f"
 STORAGE_ERRORS = (SinkError, StateError, OSError)  # what stalls a batch; anything else is a bug
 SNAPSHOT_S = 0.2  # how often the snapshot other threads read is renewed
 LAG_S = 2.0  # how often the partitions' lag is looked at (and a broker probed while Kafka is down)
@@ -247,7 +249,12 @@ class Service:
                 continue
             if pausing.rewind and not pausing.admits((m.topic(), m.partition()), m.offset()):
                 continue
-            append(Item(m.value() or b"", m.headers(), m.topic(), m.partition(), m.offset()))
+            h = m.headers()
+            if h is None:
+                k = m.key()
+                if k is not None and k[:2] == KEY_FORM:  # a shipper line's key form (mulog/wire.py)
+                    h = [(CARRIER, k)]
+            append(Item(m.value() or b"", h, m.topic(), m.partition(), m.offset()))
         if not items:
             return
         recheck = self.recheck_settings

@@ -37,6 +37,9 @@ import hashlib
 import re
 from typing import Optional
 
+from mulog import wire
+from mulog.wire import CARRIER
+
 _MASK = 0x3FFFFFFFFFFFFFFF
 _LINE_SHIFT = 58  # bits 58-61 of the 62: the line of the event (up to 16 lines an event gives)
 _POSITION = (1 << _LINE_SHIFT) - 1  # bits 0-57: the position (2^58 bytes or Kafka offsets)
@@ -86,9 +89,14 @@ _FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[%s%s][0-9a-f]{3}-[89ab][0-9a-f]{3}
 
 
 def read_headers(headers) -> tuple:
-    """(app_id, log_name, stream, position) from an event's Kafka headers: the
-    stream and position are a shipper line's ((host, file identity), byte offset),
-    or (None, None) without the ``file`` and ``offset`` headers."""
+    """(app_id, log_name, stream, position) from an event's Kafka headers (or the
+    key of the key form, carried as the one header ``~2``): the stream and
+    position are a shipper line's ((host, file identity), byte offset), or (None,
+    None) without the ``file`` and ``offset`` headers."""
+    if headers and headers[0][0] == CARRIER:  # the key form (mulog/wire.py)
+        p = wire.parse(headers[0][1])
+        if p is not None:
+            return p
     app_id = log_name = file_id = host = pos = None
     for k, v in headers or ():
         if k == "app_id":

@@ -18,7 +18,7 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from mulog import sample
+from mulog import sample, wire
 from support.cli import REPO
 from support.mtga import wait_for  # noqa: F401 (the suite's one polling helper, used by shipper tests)
 
@@ -182,7 +182,7 @@ class Msg:
     partition: int
     offset: int
     value: bytes
-    headers: dict
+    headers: dict  # the six fields, from the headers or from the key form's key (mulog/wire.py)
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[Msg]:
@@ -199,8 +199,10 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[Msg]:
             assert time.monotonic() < deadline, "timed out reading the topic back"
             for m in c.consume(num_messages=10000, timeout=1):
                 assert m.error() is None, m.error()
-                got[m.partition()].append(Msg(m.partition(), m.offset(), m.value(),
-                                              {k: v.decode() for k, v in (m.headers() or [])}))
+                hdrs = {k: v.decode() for k, v in (m.headers() or [])}
+                if not hdrs and m.key() is not None:  # the key form carries the same six fields
+                    hdrs = wire.fields(m.key()) or {}
+                got[m.partition()].append(Msg(m.partition(), m.offset(), m.value(), hdrs))
         return [m for p in parts for m in got[p]]
     finally:
         c.close()

@@ -1,0 +1,65 @@
+"""The two message forms a read chunk's lines are produced in (mulog/wire.py;
+docs/wire-format.md), each line one message, the chunk on the last one (its
+delivery report acknowledges the chunk: shipper/files/acks.py). A full producer
+queue (``BufferError``) waits for room (``wait``) and goes on with the line
+that met it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from shipper.files.acks import Chunk
+    from shipper.files.framing import Frame
+    from shipper.files.tailer import Tailer
+
+
+def send_keyed(produce: Callable, wait: Callable[[], None], t: "Tailer", frame: "Frame", chunk: "Chunk",
+               part: int) -> None:
+    """The key form: no headers; each key is the file's prefix and the line's
+    offset; the partition is the file's (picked by the publisher)."""
+    lines, topic, prefix = frame.lines, t.topic, t.key_prefix
+    offs = frame.offsets
+    if offs is None:  # offsets follow from the line lengths
+        offs, off = [], frame.start
+        for line in lines:
+            offs.append(off)
+            off += len(line) + 1
+    last = len(lines) - 1
+    i = 0
+    while i <= last:
+        try:
+            while i < last:
+                produce(topic, lines[i], b"%s%d" % (prefix, offs[i]), part)
+                i += 1
+            produce(topic, lines[last], b"%s%d" % (prefix, offs[last]), part, chunk)
+            i += 1
+        except BufferError:
+            wait()
+
+
+def send_headers(produce: Callable, wait: Callable[[], None], t: "Tailer", frame: "Frame", chunk: "Chunk") -> None:
+    """The headers form: keyed by the file identity (the partitioner places it),
+    with the six headers; ``offset`` rewritten for every line. ``produce()`` is
+    called with positional arguments, the delivery callback on the last line only."""
+    lines = frame.lines
+    topic, key, hdrs = t.topic, t.key, t.headers
+    offs = frame.offsets
+    if offs is None:
+        offs, off = [], frame.start
+        for line in lines:
+            offs.append(off)
+            off += len(line) + 1
+    last = len(lines) - 1
+    i = 0
+    while i <= last:
+        try:
+            while i < last:
+                hdrs["offset"] = str(offs[i])
+                produce(topic, lines[i], key, -1, None, None, 0, hdrs)
+                i += 1
+            hdrs["offset"] = str(offs[last])
+            produce(topic, lines[last], key, -1, chunk, None, 0, hdrs)
+            i += 1
+        except BufferError:
+            wait()
