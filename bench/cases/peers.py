@@ -49,11 +49,34 @@ def shipper_kcat_headers(b: Bench) -> dict:
     return _kcat_produce(b, "shipper_kcat_headers", extra)
 
 
-def _kcat_produce(b: Bench, name: str, extra: list) -> dict:
+@case("shipper_kcat_key", order=27, reference="shipper_kcat",
+      about="as shipper_kcat, each line with the key the shipper's key form gives it (host, file, app_id, "
+            "log_name, path and the line's offset; no header; kcat -K from a file of key and line): what the "
+            "key form costs kcat (ratio = cost factor; beside shipper_kcat_headers)")
+def shipper_kcat_key(b: Bench) -> dict:
+    import socket
+    import zlib
+
+    from mulog import wire
+
+    path = b.lines
+    keyed = b.run_dir / "shipper_kcat_key.log"  # (the case folder is made afresh by _kcat_produce)
+    with open(path, "rb") as f:
+        ident = f"{path.stat().st_dev:x}:{path.stat().st_ino:x}:{zlib.crc32(f.read(1024)):08x}"
+    prefix = wire.prefix(socket.gethostname(), ident, 24, "log_item", str(path))
+    with open(path, "rb") as src, open(keyed, "wb") as dst:
+        off = 0
+        for line in src:
+            dst.write(b"%s%d\x1e%s" % (prefix, off, line))
+            off += len(line)
+    return _kcat_produce(b, "shipper_kcat_key", ["-K", "\x1e"], source=keyed)
+
+
+def _kcat_produce(b: Bench, name: str, extra: list, source=None) -> dict:
     kcat = shutil.which("kcat")
     if not kcat:
         raise Skip("kcat is not installed (Debian: apt-get install kcat; or scripts/ensure-tools)")
-    path, n = b.lines, b.n_lines
+    path, n = source or b.lines, b.n_lines
     topic = b.kafka.topic(name, 3)
     d = b.tmp(name)
     p = Proc([kcat, "-P", "-b", b.kafka.bootstrap, "-t", topic, "-z", "snappy", *extra, "-l", path],
@@ -66,7 +89,7 @@ def _kcat_produce(b: Bench, name: str, extra: list) -> dict:
     if rc != 0:
         raise BenchError(f"kcat -P exited with {rc}: {p.log_tail(5)}")
     return {"items": n, "seconds": p.ended - p.t0, "peak_rss_mb": p.peak_rss_mb, "cpu_s": p.cpu_s,
-            "bytes": path.stat().st_size, "check": b.check_topic(topic, n)}
+            "bytes": b.lines.stat().st_size, "check": b.check_topic(topic, n)}
 
 
 @case("shipper_rsyslog", order=23, reference="shipper_kcat",

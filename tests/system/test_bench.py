@@ -43,6 +43,7 @@ CASES = {
     "transform_user_ops": "transform",
     "mtga_kafka_output": "mtga",
     "mtga_checkpoint_10s": "mtga",
+    "shipper_kcat_key": "shipper_kcat",
     "transform_naive": None,
 }
 NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
@@ -51,7 +52,7 @@ NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
 OPTIONAL = {"shipper_rsyslog", "shipper_otelcol", "mtga_otelcol", "mtga_rsyslog", "mtga_quix"}
 # the order the cases run and are reported in: each reference before the cases compared with it
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "transform_user_ops", "shipper_kcat",
-             "shipper_kcat_headers", "shipper", "shipper_rsyslog", "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000", "mtga_kcat_consume",
+             "shipper_kcat_headers", "shipper", "shipper_rsyslog", "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000", "shipper_kcat_key", "mtga_kcat_consume",
              "mtga", "mtga_2_workers", "mtga_shipped", "mtga_naive", "mtga_otelcol", "mtga_rsyslog", "mtga_quix",
              "mtga_kafka_output", "mtga_checkpoint_10s"]
 # the cases that run the project's code, and so run on the baseline too
