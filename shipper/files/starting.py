@@ -73,7 +73,7 @@ def report_new_store(found: Optional[list], db_path) -> None:
     parts = []
     if reread:
         parts.append(f"{len(reread)} read from their beginning ({sum(s for _, s in reread)} bytes; lines an "
-                     f"earlier run shipped are sent again, with the same file and offset headers, so mtga "
+                     f"earlier run shipped are sent again, with the same file and offset, so mtga "
                      f"gives them the same #uuid)")
     if skipped:
         parts.append(f"{len(skipped)} skipped to their end (start_at: end; {sum(st for *_, st in skipped)} "
