@@ -19,12 +19,7 @@ def send_keyed(produce: Callable, wait: Callable[[], None], t: "Tailer", frame: 
     """The key form: no headers; each key is the file's prefix and the line's
     offset; the partition is the file's (picked by the publisher)."""
     lines, topic, prefix = frame.lines, t.topic, t.key_prefix
-    offs = frame.offsets
-    if offs is None:  # offsets follow from the line lengths
-        offs, off = [], frame.start
-        for line in lines:
-            offs.append(off)
-            off += len(line) + 1
+    offs = offsets(frame)
     last = len(lines) - 1
     i = 0
     while i <= last:
@@ -44,12 +39,7 @@ def send_headers(produce: Callable, wait: Callable[[], None], t: "Tailer", frame
     called with positional arguments, the delivery callback on the last line only."""
     lines = frame.lines
     topic, key, hdrs = t.topic, t.key, t.headers
-    offs = frame.offsets
-    if offs is None:
-        offs, off = [], frame.start
-        for line in lines:
-            offs.append(off)
-            off += len(line) + 1
+    offs = offsets(frame)
     last = len(lines) - 1
     i = 0
     while i <= last:
@@ -63,3 +53,15 @@ def send_headers(produce: Callable, wait: Callable[[], None], t: "Tailer", frame
             i += 1
         except BufferError:
             wait()
+
+
+def offsets(frame: "Frame") -> list:
+    """The byte offset of each line of the frame (when the framer kept none, they
+    follow from the line lengths: no line was cut or skipped)."""
+    if frame.offsets is not None:
+        return frame.offsets
+    offs, off = [], frame.start
+    for line in frame.lines:
+        offs.append(off)
+        off += len(line) + 1
+    return offs

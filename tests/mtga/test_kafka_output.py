@@ -257,33 +257,15 @@ def test_a_retry_killed_between_its_commit_and_its_removal_is_not_written_again(
     settings back, a retry round commits them to the output topic and is
     SIGKILLed before it removes them; the next start reads the output back,
     finds them written, and removes them instead of writing them again."""
-    import os
-    import subprocess
-    import sys
-
-    from support.cli import REPO, SCRIPTS
-    from support.mtga import failure_count
+    from support.mtga import failure_count, retry_killed_before_removal
 
     topic = topic_factory(partitions=2)
     out = f"o{topic}"
     write_settings(tmp_path / "settings", (24,))
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1}, workers=1,
                       retry={"initial_backoff_s": 3600, "max_backoff_s": 3600}, output={"kafka": {"topic": out}})
-    events = list(sample.envelopes(300, app_ids=(24, 27)))
-    where = produce(kafka, topic, events)
-    m = Mtga(conf).start()
-    try:
-        wait_for(lambda: failure_count(tmp_path / "state") == 150, 60, "app 27's events in the failure queue")
-    finally:
-        assert m.term() == 0
-    assert len(committed_lines(kafka, [out])) == 150
-    write_settings(tmp_path / "settings", (27,))
-    r = subprocess.run([sys.executable, str(SCRIPTS / "retry_then_die.py"), str(conf)],
-                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
-    assert "written, 150 entries not removed yet" in r.stdout
+    where = retry_killed_before_removal(kafka, topic, tmp_path, conf)
     assert len(committed_lines(kafka, [out])) == 300  # committed: 150 + 150 by the retry
-    assert failure_count(tmp_path / "state") == 150  # still queued: the kill came before the removal
     m = Mtga(conf, "--bootstrap-servers", kafka).start()
     try:
         wait_for(lambda: failure_count(tmp_path / "state") == 0, 60, "the written entries removed")

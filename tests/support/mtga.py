@@ -204,3 +204,31 @@ def failure_count(state: Path) -> int:
             return FailureQueue(db).count()
     except Exception:
         return -1
+
+
+def retry_killed_before_removal(bootstrap: str, topic: str, tmp: Path, conf: Path) -> list:
+    """App 27 has no settings (only the 24 of ``tmp``/settings): of 300 envelopes
+    of apps 24 and 27, the 150 of 27 wait in the failure queue. With its settings
+    back, one retry round writes them and is SIGKILLed before it removes them
+    (tests/support/scripts/retry_then_die.py). Returns where the 300 events are."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mulog import sample
+    from support.cli import REPO, SCRIPTS
+
+    where = produce(bootstrap, topic, list(sample.envelopes(300, app_ids=(24, 27))))
+    m = Mtga(conf).start()
+    try:
+        wait_for(lambda: failure_count(tmp / "state") == 150, 60, "app 27's events in the failure queue")
+    finally:
+        assert m.term() == 0
+    write_settings(tmp / "settings", (27,))
+    r = subprocess.run([sys.executable, str(SCRIPTS / "retry_then_die.py"), str(conf)],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert "written, 150 entries not removed yet" in r.stdout
+    assert failure_count(tmp / "state") == 150  # still queued: the kill came before the removal
+    return where

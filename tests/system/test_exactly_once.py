@@ -9,18 +9,23 @@ import random
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from mulog import sample
-from support.cli import REPO, SCRIPTS
+from support.mtga import (
+    Mtga,
+    count_lines,
+    failure_count,
+    output_lines,
+    uuid_of,
+    wait_for,
+    write_conf,
+    write_settings,
+)
+
 from sink.ta.uuids import parse_line
-from support.mtga import (Mtga, count_lines, failure_count, output_lines, produce, uuid_of, wait_for, write_conf,
-                          write_settings)
 
 pytestmark = pytest.mark.kafka
 
@@ -32,22 +37,13 @@ def test_a_retry_killed_between_its_write_and_its_removal_is_not_written_again(k
     settings back, a retry round writes them (fsynced) and is SIGKILLed before it
     removes them; the next start finds them in the output and removes them
     instead of writing them again."""
+    from support.mtga import retry_killed_before_removal
+
     topic = topic_factory(partitions=2)
     write_settings(tmp_path / "settings", APPS)
     conf = write_conf(tmp_path, kafka, topic, f"g-{topic}", checkpoint={"interval_s": 1}, workers=1,
                       retry={"initial_backoff_s": 3600, "max_backoff_s": 3600})
-    events = list(sample.envelopes(300, app_ids=(24, 27)))
-    where = produce(kafka, topic, events)
-    m = Mtga(conf).start()
-    try:
-        wait_for(lambda: failure_count(tmp_path / "state") == 150, 60, "app 27's events in the failure queue")
-    finally:
-        assert m.term() == 0
-    write_settings(tmp_path / "settings", (27,))
-    r = subprocess.run([sys.executable, str(SCRIPTS / "retry_then_die.py"), str(conf)],
-                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
-    assert "written, 150 entries not removed yet" in r.stdout
+    where = retry_killed_before_removal(kafka, topic, tmp_path, conf)
     written = [json.loads(x) for x in output_lines(tmp_path / "out")]
     assert sum(1 for d in written if d["#event_name"].startswith("t_")) == 300  # 150 + 150 by the retry
     assert failure_count(tmp_path / "state") == 150  # still queued: the kill came before the removal
