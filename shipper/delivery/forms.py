@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+PARTITIONS_S = 60.0  # how often a topic's partition count is looked up again (the key form)
+UNKNOWN_S = 5.0  # ... and while it is not known (a lookup may block: not at every chunk)
+
 if TYPE_CHECKING:
     from shipper.files.acks import Chunk
     from shipper.files.framing import Frame
@@ -65,3 +68,15 @@ def offsets(frame: "Frame") -> list:
         offs.append(off)
         off += len(line) + 1
     return offs
+
+
+def partitions(cache: dict, topic: str, now: float, lookup: Callable[[str], int]) -> int:
+    """The topic's partition count for the key form (0: not known; the headers
+    form then), from ``cache`` (topic -> (count, when looked up)), looked up
+    again (``lookup``: 0 when it cannot tell) every PARTITIONS_S, or UNKNOWN_S
+    while not known; a count once known is kept when a lookup cannot tell."""
+    got = cache.get(topic)
+    if got is None or now - got[1] > (PARTITIONS_S if got[0] else UNKNOWN_S):
+        n = lookup(topic)
+        got = cache[topic] = (n or (got[0] if got is not None else 0), now)
+    return got[0]

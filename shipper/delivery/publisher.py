@@ -47,7 +47,6 @@ log = logging.getLogger("shipper.publisher")
 kafka_log = logging.getLogger("shipper.kafka")
 
 MSG_OVERHEAD = 256  # bytes librdkafka keeps per message besides the payload (key, headers, bookkeeping)
-PARTITIONS_S = 60.0  # how often a topic's partition count is looked up again (the key form)
 REPLACE_S = 5.0  # how long a producer turned away as a whole waits before a new one tries again
 _PURGED = frozenset((KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))
 _UNREACHABLE = frozenset((KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
@@ -143,24 +142,21 @@ class Publisher:
     def _partition(self, t: Tailer):
         """The partition of the tailer's file in the key form, or None (the headers
         form then: the topic's partitions unknown for now)."""
-        got = self.nparts.get(t.topic)
-        now = time.monotonic()
-        if got is None or now - got[1] > PARTITIONS_S:
-            try:
-                md = self.producer.list_topics(t.topic, timeout=1).topics.get(t.topic)
-                n = len(md.partitions) if md is not None and md.error is None else 0
-            except KafkaException:
-                n = 0
-            if n:
-                got = self.nparts[t.topic] = (n, now)
-            elif got is None:
-                return None
-            else:
-                self.nparts[t.topic] = (got[0], now)  # kept, looked up again later
+        n = forms.partitions(self.nparts, t.topic, time.monotonic(), self._lookup)
+        if not n:
+            return None
         p = t.partition
-        if p is None or p[0] != t.topic or p[1] != got[0]:
-            p = t.partition = (t.topic, got[0], wire.partition(t.key, got[0]))
+        if p is None or p[0] != t.topic or p[1] != n:
+            p = t.partition = (t.topic, n, wire.partition(t.key, n))
         return p[2]
+
+    def _lookup(self, topic: str) -> int:
+        """The topic's partition count from the broker (0: not known now; blocks up to 1 s)."""
+        try:
+            md = self.producer.list_topics(topic, timeout=1).topics.get(topic)
+        except KafkaException:
+            return 0
+        return len(md.partitions) if md is not None and md.error is None else 0
 
     def _send(self, t: Tailer, frame: Frame, chunk: Chunk) -> None:
         if self.key_form and t.key_prefix is not None:
@@ -256,9 +252,7 @@ class Publisher:
     def _fatal(self, text: str) -> None:
         line = writes_refused(self.conn, text, self.topics) if self.acked_here == 0 else None
         if line is not None:  # no line of this producer was written: a new one, once allowed, sends them all
-            if line != self.denied:
-                log.error("%s; the lines wait and are sent again", line)
-                self.denied = line
+            self._say_denied(line)
             if self.replace_at is None:
                 self.replace_at = time.monotonic() + REPLACE_S
             return
@@ -311,10 +305,15 @@ class Publisher:
         line = denial(err, self.conn, "Write", topic)
         if line is None:
             return False
-        if line != self.denied:
-            log.error("%s; the lines wait and are sent again", line)
-            self.denied = line
+        self._say_denied(line)
         return True
+
+    def _say_denied(self, line: str) -> None:
+        """Said once for what is refused, whatever error of the client told it (the
+        part in parentheses): a refused topic, then the refused producer id, is one."""
+        if self.denied is None or line.split(" (", 1)[0] != self.denied.split(" (", 1)[0]:
+            log.error("%s; the lines wait and are sent again", line)
+        self.denied = line
 
     def _on_error(self, err: KafkaError) -> None:
         self._denied(err)

@@ -21,7 +21,7 @@ from support.mtga import Mtga, count_lines, uuid_counts, wait_for, write_setting
 from support.shipper import ShipperProc
 
 from kafkalocal.ports import free_port
-from mulog import sample
+from mulog import sample, wire
 
 pytestmark = pytest.mark.kafka
 
@@ -261,9 +261,10 @@ def _read_all(sk, topic: str) -> list[tuple[str, str]]:
         deadline = time.monotonic() + 60
         while len(out) < hi - lo and time.monotonic() < deadline:
             for m in c.consume(1000, 1):
-                if m.error() is None:
-                    h = dict(m.headers() or [])
-                    out.append((h.get("path", b"").decode(), h.get("offset", b"").decode()))
+                if m.error() is None:  # the six fields: in the key form's key, or in headers
+                    h = wire.fields(m.key()) if m.key() and not m.headers() else \
+                        {k: v.decode() for k, v in m.headers() or []}
+                    out.append((h.get("path", ""), h.get("offset", "")))
         return out
     finally:
         c.close()
