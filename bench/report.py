@@ -93,9 +93,7 @@ def table(report: dict) -> str:
             if k.startswith("ratio_") and v is not None:
                 notes.append(f"{v:.2f} x {k[len('ratio_'):]}")
         if r.get("core_pct_idle") is not None:
-            notes.append(f"idle: {r['core_pct_idle']:.2f} % of a core, {r['open_fds']} descriptors open, an appended "
-                         f"line in Kafka after {r['latency_median_s']:.2f}s (median) / {r['latency_max_s']:.2f}s "
-                         f"(max); all files in Kafka {r['seconds_to_all_in_kafka']:.1f}s after the start")
+            notes.append(_idle("idle", r))
         if r.get("seconds_in_kafka") is not None:
             notes.append(f"all lines in Kafka after {r['seconds_in_kafka']:.2f}s")
         if r.get("seconds_to_last_write") is not None:
@@ -108,8 +106,7 @@ def table(report: dict) -> str:
         if b.get("error"):
             notes.append(f"BASELINE ERROR: {b['error'].splitlines()[0]}")
         if b.get("core_pct_idle") is not None:
-            notes.append(f"baseline idle: {b['core_pct_idle']:.2f} % of a core, {b['open_fds']} descriptors open, "
-                         f"appended line in Kafka after {b['latency_median_s']:.2f}s / {b['latency_max_s']:.2f}s")
+            notes.append(_idle("baseline idle", b))
         if b.get("rates_of_runs"):
             notes.append("baseline rates of the runs " + ", ".join(f"{x:,.0f}" for x in b["rates_of_runs"]))
         if b.get("check") not in (None, "ok"):
@@ -134,3 +131,15 @@ def save(report: dict, full: bool) -> Path:
     path.write_text(text)
     (folder / "latest.json").write_text(text)
     return path
+
+
+def _idle(label: str, r: dict) -> str:
+    """The note of a shipper_idle_* or shipper_burst_* run."""
+    s = f"{label}: {r['core_pct_idle']:.2f} % of a core, {r['open_fds']} descriptors open"
+    if r.get("burst_s") is not None:
+        s += (f"; one line appended to each file in {r['append_s']:.2f}s, all in Kafka {r['burst_s']:.2f}s after "
+              f"the last append ({r['burst_cpu_s']:.2f} CPU s, at most {r['open_fds_burst_max']} descriptors open)")
+    else:
+        s += (f", an appended line in Kafka after {r['latency_median_s']:.2f}s (median) / {r['latency_max_s']:.2f}s "
+              f"(max)")
+    return s + f"; all files in Kafka {r['seconds_to_all_in_kafka']:.1f}s after the start"

@@ -33,7 +33,7 @@ PRODUCER_DEFAULTS: dict[str, Scalar] = {
     "enable.idempotence": True,
     "acks": "all",
     "partitioner": "consistent_random",
-    "linger.ms": 50,
+    "linger.ms": 5,
     "batch.size": 1_000_000,
     "batch.num.messages": 100_000,
     "queue.buffering.max.messages": 100_000,

@@ -51,8 +51,8 @@ CHUNKS_PER_TURN = 4  # read chunks per file before the next file gets its turn
 CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
 COLD_AFTER_S = 2.0  # a file quiet this long (at its end, nothing pending) is read only when a write is reported
-SWEEP_S = 1.0  # how often open descriptors are looked over (Room.sweep)
-SWEEP_WAITING_S = 0.2  # ... while files wait for room under max_open_files
+SWEEP_S = 5.0  # how often open descriptors are looked over (Room.sweep)
+SWEEP_WAITING_S = 0.02  # ... while files wait for room under max_open_files
 PROBE_S, PROBE_TIMEOUT_S = 2.0, 0.2  # a metadata request, until a broker answered and while Kafka is down
 
 
@@ -187,7 +187,8 @@ class Shipper:
             pub.poll(0)
             if ckpt.due(now):
                 self.save()
-                pr.drop_finished()
+                self.split.refresh()
+                pr.drop_finished(self.split.warm)  # a closed tailer is never cold
             if snap.due(now):
                 self.snapshot = self.take_snapshot()
             if stats.due(now):
@@ -282,7 +283,8 @@ class Shipper:
 
     def save(self, sync: bool = False) -> int:
         """Store the positions and the ended generations that changed."""
-        return self.checkpoint.save(self.tailers.values(), self.prospector.copies, sync=sync)
+        tailers = self.tailers.values() if sync else self.split.to_save()
+        return self.checkpoint.save(tailers, self.prospector.copies, sync=sync)
 
     # ------------------------------------------------------------ reload
     def _config_signature(self):
@@ -330,9 +332,10 @@ class Shipper:
     # ------------------------------------------------------------ stats
     def take_snapshot(self) -> ShipperSnapshot:
         """What other threads may read (the metrics server): figures, never live objects."""
-        views, n_open = self.split.views(_view)
+        views, n_open, behind = self.split.views(_view)
         pub = self.publisher
         return ShipperSnapshot(taken=time.time(), counters=self.counters.values(), files=views, files_open=n_open,
+                        bytes_behind=behind,
                         queue_lines=pub.inflight_msgs, queue_bytes=pub.inflight_bytes,
                         kafka_up=pub.down_since is None, kafka_contacted=pub.contacted,
                         kafka_down_since=pub.down_at, kafka_down_errors=pub.down_errors, kafka_denied=pub.denied,

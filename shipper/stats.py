@@ -81,10 +81,7 @@ class ShipperSnapshot(msgspec.Struct, frozen=True):
     kafka_denied: str | None = None  # what to fix while Kafka turns the shipper away (mulog/access.py)
     save_errors: int = 0  # position saves in a row that failed
     stopping: bool = False
-
-    @property
-    def bytes_behind(self) -> int:
-        return sum(f.behind for f in self.files)
+    bytes_behind: int = 0  # of all files (the sum of their ``behind``)
 
 
 class Rates:

@@ -19,18 +19,18 @@ from .shipper import shipper
 
 
 def _shipped_topic(b: Bench) -> str:
-    """The topic the last `shipper` run filled (the N lines with the shipper's key and
-    six headers; app 24, log_name log_item); a `shipper` run first if there was none."""
-    if b.shipped_topic is None:
+    """The topic the last `shipper` run of this code side filled (the N lines in that code's
+    wire form; app 24, log_name log_item); a `shipper` run first if there was none."""
+    if b.code.side not in b.shipped_topics:
         say("mtga_shipped: running shipper once for its topic")
         r = shipper(b)
         if r["check"] != "ok":
             raise BenchError(f"the shipper run for mtga_shipped failed its check: {r['check']}")
-    return b.shipped_topic
+    return b.shipped_topics[b.code.side]
 
 
 def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False, kafka_output: bool = False,
-          interval_s: float = 0.5, until_written: bool = False) -> dict:
+          interval_s: float = 0.5, until_written: bool = False, fleet: bool = True) -> dict:
     if shipped:
         topic, n = _shipped_topic(b), b.n_lines
         highs = b.kafka.highs(topic)
@@ -50,6 +50,8 @@ def _mtga(b: Bench, workers: int, profile_name: str, shipped: bool = False, kafk
         "workers": workers,
         "log": {"file": str(d / "mtga.log"), "level": "info"},
     }
+    if not fleet:
+        conf["fleet"] = {"enabled": False}
     out_topic = b.kafka.topic("ta_lines") if kafka_output else None
     if out_topic is not None:
         conf["output"]["kafka"] = {"topic": out_topic}
@@ -113,8 +115,8 @@ def mtga_2_workers(b: Bench) -> dict:
 
 
 @case("mtga_shipped", order=33, reference="mtga", code=True,
-      about="as mtga on the topic the shipper case filled: the N log lines, each with the shipper's key and six "
-            "headers (app 24, log_name log_item), as mtga meets them behind shipper (ratio = per-event cost of "
+      about="as mtga on the topic the shipper case filled: the N log lines in that code's wire form "
+            "(app 24, log_name log_item), as mtga meets them behind shipper (ratio = per-event cost of "
             "that format against envelopes)")
 def mtga_shipped(b: Bench) -> dict:
     return _mtga(b, 1, "mtga_shipped", shipped=True)
@@ -134,6 +136,13 @@ def mtga_kafka_output(b: Bench) -> dict:
             "often costs")
 def mtga_checkpoint_10s(b: Bench) -> dict:
     return _mtga(b, 1, "mtga_checkpoint_10s", interval_s=10.0, until_written=True)
+
+
+@case("mtga_fleet_off", order=40, reference="mtga", code=True,
+      about="as mtga with fleet.enabled: false (no heartbeat producer): ratio = what the heartbeats cost "
+            "(above 1: they cost)")
+def mtga_fleet_off(b: Bench) -> dict:
+    return _mtga(b, 1, "mtga_fleet_off", fleet=False)
 
 
 @case("mtga_naive", order=34, reference="mtga_kcat_consume",

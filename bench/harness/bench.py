@@ -39,7 +39,9 @@ class Bench:
         self._envelopes: Path | None = None
         self._event_topic: str | None = None
         self.event_highs: dict[int, int] = {}  # of event_topic
-        self.shipped_topic: str | None = None  # the topic the last `shipper` run filled (read by mtga_shipped)
+        # per code side, the topic its last `shipper` run filled (read by mtga_shipped): a baseline's
+        # mtga reads what a baseline shipper wrote, in the wire form that code knows
+        self.shipped_topics: dict[str, str] = {}
 
     @property
     def settings(self) -> Path:

@@ -6,7 +6,9 @@ that met it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections import deque
+from itertools import accumulate, repeat
+from typing import TYPE_CHECKING, Callable, Iterator
 
 PARTITIONS_S = 60.0  # how often a topic's partition count is looked up again (the key form)
 UNKNOWN_S = 5.0  # ... and while it is not known (a lookup may block: not at every chunk)
@@ -20,20 +22,42 @@ if TYPE_CHECKING:
 def send_keyed(produce: Callable, wait: Callable[[], None], t: "Tailer", frame: "Frame", chunk: "Chunk",
                part: int) -> None:
     """The key form: no headers; each key is the file's prefix and the line's
-    offset; the partition is the file's (picked by the publisher)."""
+    offset; the partition is the file's (picked by the publisher). The lines but
+    the last go through ``map`` (the per-line loop runs in C: key, offset and
+    produce() without a Python step); after a full queue it goes on with the line
+    that met it, the iterator telling how far it got."""
     lines, topic, prefix = frame.lines, t.topic, t.key_prefix
-    offs = offsets(frame)
     last = len(lines) - 1
     i = 0
-    while i <= last:
+    while i < last:
+        rest = lines[i:last]
+        it = iter(rest)
+        keys = map(_KEY, zip(repeat(prefix), _offsets(frame, i, rest)))
         try:
-            while i < last:
-                produce(topic, lines[i], b"%s%d" % (prefix, offs[i]), part)
-                i += 1
-            produce(topic, lines[last], b"%s%d" % (prefix, offs[last]), part, chunk)
-            i += 1
+            deque(map(produce, repeat(topic), it, keys, repeat(part)), 0)
+            i = last
+        except BufferError:
+            i += len(rest) - it.__length_hint__() - 1  # the line that met the full queue was taken, not queued
+            wait()
+    off = frame.offsets[last] if frame.offsets is not None else frame.end - len(lines[last]) - 1
+    while True:
+        try:
+            produce(topic, lines[last], b"%s%d" % (prefix, off), part, chunk)
+            return
         except BufferError:
             wait()
+
+
+def _offsets(frame: "Frame", i: int, rest: list) -> Iterator[int]:
+    """The byte offsets of the lines ``rest``, the frame's from its ``i``-th."""
+    if frame.offsets is not None:
+        return iter(frame.offsets[i:])
+    start = frame.start + sum(map(len, frame.lines[:i])) + i if i else frame.start
+    return accumulate(map(_ADD1, map(len, rest)), initial=start)  # each line and its newline
+
+
+_KEY = b"%s%d".__mod__
+_ADD1 = (1).__add__
 
 
 def send_headers(produce: Callable, wait: Callable[[], None], t: "Tailer", frame: "Frame", chunk: "Chunk") -> None:

@@ -110,20 +110,17 @@ class Prospector:
         followed = {k: t.path for k, t in self.tailers.items() if t.state != CLOSED}
         fresh, self.fresh = self.fresh, set()
         self.counters.scans.value += 1
-        seen = set()
         tailers = self.tailers
-        for ev in self.watcher.scan(self.inputs, followed):
-            if type(ev) is not Gone:
-                key = key_of(ev.st)
-                seen.add(key)
-                if type(ev) is Seen:
-                    t = tailers.get(key)
-                    if (t is not None and t.cold and ev.st.st_size == t.read_pos and ev.path == t.path
-                            and ev.input is t.input):
-                        continue  # a quiet file as it was: nothing to do (the common case, by far)
+
+        def unchanged(key: Key, path: str, inp: "Input", st: os.stat_result) -> bool:
+            t = tailers[key]  # a quiet file as it was: nothing to do (the common case, by far)
+            return t.cold and st.st_size == t.read_pos and path == t.path and inp is t.input
+
+        events, seen = self.watcher.scan(self.inputs, followed, unchanged)
+        for ev in events:
             self.apply(ev, initial=type(ev) is Created and id(ev.input) in fresh)
         skipped = self.copy_rules.skipped
-        for key in set(skipped) - seen:
+        for key in [k for k in skipped if k not in seen]:
             del skipped[key]
 
     def on_inotify(self) -> None:
@@ -366,10 +363,12 @@ class Prospector:
     def look_for_copies(self) -> None:
         self.copy_rules.look_for_copies()
 
-    def drop_finished(self) -> None:
-        """Forget the tailers that are done with, once their last position is saved."""
-        for key, t in list(self.tailers.items()):
-            if t.finished and t.saved_now:
+    def drop_finished(self, candidates: Iterable[Tailer]) -> None:
+        """Forget the tailers that are done with, once their last position is saved
+        (``candidates``: the tailers that may be, the warm ones: a closed one is never cold)."""
+        for t in [t for t in candidates if t.finished and t.saved_now]:
+            key = (t.dev, t.ino)
+            if self.tailers.get(key) is t:
                 del self.tailers[key]
 
     def close_all(self) -> None:

@@ -54,6 +54,8 @@ class Split:
         self.cold: list[Tailer] = []
         self.cold_views: tuple = ()
         self.cold_open = 0
+        self.cold_behind = 0
+        self.cold_unsaved: list[Tailer] | None = None  # cold tailers whose position may not be stored yet
 
     def refresh(self) -> None:
         key = (Tailer.changes, len(self.tailers))
@@ -62,10 +64,20 @@ class Split:
             self.warm = [t for t in self.tailers.values() if not t.cold]
             self.cold = [t for t in self.tailers.values() if t.cold]
             self.cold_views = None
+            self.cold_unsaved = None
 
-    def views(self, view: Callable[[Tailer], "FileView"]) -> tuple[tuple, int]:
-        """(FileView of every tailer, how many hold a descriptor); a cold tailer's
-        view is taken once, while it stays cold."""
+    def to_save(self) -> list[Tailer]:
+        """The tailers whose position may have changed since it was stored: the warm
+        ones, and the cold ones not stored since they went cold (a checkpoint of
+        thousands of quiet files looks at none of them)."""
+        self.refresh()
+        self.cold_unsaved = [t for t in (self.cold if self.cold_unsaved is None else self.cold_unsaved)
+                             if not t.cold_saved]
+        return self.warm + self.cold_unsaved
+
+    def views(self, view: Callable[[Tailer], "FileView"]) -> tuple[tuple, int, int]:
+        """(FileView of every tailer, how many hold a descriptor, bytes behind in all);
+        a cold tailer's view is taken once, while it stays cold."""
         self.refresh()
         if self.cold_views is None:
             for t in self.cold:
@@ -73,8 +85,10 @@ class Split:
                     t.view = view(t)
             self.cold_views = tuple(t.view for t in self.cold)
             self.cold_open = sum(1 for t in self.cold if t.fd >= 0)
+            self.cold_behind = sum(v.behind for v in self.cold_views)
         warm = [view(t) for t in self.warm]
-        return self.cold_views + tuple(warm), self.cold_open + sum(1 for t in self.warm if t.fd >= 0)
+        return (self.cold_views + tuple(warm), self.cold_open + sum(1 for t in self.warm if t.fd >= 0),
+                self.cold_behind + sum(v.behind for v in warm))
 
 
 class Room:
@@ -121,7 +135,7 @@ class Room:
                 quiet.append(t)
         if not self.max_open:
             return
-        target = self.max_open - min(len(self.waiting), self.max_open // 2)  # room for what waits
+        target = self.max_open - min(len(self.waiting), self.max_open)  # room for what waits
         if n_open > target and quiet:
             quiet.sort(key=lambda t: t.last_data)
             for t in quiet[:n_open - target]:

@@ -131,9 +131,8 @@ class Tailer:
                 raise RuntimeError(f"{self!r}: descriptor closed ({state}) with chunks pending with Kafka")
             self._close_fd()
         self.state = state
-        if self.cold != (state == IDLE):
-            self.cold = state == IDLE
-            Tailer.changes += 1
+        self.cold = state == IDLE
+        Tailer.changes += 1  # its side, or its stored position, may change: the loop's lists are made again
         self.cold_saved, self.view = False, None
         log.log(level, why, *args)
 

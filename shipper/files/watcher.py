@@ -39,7 +39,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator, Mapping, Union
 
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileCreatedEvent,
                              FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
@@ -91,31 +91,30 @@ class Gone:
 Event = Union[Created, Moved, Seen, Gone]
 
 
-@dataclass(frozen=True)
-class Found:
-    path: str
-    input: "Input"
-    st: os.stat_result
+Found = tuple  # (path, input, stat result) of a file a scan found
 
 
 def scan(inputs: Iterable["Input"]) -> dict[Key, Found]:
-    """Every regular file matched by an input, by (device, inode); a file matched
-    by several inputs belongs to the first."""
+    """Every regular file matched by an input, by (device, inode), as (path, input,
+    stat result); a file matched by several inputs belongs to the first. (Run every
+    rescan_interval_s over every file: kept lean.)"""
     found: dict[Key, Found] = {}
+    stat_of, is_reg = os.stat, stat.S_ISREG
     for inp in inputs:
+        exclude = inp.exclude
         for pattern in inp.paths:
             for path in sorted(glob.glob(pattern, recursive=True)):
-                if excluded(inp, path):
+                if exclude and excluded(inp, path):
                     continue
                 try:
-                    st = os.stat(path)
+                    st = stat_of(path)
                 except OSError:
                     continue
-                if not stat.S_ISREG(st.st_mode):
+                if not is_reg(st.st_mode):
                     continue
-                key = key_of(st)
+                key = (st.st_dev, st.st_ino)  # key_of
                 if key not in found:
-                    found[key] = Found(path, inp, st)
+                    found[key] = (path, inp, st)
     return found
 
 
@@ -222,22 +221,26 @@ class Watcher:
                 if inp is not None and followed(key_of(st)) == path:
                     yield Seen(path, inp, st)
 
-    def scan(self, inputs: list["Input"], followed: Mapping[Key, str]) -> list[Event]:
-        """A full scan of the inputs' globs, compared with what is followed."""
+    def scan(self, inputs: list["Input"], followed: Mapping[Key, str],
+             unchanged: Callable[[Key, str, "Input", os.stat_result], bool] | None = None
+             ) -> tuple[list[Event], Collection[Key]]:
+        """A full scan of the inputs' globs, compared with what is followed: its events,
+        and the keys of every file found. A followed file at its path for which
+        ``unchanged(key, path, input, st)`` is true gives no event (a quiet file as it was)."""
         self.rescan_wanted = False
         self.last_scan = time.monotonic()
         found = scan(inputs)
         out: list[Event] = []
-        for key, f in found.items():
+        for key, (path, inp, st) in found.items():
             was = followed.get(key)
             if was is None:
-                out.append(Created(f.path, f.input, f.st))
-            elif was != f.path:
-                out.append(Moved(was, f.path, f.input, f.st))
-            else:
-                out.append(Seen(f.path, f.input, f.st))
+                out.append(Created(path, inp, st))
+            elif was != path:
+                out.append(Moved(was, path, inp, st))
+            elif unchanged is None or not unchanged(key, path, inp, st):
+                out.append(Seen(path, inp, st))
         out.extend(Gone(key, path) for key, path in followed.items() if key not in found)
-        return out
+        return out, found.keys()
 
     # ------------------------------------------------------------ watches
     def plan(self, inputs: Iterable["Input"]) -> None:

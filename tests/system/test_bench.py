@@ -30,6 +30,9 @@ CASES = {
     "shipper_otelcol": "shipper_kcat",
     "shipper_idle_1000": None,
     "shipper_idle_10000": None,
+    "shipper_burst_10000": None,
+    "shipper_fleet_off": "shipper",
+    "mtga_fleet_off": "mtga",
     "mtga": "mtga_kcat_consume",
     "mtga_kcat_consume": None,
     "mtga_naive": "mtga_kcat_consume",
@@ -52,11 +55,14 @@ NUMBERS = ("items", "seconds", "rate", "peak_rss_mb")
 OPTIONAL = {"shipper_rsyslog", "shipper_otelcol", "mtga_otelcol", "mtga_rsyslog", "mtga_quix"}
 # the order the cases run and are reported in: each reference before the cases compared with it
 RUN_ORDER = ["transform_naive", "transform", "transform_2_workers", "transform_user_ops", "shipper_kcat",
-             "shipper_kcat_headers", "shipper", "shipper_rsyslog", "shipper_otelcol", "shipper_idle_1000", "shipper_idle_10000", "shipper_kcat_key", "mtga_kcat_consume",
+             "shipper_kcat_headers", "shipper", "shipper_rsyslog", "shipper_otelcol", "shipper_idle_1000",
+             "shipper_idle_10000", "shipper_kcat_key", "shipper_burst_10000", "shipper_fleet_off",
+             "mtga_kcat_consume",
              "mtga", "mtga_2_workers", "mtga_shipped", "mtga_naive", "mtga_otelcol", "mtga_rsyslog", "mtga_quix",
-             "mtga_kafka_output", "mtga_checkpoint_10s"]
+             "mtga_kafka_output", "mtga_checkpoint_10s", "mtga_fleet_off"]
 # the cases that run the project's code, and so run on the baseline too
-CODE = {"transform", "transform_2_workers", "shipper", "shipper_idle_1000", "shipper_idle_10000", "mtga",
+CODE = {"transform", "transform_2_workers", "shipper", "shipper_idle_1000", "shipper_idle_10000",
+        "shipper_burst_10000", "shipper_fleet_off", "mtga", "mtga_fleet_off",
         "mtga_2_workers", "mtga_shipped"}
 MAX_LINES = 500  # a bench module stays under it
 
@@ -99,6 +105,10 @@ def test_quick_run_reports_every_case(kafka):
             assert c["items"] == int(name.rsplit("_", 1)[1]) // 10, c
             assert 0 <= c["core_pct_idle"] == pytest.approx(100 * c["cpu_s"] / c["seconds"], abs=0.05), c
             assert c["open_fds"] > 0 and 0 < c["latency_median_s"] <= c["latency_max_s"] < 30, c
+        if name == "shipper_burst_10000":  # quick: a tenth of the files, in 20 folders
+            assert c["items"] == 1000 and c["folders"] == 20, c
+            assert c["seconds"] == c["burst_s"] <= c["burst_from_first_append_s"], c
+            assert 0 <= c["core_pct_idle"] and c["open_fds"] > 0 and c["open_fds_burst_max"] > 0, c
         if name == "shipper" and by_name["shipper_kcat_headers"].get("rate"):
             assert c["ratio_shipper_kcat_headers"] == pytest.approx(
                 c["rate"] / by_name["shipper_kcat_headers"]["rate"], rel=0.01), c
