@@ -79,6 +79,7 @@ def tail(
     allocator.tune()
     shipper = Shipper(s, reload=lambda: config.load_tail(cfg, flags), config_file=cfg)
     shipper.install_signals()
+    allocator.settled()
     raise typer.Exit(shipper.run())
 
 

@@ -166,6 +166,7 @@ def run_foreground(s: MtgaConfig, ready=None) -> int:
         return code
     if ready:
         ready(None)
+    allocator.settled()
     clean = False
     try:
         svc.run()

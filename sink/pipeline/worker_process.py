@@ -20,7 +20,7 @@ import tempfile
 from array import array
 from typing import NamedTuple, Optional, Sequence, Union
 
-from mulog.runtime import logs
+from mulog.runtime import allocator, logs
 
 from sink.ta.batch import Item, Outcome
 from sink.ta.settings import SettingsStore
@@ -171,6 +171,8 @@ def serve(down, up, paths: list, settings_dir: str, uuid: bool, log_queue, level
            keep_dir: Optional[str]) -> None:
     """A worker process: chunks in, outcomes out, until its pipe closes."""
     _init(settings_dir, uuid, log_queue, level, keep_dir)
+    allocator.tune()
+    allocator.settled()
     ins = [map_shared(p, IN_BYTES, False) for p in paths[:SLOTS]] if paths else []
     outs = [map_shared(p, OUT_BYTES, False) for p in paths[SLOTS:]] if paths else []
     recv, send, loads, dumps = down.recv_bytes, up.send_bytes, pickle.loads, pickle.dumps

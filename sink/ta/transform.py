@@ -112,7 +112,7 @@ class Transformer:
         ``sources`` are taken (``take_fixed``, ``take_sources``)."""
         groups: dict = {}
         o = self._run(items, groups, base)
-        o.apps = {app: [[b"\n".join(lines) + b"\n"], len(lines), idx] for app, (lines, idx) in groups.items()}
+        o.apps = {app: [[_joined(lines)], len(idx), idx] for app, (lines, idx) in groups.items()}
         o.fixed, o.sources = self.take_fixed(), self.take_sources()
         return o
 
@@ -390,3 +390,9 @@ def _fail_app(app: str, reason: str):
     raise e
 
 
+
+
+def _joined(lines: list) -> bytes:
+    """The lines, each ended by a newline, in one copy (``lines`` gets an empty last one)."""
+    lines.append(b"")
+    return b"\n".join(lines)
