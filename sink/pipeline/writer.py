@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mulog.files import last_line_end
+from mulog.files import last_line_end, start_writeback
 
 log = logging.getLogger("mtga.writer")
 
@@ -161,6 +161,8 @@ class LogBusWriter:
             self._error(e, f"cannot write {o.path}")
         o.size = start + total
         o.dirty = True
+        if self.fsync:
+            start_writeback(o.fd, start, total)  # the checkpoint's fsync then waits for little
         self.bytes_written += total
         self.last_error = None
         return total
