@@ -28,29 +28,27 @@ def last_line_end(fd: int, size: int) -> int:
     return 0
 
 
-def _sync_file_range():
-    """libc's sync_file_range (Linux), or None where there is none."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_SYNC_FILE_RANGE = _sync_file_range()
 SYNC_FILE_RANGE_WRITE = 2  # from <fcntl.h>: start writing the dirty pages out, without waiting
+_sync_file_range = None  # libc's sync_file_range, looked up at the first call (False: there is none)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Have the kernel start writing ``length`` bytes from ``offset`` to the disk now,
     without waiting for it (as RocksDB's ``bytes_per_sync`` does): the fsync that
     makes them durable later finds them written, or on their way, instead of
-    writing them all then. Nothing where the call does not exist; an error shows at
-    that fsync."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+    writing them all then. Nothing where the call does not exist (not Linux); an
+    error shows at that fsync."""
+    global _sync_file_range
+    fn = _sync_file_range
+    if fn is None:
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(None).sync_file_range  # the process's own symbols: libc's, without a search
+            fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            fn = False
+        _sync_file_range = fn
+    if fn:
+        fn(fd, offset, length, SYNC_FILE_RANGE_WRITE)

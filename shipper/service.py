@@ -52,7 +52,7 @@ CONFIG_CHECK_S = 1.0  # how often the configuration file is looked at
 FORGET_CHECK_S = 60.0  # how often stored positions of vanished files are looked at
 COLD_AFTER_S = 2.0  # a file quiet this long (at its end, nothing pending) is read only when a write is reported
 SWEEP_S = 5.0  # how often open descriptors are looked over (Room.sweep)
-SWEEP_WAITING_S = 0.02  # ... while files wait for room under max_open_files
+SWEEP_WAITING_S = 0.02, 0.2  # ... while files wait for room: after acknowledgements came, else
 PROBE_S, PROBE_TIMEOUT_S = 2.0, 0.2  # a metadata request, until a broker answered and while Kafka is down
 
 
@@ -161,7 +161,8 @@ class Shipper:
         forget = Every(min(FORGET_CHECK_S, c.forget_after_s), now)
         probe = Every(PROBE_S, now - PROBE_S)
         live = Every(live_status.WRITE_S, now)
-        sweep, waiting = Every(SWEEP_S, now), Every(SWEEP_WAITING_S, now)
+        sweep, waiting, waiting_idle = Every(SWEEP_S, now), Every(SWEEP_WAITING_S[0], now), Every(SWEEP_WAITING_S[1], now)
+        acked_at_sweep = -1
         while not self.stopping:
             now = time.monotonic()
             self.notify.watchdog(now)
@@ -182,8 +183,13 @@ class Shipper:
                 watcher.plan(pr.inputs)  # a folder may have appeared
                 pr.scan()
             busy = self.read_all(now)
-            if sweep.due(now) or (pr.room.waiting and waiting.due(now)):
+            # files wait for room: a quiet file is closed for them once Kafka acknowledged its lines, so the
+            # next look is soon after acknowledgements came (a burst over thousands of quiet files), and
+            # seldom while none come (Kafka down)
+            if sweep.due(now) or (pr.room.waiting and waiting.due(now)
+                                  and (pub.acked_here != acked_at_sweep or waiting_idle.due(now))):
                 pr.room.sweep(now)
+                acked_at_sweep = pub.acked_here
             pub.poll(0)
             if ckpt.due(now):
                 self.save()

@@ -67,6 +67,10 @@ class Stopping(Exception):
     """Raised out of ``send`` when the shipper stops while waiting for room."""
 
 
+class _Replaced(Exception):
+    """The producer was replaced while a chunk's lines waited for room in its queue."""
+
+
 class Publisher:
     def __init__(self, conn: Connection, producer_conf: dict, counters: Instruments,
                  should_stop: Callable[[], bool], on_fatal: Callable[[str], None], topics: list[str] = (),
@@ -134,6 +138,12 @@ class Publisher:
                 self._fatal(err.str())
             self.report(chunk, err)  # the chunk counts as refused: the tailer goes back and sends it again
             return
+        except _Replaced:
+            # its first lines went to the producer replaced meanwhile (purged, or delivered unreported):
+            # refused, so that the tailer reads the chunk again and the new producer sends all of it
+            self.report(chunk, KafkaError(KafkaError._FAIL, "the Kafka producer was replaced while the lines "
+                                                            "waited for room"))
+            return
         self._cuts(t, frame)
         c.lines_sent.value += n
         c.lines_read.value += n + frame.empty
@@ -176,8 +186,11 @@ class Publisher:
     def _wait_room(self) -> None:
         self.c.producer_queue_full("producer queue full (%d lines, %d bytes waiting for Kafka): waiting for room",
                           len(self.producer), self.inflight_bytes)
+        producer = self.producer
         while True:
             served = self.poll(0.05)
+            if self.producer is not producer:
+                raise _Replaced()  # the rest of the chunk must not go to the old one (send)
             if self.should_stop():
                 raise Stopping()
             if served:

@@ -139,6 +139,8 @@ class Room:
         if n_open > target and quiet:
             quiet.sort(key=lambda t: t.last_data)
             for t in quiet[:n_open - target]:
+                if t.size_now() != t.read_pos:
+                    continue  # written since its last read: read it first (its write was reported while open)
                 t.quiet_closed = True
                 t.to(IDLE, "closing %s (quiet) to keep open files within max_open_files=%d", t.path,
                      self.max_open, level=logging.DEBUG)
