@@ -164,6 +164,10 @@ class Intake:
             consumer.incremental_assign(chosen)
         else:
             consumer.assign(chosen)
+        try:  # a pause from an earlier assignment (a stall, then the partition lost) must not stay
+            consumer.resume(chosen)
+        except KafkaException as e:
+            log.warning("resuming the assigned partitions failed: %s", e)
 
     def _on_revoke(self, consumer: Consumer, parts: list) -> None:
         keys = [(tp.topic, tp.partition) for tp in parts]
